@@ -1,0 +1,41 @@
+# The two commands that matter: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test superuser browser bench bench-smoke clean-data help
+
+help:
+	@echo "make run        start the site (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:$${PORT:-8000}/"
+	@echo "make test       run the whole test suite against real throwaway servers (ARGS=... passes pytest options)"
+	@echo "make superuser  create an admin login (while 'make run' is running)"
+
+$(INSTALLED): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+run: $(INSTALLED)
+	$(PY) -m coursesite.stack run
+
+test: $(INSTALLED) browser
+	$(PY) -m coursesite.stack test $(ARGS)
+
+superuser: $(INSTALLED)
+	$(PY) manage.py createsuperuser
+
+# Browser tests drive Debian's chromium (Playwright cannot download browsers here).
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's chromium for the browser tests..."; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null || exit 1; \
+	else \
+	  echo "The browser tests need Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (Debian/Ubuntu) or set CHROMIUM=/path/to/chromium."; \
+	  exit 1; \
+	fi
+
+clean-data:
+	rm -rf var/

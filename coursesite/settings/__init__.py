@@ -1,0 +1,1 @@
+"""Settings packages: `base` reads the environment; dev, test and prod override it."""

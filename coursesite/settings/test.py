@@ -1,0 +1,13 @@
+"""Test settings: the same real PostgreSQL and Redis as `make run`."""
+from .base import *  # noqa: F401,F403
+from .base import STORAGES
+
+# Tests render templates without running collectstatic first.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+# Serve static files from the source folders: the suite never runs collectstatic.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
+# Fast hashing: the admin login in tests need not resist brute force.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Small demos of the suite's own, e.g. a worker demo that blocks its own loop.
+DEMO_EXTRA_MODULES = ["tests.sample_demos.blocking_worker", "tests.sample_demos.failing", "tests.sample_demos.slow_worker"]

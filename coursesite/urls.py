@@ -1,0 +1,12 @@
+"""Top-level URLs."""
+from django.contrib import admin
+from django.urls import include, path
+
+from coursesite import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("", include("demos.urls")),
+    path("", include("lessons.urls")),
+]

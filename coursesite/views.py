@@ -1,0 +1,45 @@
+"""Site-wide views that belong to no app."""
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from redis import Redis
+from redis.exceptions import RedisError
+
+from django.conf import settings
+
+from coursesite.celery import app as celery_app
+
+
+def _database_state() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception as exc:  # any driver error means "down" to a health check
+        return f"error: {exc.__class__.__name__}"
+
+
+def _redis_state() -> str:
+    try:
+        Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+        return "ok"
+    except RedisError as exc:
+        return f"error: {exc.__class__.__name__}"
+
+
+def _live_workers() -> int:
+    try:
+        replies = celery_app.control.ping(timeout=0.5)
+    except Exception:  # broker down: no worker can be reached
+        return 0
+    return len(replies or [])
+
+
+@never_cache
+def healthz(request):
+    """Report the database, Redis and the live Celery workers; 200 only when the database answers."""
+    database = _database_state()
+    redis = _redis_state()
+    workers = _live_workers() if redis == "ok" else 0
+    status = 200 if database == "ok" else 503
+    return JsonResponse({"database": database, "redis": redis, "celery_workers": workers}, status=status)

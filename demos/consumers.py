@@ -1,0 +1,212 @@
+"""The demo websocket: validate, look up, start, forward, clean up.
+
+Protocol (see README, "Demo protocol"): the client sends `run` and `cancel`;
+the server answers `accepted`, `events` batches, `finished` and `error`.
+Loop-placed runs are tasks on this event loop; worker-placed runs are Celery
+tasks whose messages arrive through the run's channel-layer group.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from demos import workers
+from demos.base import ErrorMessage
+from demos.limits import acquire_slot, redis_client, release_slot
+from demos.models import Run
+from demos.params import ParamError, validate_params
+from demos.registry import get_demo
+from demos.runner import run_on_loop
+from demos.sender import cancel_key, run_group
+from demos.services import run_create, run_finish
+from demos.tasks import run_worker_demo
+
+logger = logging.getLogger("demos.consumers")
+
+MAX_REF_LENGTH = 100
+
+
+class ClientError(Exception):
+    """Something the client did wrong, reported as an `error` message."""
+
+    def __init__(self, code: str, message: str, **extra) -> None:
+        super().__init__(message)
+        self.code = code
+        self.extra = extra
+
+
+@dataclass
+class InFlightRun:
+    run_id: str
+    placement: str
+    task: asyncio.Task | None = None  # loop runs
+    watchdog: asyncio.Task | None = None  # worker runs: ends them if the worker never does
+
+
+class DemoConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.runs: dict[str, InFlightRun] = {}
+        await self.accept()
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        if text_data is None:
+            await self.send_error(ClientError("bad_message", "Send JSON text frames, not binary."))
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_error(ClientError("bad_message", "That frame is not valid JSON."))
+            return
+        try:
+            await self.receive_json(content)
+        except ClientError as error:
+            await self.send_error(error)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        if not isinstance(content, dict):
+            raise ClientError("bad_message", "A message must be a JSON object with a `type`.")
+        kind = content.get("type")
+        if kind == "run":
+            await self.start_run(content)
+        elif kind == "cancel":
+            await self.cancel_run(content)
+        else:
+            raise ClientError("bad_message", "Unknown message type; expected `run` or `cancel`.")
+
+    async def start_run(self, content: dict) -> None:
+        ref = content.get("ref")
+        if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH):
+            raise ClientError("bad_message", f"`ref` must be a string of at most {MAX_REF_LENGTH} characters.")
+        extra = {"ref": ref} if ref is not None else {}
+        demo = get_demo(content.get("demo"))
+        if demo is None:
+            raise ClientError("unknown_demo", "There is no demo by that name; GET /api/demos/ lists them.", **extra)
+        try:
+            params = validate_params(demo, content.get("params"))
+        except ParamError as error:
+            raise ClientError("invalid_params", str(error), **extra) from None
+        if len(self.runs) >= settings.DEMO_RUNS_PER_SOCKET:
+            raise ClientError(
+                "busy",
+                f"You already have {len(self.runs)} runs going; try again when one finishes.",
+                retry_after_s=1, **extra,
+            )
+        if demo.placement == "worker" and not await workers.available():
+            raise ClientError("unavailable", "No demo worker is running right now, so this demo cannot start.", **extra)
+        run = await database_sync_to_async(run_create)(demo_slug=demo.slug, placement=demo.placement, params=params)
+        run_id = str(run.id)
+        try:
+            retry_after = await acquire_slot(placement=demo.placement, run_id=run_id, time_limit_s=demo.time_limit_s)
+        except RedisError:
+            await database_sync_to_async(run_finish)(run_id=run_id, status=Run.Status.FAILED, summary={"text": "Not started: Redis is unavailable."})
+            raise ClientError("unavailable", "The demo service is unavailable right now; try again shortly.", **extra) from None
+        if retry_after is not None:
+            await database_sync_to_async(run_finish)(run_id=run_id, status=Run.Status.CANCELLED, summary={"text": "Not started: the site was busy."})
+            raise ClientError(
+                "busy", f"Too many demos are running across the site; try again in about {retry_after:.0f} s.",
+                retry_after_s=round(retry_after, 1), **extra,
+            )
+        in_flight = InFlightRun(run_id=run_id, placement=demo.placement)
+        self.runs[run_id] = in_flight
+        await self.send_json({"type": "accepted", "ref": ref, "run": run_id, "demo": demo.slug, "params": params})
+        if demo.placement == "loop":
+            in_flight.task = asyncio.create_task(self._run_loop_demo(in_flight, demo, params))
+        else:
+            await self.channel_layer.group_add(run_group(run_id), self.channel_name)
+            try:
+                await sync_to_async(run_worker_demo.apply_async)(
+                    args=[run_id, demo.slug, params],
+                    soft_time_limit=demo.time_limit_s,
+                    time_limit=demo.time_limit_s + 5,
+                )
+            except Exception:  # broker unreachable
+                await self._end_worker_run(in_flight, Run.Status.FAILED, {"text": "Not started: the job queue is unavailable."})
+                raise ClientError("unavailable", "The job queue is unavailable right now; try again shortly.", run=run_id) from None
+            in_flight.watchdog = asyncio.create_task(self._watch_worker_run(in_flight, demo.time_limit_s + 10))
+
+    async def _run_loop_demo(self, in_flight: InFlightRun, demo, params: dict) -> None:
+        try:
+            await run_on_loop(run_id=in_flight.run_id, demo=demo, params=params, send=self.send_json)
+        finally:
+            self.runs.pop(in_flight.run_id, None)
+            await self._release(in_flight)
+
+    async def _watch_worker_run(self, in_flight: InFlightRun, deadline_s: float) -> None:
+        """A worker that died mid-run never reports; end the run for it."""
+        await asyncio.sleep(deadline_s)
+        await self._end_worker_run(
+            in_flight, Run.Status.FAILED, {"text": "The worker running this demo stopped answering; the run was abandoned."}
+        )
+
+    async def _end_worker_run(self, in_flight: InFlightRun, status: str, summary: dict) -> None:
+        """End a worker run from this side (cancel, disconnect, dead worker)."""
+        self.runs.pop(in_flight.run_id, None)
+        recorded = await database_sync_to_async(run_finish)(run_id=in_flight.run_id, status=status, summary=summary)
+        try:
+            await redis_client().set(cancel_key(in_flight.run_id), 1, ex=120)
+        except RedisError:
+            logger.warning("could not flag run %s as cancelled", in_flight.run_id)
+        await self.channel_layer.group_discard(run_group(in_flight.run_id), self.channel_name)
+        await self._release(in_flight)
+        if in_flight.watchdog is not None and in_flight.watchdog is not asyncio.current_task():
+            in_flight.watchdog.cancel()
+        if recorded:
+            await self._safe_send({"type": "finished", "run": in_flight.run_id, "status": status, "summary": summary})
+
+    async def _release(self, in_flight: InFlightRun) -> None:
+        try:
+            await release_slot(placement=in_flight.placement, run_id=in_flight.run_id)
+        except RedisError:
+            logger.warning("could not release the slot of run %s; it expires by itself", in_flight.run_id)
+
+    async def run_message(self, event: dict) -> None:
+        """A worker run's message, relayed from its group."""
+        message = event["message"]
+        in_flight = self.runs.get(message.get("run"))
+        if in_flight is None:
+            return  # already ended here (cancelled or abandoned)
+        await self.send_json(message)
+        if message["type"] == "finished":
+            self.runs.pop(in_flight.run_id, None)
+            if in_flight.watchdog is not None:
+                in_flight.watchdog.cancel()
+            await self.channel_layer.group_discard(run_group(in_flight.run_id), self.channel_name)
+            await self._release(in_flight)
+
+    async def cancel_run(self, content: dict) -> None:
+        run_id = content.get("run")
+        in_flight = self.runs.get(run_id) if isinstance(run_id, str) else None
+        if in_flight is None:
+            raise ClientError("unknown_run", "No run of yours with that id is in progress.", **({"run": run_id} if isinstance(run_id, str) else {}))
+        if in_flight.task is not None:
+            in_flight.task.cancel()
+            await asyncio.gather(in_flight.task, return_exceptions=True)
+        else:
+            await self._end_worker_run(in_flight, Run.Status.CANCELLED, {"text": "Stopped by the reader."})
+
+    async def disconnect(self, code) -> None:
+        for in_flight in list(self.runs.values()):
+            if in_flight.task is not None:
+                in_flight.task.cancel()
+                await asyncio.gather(in_flight.task, return_exceptions=True)
+            else:
+                await self._end_worker_run(in_flight, Run.Status.CANCELLED, {"text": "Stopped: the reader left."})
+        self.runs.clear()
+
+    async def send_error(self, error: ClientError) -> None:
+        message: ErrorMessage = {"type": "error", "code": error.code, "message": str(error), **error.extra}
+        await self._safe_send(message)
+
+    async def _safe_send(self, message: dict) -> None:
+        try:
+            await self.send_json(message)
+        except Exception:  # socket already closed
+            logger.debug("dropped a message for a closed socket")

@@ -1,0 +1,68 @@
+"""Demo blocks inside lesson Markdown.
+
+A fenced block with info string `demo SLUG` embeds a live demo; its lines are
+preset parameters (`name: value`), and a `---` line separates a second
+configuration for side-by-side compare. `demo-planned SLUG` marks the place of
+a demo that is not built yet. Validation happens here so that the admin
+rejects a bad block instead of a reader seeing a broken page.
+"""
+from __future__ import annotations
+
+import html
+import json
+
+
+class DemoEmbedError(ValueError):
+    """A demo block names an unknown demo or carries invalid presets."""
+
+
+def parse_configs(body: str) -> list[dict[str, str]]:
+    """Split a block body into one or two dicts of raw preset strings."""
+    configs: list[dict[str, str]] = [{}]
+    for number, raw_line in enumerate(body.splitlines(), start=1):
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line == "---":
+            configs.append({})
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise DemoEmbedError(f"line {number} of the block should read `name: value`, not {line!r}")
+        configs[-1][name.strip()] = value.strip()
+    configs = [config for config in configs if config] or [{}]
+    if len(configs) > 2:
+        raise DemoEmbedError("a demo block holds at most two configurations (one `---` separator)")
+    return configs
+
+
+def render_demo_fence(*, kind: str, slug: str, body: str) -> str:
+    """HTML for one demo block, or DemoEmbedError with a reason an author can act on."""
+    if not slug:
+        raise DemoEmbedError(f"`{kind}` needs a demo name, e.g. ```{kind} one-cook")
+    configs = parse_configs(body)
+    if kind == "demo-planned":
+        return (
+            f'<aside class="demo-planned"><p><strong>Live demo coming here:</strong> '
+            f"<code>{html.escape(slug)}</code>.</p></aside>\n"
+        )
+    from demos.registry import get_demo
+
+    demo = get_demo(slug)
+    if demo is None:
+        raise DemoEmbedError(f"there is no demo called {slug!r}")
+    from demos.params import ParamError, validate_params
+
+    checked = []
+    for config in configs:
+        try:
+            checked.append(validate_params(demo, config, from_text=True))
+        except ParamError as error:
+            raise DemoEmbedError(f"preset for {slug!r}: {error}") from error
+    configs_json = html.escape(json.dumps(checked), quote=True)
+    return (
+        f'<section class="demo" data-demo="{html.escape(slug)}" data-configs="{configs_json}" '
+        f'aria-label="Live demo: {html.escape(demo.title)}">'
+        f'<p class="demo-fallback"><strong>Live demo: {html.escape(demo.title)}.</strong> '
+        f"{html.escape(demo.concept)} Running it needs JavaScript.</p></section>\n"
+    )

@@ -1,0 +1,54 @@
+"""Collecting a run's events and cutting them into numbered batches.
+
+Demos call the recorder as `emit(kind, **fields)`; it stamps `t`, keeps a copy
+for the run record (up to MAX_STORED_EVENTS) and queues the event for the next
+batch. A pump sends at most one batch every BATCH_INTERVAL_S, which caps a run
+at about 20 messages a second however many events it makes.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from demos.models import MAX_STORED_EVENTS
+
+BATCH_INTERVAL_S = 0.05
+
+
+class EventRecorder:
+    """Thread-safe: worker demos may emit from several threads at once."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.stored: list[dict[str, Any]] = []
+        self.dropped = 0
+        self._pending: list[dict[str, Any]] = []
+        self._next_seq = 0
+        self._lock = threading.Lock()
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def __call__(self, kind: str, **fields: Any) -> float:
+        t = fields.pop("t", None)
+        if t is None:
+            t = self.elapsed_ms()
+        event = {"t": round(t, 2), "kind": kind, **fields}
+        with self._lock:
+            self._pending.append(event)
+            if len(self.stored) < MAX_STORED_EVENTS:
+                self.stored.append(event)
+            else:
+                self.dropped += 1
+        return t
+
+    def take_batch(self) -> tuple[int, list[dict[str, Any]]] | None:
+        """The next (seq, events), or None when nothing is pending."""
+        with self._lock:
+            if not self._pending:
+                return None
+            batch, self._pending = self._pending, []
+            seq = self._next_seq
+            self._next_seq += 1
+        return seq, batch

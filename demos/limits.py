@@ -1,0 +1,60 @@
+"""Site-wide caps on runs in flight, per placement, kept in Redis.
+
+A sorted set per placement holds the runs in flight, scored by the time each
+must have ended. Checking and adding happen in one Lua script, so two sockets
+racing for the last slot cannot both win (the site practises its own lesson).
+Entries past their deadline are dropped, so a crashed process cannot leak slots.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+
+from django.conf import settings
+from redis.asyncio import Redis
+
+ACQUIRE_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tostring(first[2])
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+return ''
+"""
+
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis]" = weakref.WeakKeyDictionary()
+
+
+def redis_client() -> Redis:
+    """One client per event loop (tests run several loops; Daphne runs one)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+        _clients[loop] = client
+    return client
+
+
+def _key(placement: str) -> str:
+    return f"coursesite:demo-inflight:{placement}"
+
+
+def cap_for(placement: str) -> int:
+    return settings.DEMO_MAX_WORKER_RUNS if placement == "worker" else settings.DEMO_MAX_LOOP_RUNS
+
+
+async def acquire_slot(*, placement: str, run_id: str, time_limit_s: float) -> float | None:
+    """Take a slot; None on success, else seconds after which one should free up."""
+    now = time.time()
+    deadline = now + time_limit_s + 15
+    earliest = await redis_client().eval(ACQUIRE_SCRIPT, 1, _key(placement), now, cap_for(placement), deadline, run_id)
+    if not earliest:
+        return None
+    # Most runs end long before their deadline; suggest a short, honest wait.
+    return max(1.0, min(10.0, float(earliest) - now))
+
+
+async def release_slot(*, placement: str, run_id: str) -> None:
+    await redis_client().zrem(_key(placement), run_id)

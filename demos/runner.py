@@ -1,0 +1,150 @@
+"""Running one demo: on the web event loop, or inside a Celery worker.
+
+Both paths share the same shape: a recorder collects events, a pump sends a
+numbered batch at most every 50 ms, the run ends with exactly one status, and
+the record in PostgreSQL gets the summary and the events for replay.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any, Awaitable, Callable
+
+from channels.db import database_sync_to_async
+
+from demos.base import RunCancelled
+from demos.events import BATCH_INTERVAL_S, EventRecorder
+from demos.models import Run
+from demos.services import run_finish, run_store_events
+
+logger = logging.getLogger("demos.runner")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def failure_summary(error: BaseException) -> dict[str, Any]:
+    """What a reader is told when a demo raised: the error, never a traceback."""
+    return {"text": f"The run failed: {error.__class__.__name__}: {error}"[:500], "error": error.__class__.__name__}
+
+
+def _summary_for(status: str, recorder: EventRecorder, limit_s: float) -> dict[str, Any]:
+    elapsed = recorder.elapsed_ms()
+    if status == Run.Status.CANCELLED:
+        return {"text": f"Stopped by the reader after {elapsed:.0f} ms.", "elapsed_ms": round(elapsed, 1)}
+    return {"text": f"Stopped at the {limit_s:g} s time limit.", "elapsed_ms": round(elapsed, 1)}
+
+
+async def _send_batch(run_id: str, recorder: EventRecorder, send: Send) -> None:
+    batch = recorder.take_batch()
+    if batch is not None:
+        seq, events = batch
+        await send({"type": "events", "run": run_id, "seq": seq, "events": events})
+
+
+async def _pump(run_id: str, recorder: EventRecorder, send: Send) -> None:
+    while True:
+        await asyncio.sleep(BATCH_INTERVAL_S)
+        await _send_batch(run_id, recorder, send)
+
+
+async def run_on_loop(*, run_id: str, demo, params: dict[str, Any], send: Send) -> str:
+    """Run a loop-placed demo as a task of the current loop; return its status.
+
+    Cancelling the task that awaits this stops the demo and records the run as
+    cancelled; the finished message is still sent if the socket is open.
+    """
+    recorder = EventRecorder()
+    pump = asyncio.create_task(_pump(run_id, recorder, send))
+    try:
+        async with asyncio.timeout(demo.time_limit_s):
+            summary = await demo.run(params, recorder)
+        status = Run.Status.SUCCEEDED
+    except TimeoutError:
+        status, summary = Run.Status.TIMED_OUT, _summary_for(Run.Status.TIMED_OUT, recorder, demo.time_limit_s)
+    except asyncio.CancelledError:
+        status, summary = Run.Status.CANCELLED, _summary_for(Run.Status.CANCELLED, recorder, demo.time_limit_s)
+    except Exception as error:  # a demo bug must end the run, not the socket
+        logger.exception("demo %s failed", demo.slug)
+        status, summary = Run.Status.FAILED, failure_summary(error)
+    finally:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+    recorded = await database_sync_to_async(_record_end)(run_id, status, summary, recorder)
+    if recorded:
+        try:
+            await _send_batch(run_id, recorder, send)
+            await send({"type": "finished", "run": run_id, "status": status, "summary": summary})
+        except Exception:  # the socket went away: the record is what remains
+            logger.debug("could not deliver the end of run %s", run_id)
+    return status
+
+
+def _record_end(run_id: str, status: str, summary: dict[str, Any], recorder: EventRecorder) -> bool:
+    recorded = run_finish(run_id=run_id, status=status, summary=summary)
+    run_store_events(run_id=run_id, events=recorder.stored, dropped=recorder.dropped)
+    return recorded
+
+
+class WorkerEmit:
+    """The `emit` a worker demo gets: records events, and stops a cancelled run."""
+
+    def __init__(self, recorder: EventRecorder, cancelled: threading.Event) -> None:
+        self.recorder = recorder
+        self.cancelled = cancelled
+
+    def __call__(self, kind: str, **fields: Any) -> float:
+        if self.cancelled.is_set():
+            raise RunCancelled()
+        return self.recorder(kind, **fields)
+
+    def check_cancelled(self) -> None:
+        """For demos that go a while without emitting."""
+        if self.cancelled.is_set():
+            raise RunCancelled()
+
+
+class WorkerPump(threading.Thread):
+    """Sends a worker run's batches and watches for its cancel flag.
+
+    Its own event loop in its own thread: the demo in the main thread may block
+    or burn CPU as much as it likes without delaying the stream.
+    """
+
+    def __init__(self, run_id: str, recorder: EventRecorder) -> None:
+        super().__init__(name=f"demo-pump-{run_id}", daemon=True)
+        self.run_id = run_id
+        self.recorder = recorder
+        self.cancelled = threading.Event()
+        self._stop_requested = threading.Event()
+        self._final_message: dict[str, Any] | None = None
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        from django.conf import settings
+        from redis.asyncio import Redis
+
+        from demos.sender import RunSender, cancel_key
+
+        sender = RunSender(self.run_id)
+        redis = Redis.from_url(settings.REDIS_URL)
+        try:
+            while not self._stop_requested.is_set():
+                await asyncio.sleep(BATCH_INTERVAL_S)
+                if await redis.exists(cancel_key(self.run_id)):
+                    self.cancelled.set()
+                await _send_batch(self.run_id, self.recorder, sender.send)
+            await _send_batch(self.run_id, self.recorder, sender.send)
+            if self._final_message is not None:
+                await sender.send(self._final_message)
+        finally:
+            await redis.aclose()
+            await sender.close()
+
+    def finish(self, final_message: dict[str, Any] | None) -> None:
+        """Flush what is left, send the final message (if any), and end the thread."""
+        self._final_message = final_message
+        self._stop_requested.set()
+        self.join(timeout=10)

@@ -1,0 +1,41 @@
+"""Run records: created when a run is accepted, finished exactly once."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from demos.models import Run
+
+
+def run_create(*, demo_slug: str, placement: str, params: dict[str, Any]) -> Run:
+    """Record a run as running."""
+    return Run.objects.create(demo=demo_slug, placement=placement, params=params)
+
+
+def run_finish(*, run_id: str, status: str, summary: dict[str, Any]) -> bool:
+    """Record how a run ended; False if it had already ended.
+
+    A conditional UPDATE, not read-then-write: a cancel from the socket and the
+    end of the run itself may race, and the first one wins.
+    """
+    updated = Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(
+        status=status, summary=summary, finished_at=timezone.now()
+    )
+    return updated == 1
+
+
+def run_store_events(*, run_id: str, events: list[dict[str, Any]], dropped: int) -> None:
+    """Keep a run's events for replay, whoever recorded its end."""
+    Run.objects.filter(id=run_id).update(events=events, events_dropped=dropped)
+
+
+def run_sweep_stale(*, older_than: timedelta) -> int:
+    """Mark runs still 'running' long after any time limit as failed; return how many."""
+    cutoff = timezone.now() - older_than
+    return Run.objects.filter(status=Run.Status.RUNNING, created_at__lt=cutoff).update(
+        status=Run.Status.FAILED,
+        summary={"text": "This run was interrupted (the server stopped) and never finished."},
+        finished_at=timezone.now(),
+    )

@@ -1,0 +1,42 @@
+"""Celery tasks: thin interfaces that run a worker-placed demo and report back."""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from demos.base import RunCancelled
+from demos.events import EventRecorder
+from demos.models import Run
+from demos.registry import get_demo
+from demos.runner import WorkerEmit, WorkerPump, failure_summary
+from demos.services import run_finish, run_store_events
+
+logger = logging.getLogger("demos.tasks")
+
+
+@shared_task(name="demos.run_worker_demo", ignore_result=True)
+def run_worker_demo(run_id: str, demo_slug: str, params: dict) -> str:
+    """Run one worker-placed demo, streaming its events through the channel layer."""
+    demo = get_demo(demo_slug)
+    recorder = EventRecorder()
+    pump = WorkerPump(run_id, recorder)
+    pump.start()
+    try:
+        summary = demo.run(params, WorkerEmit(recorder, pump.cancelled))
+        status = Run.Status.SUCCEEDED
+    except RunCancelled:
+        status = Run.Status.CANCELLED
+        summary = {"text": f"Stopped by the reader after {recorder.elapsed_ms():.0f} ms."}
+    except SoftTimeLimitExceeded:
+        status = Run.Status.TIMED_OUT
+        summary = {"text": f"Stopped at the {demo.time_limit_s:g} s time limit."}
+    except Exception as error:  # reported to the reader as a failed run
+        logger.exception("worker demo %s failed", demo_slug)
+        status, summary = Run.Status.FAILED, failure_summary(error)
+    recorded = run_finish(run_id=run_id, status=status, summary=summary)
+    run_store_events(run_id=run_id, events=recorder.stored, dropped=recorder.dropped)
+    final = {"type": "finished", "run": run_id, "status": status, "summary": summary} if recorded else None
+    pump.finish(final)
+    return status

@@ -1,0 +1,18 @@
+"""Load the shipped course content where it is missing (`make run` calls this)."""
+from django.core.management.base import BaseCommand
+
+from lessons.services import course_load, shipped_courses
+
+
+class Command(BaseCommand):
+    help = "Create the shipped courses and lessons that are missing; --refresh overwrites existing ones."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--refresh", action="store_true", help="overwrite lessons with the shipped text")
+
+    def handle(self, *args, refresh=False, **options):
+        for directory in shipped_courses():
+            report = course_load(directory=directory, refresh=refresh)
+            self.stdout.write(
+                f"{directory.name}: {report.created} created, {report.updated} refreshed, {report.kept} kept as they were"
+            )

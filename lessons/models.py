@@ -1,0 +1,79 @@
+"""Courses and lessons. A lesson keeps its Markdown and the HTML rendered from it."""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+
+from lessons.rendering import LessonRenderError, render_lesson_markdown
+
+
+class Course(models.Model):
+    title = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    summary = models.TextField(blank=True)
+    position = models.PositiveIntegerField(default=0, help_text="Courses are listed by this number, smallest first.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class LessonQuerySet(models.QuerySet):
+    def published(self) -> LessonQuerySet:
+        return self.filter(published=True)
+
+    def visible_to(self, user) -> LessonQuerySet:
+        """Readers see published lessons; staff also see drafts."""
+        if user.is_active and user.is_staff:
+            return self.all()
+        return self.published()
+
+
+DEMO_HELP = """Markdown. Place a live demo with a fenced block whose info string is
+<code>demo SLUG</code>; its lines are preset parameters, <code>name: value</code>. A line
+<code>---</code> starts a second configuration, and the demo opens in side-by-side compare.
+A block <code>demo-planned SLUG</code> marks where a demo that does not exist yet will go.
+See <a href="/api/demos/">/api/demos/</a> for the demos and their parameters."""
+
+
+class Lesson(models.Model):
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="lessons")
+    title = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, help_text="Part of the lesson's address; unique within its course.")
+    position = models.PositiveIntegerField(default=0, help_text="Lessons are read in this order, smallest first.")
+    summary = models.CharField(max_length=300, blank=True, help_text="One sentence shown in the lesson list.")
+    body = models.TextField(help_text=DEMO_HELP)
+    body_html = models.TextField(editable=False, default="")
+    toc = models.JSONField(editable=False, default=list)
+    published = models.BooleanField(default=False, help_text="Only published lessons are visible to readers.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = LessonQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["course", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["course", "slug"], name="lesson_slug_unique_in_course")]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("lessons:lesson", kwargs={"course_slug": self.course.slug, "lesson_slug": self.slug})
+
+    def clean(self) -> None:
+        try:
+            render_lesson_markdown(self.body)
+        except LessonRenderError as error:
+            raise ValidationError({"body": str(error)}) from error
+
+    def save(self, *args, **kwargs) -> None:
+        # Render on save so that reading a lesson does no Markdown work.
+        rendered = render_lesson_markdown(self.body)
+        self.body_html = rendered.html
+        self.toc = rendered.toc
+        super().save(*args, **kwargs)

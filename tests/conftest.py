@@ -1,0 +1,121 @@
+"""Shared fixtures: a real Celery worker, a real Daphne, a real Chromium.
+
+`make test` has already started throwaway PostgreSQL and Redis servers and put
+their URLs in the environment; nothing here fakes them.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+import pytest
+from django.conf import settings
+
+from coursesite.embedded import free_port
+
+BASE_DIR = Path(settings.BASE_DIR)
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture(scope="session")
+def celery_worker_thread(django_db_setup, django_db_blocker):
+    """A real Celery worker (threads pool) consuming from the real Redis broker."""
+    from celery.contrib.testing import worker
+    from celery.contrib.testing.tasks import ping  # noqa: F401  (start_worker pings it)
+
+    from coursesite.celery import app
+
+    with django_db_blocker.unblock():
+        with worker.start_worker(app, pool="threads", concurrency=4, perform_ping_check=True, shutdown_timeout=20, loglevel="WARNING") as running:
+            yield running
+
+
+@pytest.fixture
+def reset_worker_cache():
+    """Forget the cached answer to 'is a worker alive?' between tests."""
+    from demos import workers
+
+    workers._last_seen_alive = 0.0
+    yield
+    workers._last_seen_alive = 0.0
+
+
+def _test_database_url() -> str:
+    from django.db import connection
+
+    database = connection.settings_dict
+    host = database["OPTIONS"].get("host") or database["HOST"]
+    if host.startswith("/"):
+        return f"postgresql://{database['USER']}@/{database['NAME']}?host={host}"
+    return f"postgresql://{database['USER']}:{database['PASSWORD']}@{host}:{database['PORT'] or 5432}/{database['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def site_url(django_db_setup, django_db_blocker):
+    """A real Daphne serving the ASGI app against the test database."""
+    with django_db_blocker.unblock():
+        database_url = _test_database_url()
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "coursesite.settings.test"}
+    log = open(BASE_DIR / "var" / f"daphne-test-{port}.log", "w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "coursesite.asgi:application"],
+        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urlopen(url + "/healthz", timeout=2)
+            break
+        except URLError as error:
+            if getattr(error, "code", None):
+                break  # an HTTP error status still means it is serving
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daphne did not start; see {log.name}") from None
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (browser downloads are blocked here)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}; `make test` installs it on Debian as root (apt-get install chromium).")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def course(transactional_db):
+    """The shipped course, loaded as `make run` loads it (committed, so other processes see it)."""
+    from lessons.services import course_load, shipped_courses
+
+    course_load(directory=shipped_courses()[0])
+    from lessons.models import Course
+
+    return Course.objects.get()

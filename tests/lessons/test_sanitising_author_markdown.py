@@ -1,0 +1,64 @@
+"""An author's Markdown never smuggles script into a reader's page."""
+from html.parser import HTMLParser
+
+import pytest
+
+from lessons.rendering import render_lesson_markdown
+
+PAYLOADS = [
+    "<script>alert(1)</script>",
+    '<img src=x onerror="alert(1)">',
+    '<a href="javascript:alert(1)">click</a>',
+    "[click](javascript:alert(1))",
+    "[click](JaVaScRiPt:alert(1))",
+    "[click](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "![img](data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+)",
+    '<svg onload="alert(1)"></svg>',
+    '<iframe src="https://evil.example"></iframe>',
+    '<div onclick="alert(1)">hi</div>',
+    "<style>body{display:none}</style>",
+    '<a href="&#106;avascript:alert(1)">x</a>',
+    "[x](&#106;avascript:alert(1))",
+    '<body onload="alert(1)">',
+    '<form action="https://evil.example"><input name=a></form>',
+    "```html\n<script>alert(1)</script>\n```",
+]
+
+
+class ElementCollector(HTMLParser):
+    """The elements and attributes a browser would build from the HTML."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.elements = []
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_no_script_handler_or_dangerous_url_survives(payload):
+    collector = ElementCollector()
+    collector.feed(render_lesson_markdown(f"Intro\n\n{payload}\n\nOutro").html)
+    for tag, attrs in collector.elements:
+        assert tag not in {"script", "iframe", "style", "form", "svg", "body", "input"}
+        assert not [name for name in attrs if name.lower().startswith("on")]
+        for name in ("href", "src"):
+            url = (attrs.get(name) or "").strip().lower()
+            assert not url.startswith(("javascript:", "data:", "vbscript:")), (tag, attrs)
+
+
+def test_code_blocks_are_highlighted_and_escaped():
+    html = render_lesson_markdown("```python\nasync def f():\n    return '<b>'\n```").html
+    assert 'class="highlight"' in html
+    assert '<span class="k">async</span>' in html
+    assert "&lt;b&gt;" in html
+
+
+def test_ordinary_markdown_survives():
+    rendered = render_lesson_markdown("## Waiting\n\nSome *text* with [a link](https://example.com).\n\n| a | b |\n|---|---|\n| 1 | 2 |")
+    assert '<h2 id="waiting">Waiting</h2>' in rendered.html
+    assert "<em>text</em>" in rendered.html
+    assert 'href="https://example.com"' in rendered.html
+    assert "<table>" in rendered.html
+    assert rendered.toc == [{"level": 2, "id": "waiting", "text": "Waiting"}]
