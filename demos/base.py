@@ -45,6 +45,14 @@ class RunCancelled(Exception):
     """Raised inside a worker demo when its run was cancelled by the reader."""
 
 
+class RunTimedOut(Exception):
+    """Raised inside a worker demo that is past its time limit.
+
+    Celery's own soft limit needs the prefork pool's signals; this check works
+    in any pool, and the hard limit stays as the backstop.
+    """
+
+
 class AcceptedMessage(TypedDict):
     type: Literal["accepted"]
     ref: str | None

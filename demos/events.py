@@ -7,6 +7,8 @@ at about 20 messages a second however many events it makes.
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -14,6 +16,9 @@ from typing import Any
 from demos.models import MAX_STORED_EVENTS
 
 BATCH_INTERVAL_S = 0.05
+# Encoding one enormous batch would stall the loop that sends it; a burst of
+# 10,000 events goes out as a few batches over a few ticks instead.
+MAX_BATCH_EVENTS = 2_500
 
 
 class EventRecorder:
@@ -48,7 +53,28 @@ class EventRecorder:
         with self._lock:
             if not self._pending:
                 return None
-            batch, self._pending = self._pending, []
+            batch, self._pending = self._pending[:MAX_BATCH_EVENTS], self._pending[MAX_BATCH_EVENTS:]
             seq = self._next_seq
             self._next_seq += 1
         return seq, batch
+
+    def has_pending(self) -> bool:
+        with self._lock:
+            return bool(self._pending)
+
+
+ENCODE_SLICE = 500
+
+
+def encode_events(events: list[dict[str, Any]]) -> str:
+    """The events as one JSON array (for worker processes, where blocking is fine)."""
+    return json.dumps(events, separators=(",", ":"))
+
+
+async def encode_events_cooperatively(events: list[dict[str, Any]]) -> str:
+    """The same JSON, encoded a slice at a time so the event loop keeps ticking."""
+    parts = []
+    for start in range(0, len(events), ENCODE_SLICE):
+        parts.append(json.dumps(events[start:start + ENCODE_SLICE], separators=(",", ":"))[1:-1])
+        await asyncio.sleep(0)
+    return "[" + ",".join(part for part in parts if part) + "]"

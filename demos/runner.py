@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any, Awaitable, Callable
 
 from channels.db import database_sync_to_async
 
-from demos.base import RunCancelled
-from demos.events import BATCH_INTERVAL_S, EventRecorder
+from demos.base import RunCancelled, RunTimedOut
+from demos.events import BATCH_INTERVAL_S, EventRecorder, encode_events_cooperatively
 from demos.models import Run
 from demos.services import run_finish, run_store_events
 
@@ -40,6 +41,12 @@ async def _send_batch(run_id: str, recorder: EventRecorder, send: Send) -> None:
     if batch is not None:
         seq, events = batch
         await send({"type": "events", "run": run_id, "seq": seq, "events": events})
+
+
+async def _drain(run_id: str, recorder: EventRecorder, send: Send) -> None:
+    """Send everything still pending, in as many batches as it takes."""
+    while recorder.has_pending():
+        await _send_batch(run_id, recorder, send)
 
 
 async def _pump(run_id: str, recorder: EventRecorder, send: Send) -> None:
@@ -70,38 +77,42 @@ async def run_on_loop(*, run_id: str, demo, params: dict[str, Any], send: Send) 
     finally:
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
-    recorded = await database_sync_to_async(_record_end)(run_id, status, summary, recorder)
+    events_json = await encode_events_cooperatively(recorder.stored)
+    recorded = await database_sync_to_async(_record_end)(run_id, status, summary, events_json, recorder.dropped)
     if recorded:
         try:
-            await _send_batch(run_id, recorder, send)
+            await _drain(run_id, recorder, send)
             await send({"type": "finished", "run": run_id, "status": status, "summary": summary})
         except Exception:  # the socket went away: the record is what remains
             logger.debug("could not deliver the end of run %s", run_id)
     return status
 
 
-def _record_end(run_id: str, status: str, summary: dict[str, Any], recorder: EventRecorder) -> bool:
+def _record_end(run_id: str, status: str, summary: dict[str, Any], events_json: str, dropped: int) -> bool:
     recorded = run_finish(run_id=run_id, status=status, summary=summary)
-    run_store_events(run_id=run_id, events=recorder.stored, dropped=recorder.dropped)
+    run_store_events(run_id=run_id, events_json=events_json, dropped=dropped)
     return recorded
 
 
 class WorkerEmit:
-    """The `emit` a worker demo gets: records events, and stops a cancelled run."""
+    """The `emit` a worker demo gets: records events, and stops a run that was
+    cancelled or is past its time limit."""
 
-    def __init__(self, recorder: EventRecorder, cancelled: threading.Event) -> None:
+    def __init__(self, recorder: EventRecorder, cancelled: threading.Event, time_limit_s: float) -> None:
         self.recorder = recorder
         self.cancelled = cancelled
+        self.deadline = time.monotonic() + time_limit_s
 
     def __call__(self, kind: str, **fields: Any) -> float:
-        if self.cancelled.is_set():
-            raise RunCancelled()
+        self.check_cancelled()
         return self.recorder(kind, **fields)
 
     def check_cancelled(self) -> None:
-        """For demos that go a while without emitting."""
+        """Raise if the run should stop; demos that go a while without emitting call this."""
         if self.cancelled.is_set():
             raise RunCancelled()
+        if time.monotonic() > self.deadline:
+            raise RunTimedOut()
 
 
 class WorkerPump(threading.Thread):
@@ -136,7 +147,7 @@ class WorkerPump(threading.Thread):
                 if await redis.exists(cancel_key(self.run_id)):
                     self.cancelled.set()
                 await _send_batch(self.run_id, self.recorder, sender.send)
-            await _send_batch(self.run_id, self.recorder, sender.send)
+            await _drain(self.run_id, self.recorder, sender.send)
             if self._final_message is not None:
                 await sender.send(self._final_message)
         finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 
 
 def run_group(run_id: str) -> str:
@@ -22,7 +22,12 @@ def cancel_key(run_id: str) -> str:
 
 
 class RunSender:
-    """Publishes one run's protocol messages to its group (async; one event loop)."""
+    """Publishes one run's protocol messages to its group, from one event loop.
+
+    It builds a private layer instance rather than sharing the process-wide
+    one, so closing its connections at the end of a run cannot cut off anyone
+    else's (a worker process may stream several runs from several threads).
+    """
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -31,7 +36,7 @@ class RunSender:
     @property
     def layer(self):
         if self._layer is None:
-            self._layer = get_channel_layer()
+            self._layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
         return self._layer
 
     async def send(self, message: dict[str, Any]) -> None:

@@ -6,8 +6,8 @@ import logging
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from demos.base import RunCancelled
-from demos.events import EventRecorder
+from demos.base import RunCancelled, RunTimedOut
+from demos.events import EventRecorder, encode_events
 from demos.models import Run
 from demos.registry import get_demo
 from demos.runner import WorkerEmit, WorkerPump, failure_summary
@@ -24,19 +24,19 @@ def run_worker_demo(run_id: str, demo_slug: str, params: dict) -> str:
     pump = WorkerPump(run_id, recorder)
     pump.start()
     try:
-        summary = demo.run(params, WorkerEmit(recorder, pump.cancelled))
+        summary = demo.run(params, WorkerEmit(recorder, pump.cancelled, demo.time_limit_s))
         status = Run.Status.SUCCEEDED
     except RunCancelled:
         status = Run.Status.CANCELLED
         summary = {"text": f"Stopped by the reader after {recorder.elapsed_ms():.0f} ms."}
-    except SoftTimeLimitExceeded:
+    except (SoftTimeLimitExceeded, RunTimedOut):
         status = Run.Status.TIMED_OUT
         summary = {"text": f"Stopped at the {demo.time_limit_s:g} s time limit."}
     except Exception as error:  # reported to the reader as a failed run
         logger.exception("worker demo %s failed", demo_slug)
         status, summary = Run.Status.FAILED, failure_summary(error)
     recorded = run_finish(run_id=run_id, status=status, summary=summary)
-    run_store_events(run_id=run_id, events=recorder.stored, dropped=recorder.dropped)
+    run_store_events(run_id=run_id, events_json=encode_events(recorder.stored), dropped=recorder.dropped)
     final = {"type": "finished", "run": run_id, "status": status, "summary": summary} if recorded else None
     pump.finish(final)
     return status

@@ -26,9 +26,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_worker_thread(django_db_setup, django_db_blocker):
-    """A real Celery worker (threads pool) consuming from the real Redis broker."""
+    """A real Celery worker (threads pool) consuming from the real Redis broker.
+
+    Module-scoped: tests elsewhere prove what happens when no worker is running.
+    """
     from celery.contrib.testing import worker
     from celery.contrib.testing.tasks import ping  # noqa: F401  (start_worker pings it)
 

@@ -1,0 +1,79 @@
+"""Cancel or disconnect stops a run within a second, records it, and leaves nothing running."""
+import asyncio
+import time
+
+import pytest
+
+from demos.models import Run
+from tests.demos.helpers import demo_socket, receive_until_finished, start_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LONG = {"requests": 50, "wait_ms": 2000, "jitter_ms": 0, "mode": "concurrent"}
+
+
+async def test_cancel_stops_a_loop_run_within_a_second():
+    baseline = len(asyncio.all_tasks())
+    async with demo_socket() as socket:
+        accepted = await start_run(socket, "one-cook", LONG)
+        await asyncio.sleep(0.2)
+        asked = time.monotonic()
+        await socket.send_json_to({"type": "cancel", "run": accepted["run"]})
+        _, finished = await receive_until_finished(socket, accepted["run"], timeout=5)
+        assert time.monotonic() - asked < 1.0
+        assert finished["status"] == "cancelled"
+        assert "Stopped by the reader" in finished["summary"]["text"]
+    assert (await Run.objects.aget(id=accepted["run"])).status == "cancelled"
+    await asyncio.sleep(0.1)
+    assert len(asyncio.all_tasks()) <= baseline
+
+
+async def test_closing_the_socket_cancels_its_runs_and_their_tasks():
+    baseline = len(asyncio.all_tasks())
+    async with demo_socket() as socket:
+        first = await start_run(socket, "one-cook", LONG, ref="a")
+        second = await start_run(socket, "one-cook", LONG, ref="b")
+        await asyncio.sleep(0.2)
+        assert len(asyncio.all_tasks()) > baseline + 50  # the demo's own tasks are really running
+        closed = time.monotonic()
+    assert time.monotonic() - closed < 1.0
+    for accepted in (first, second):
+        assert (await Run.objects.aget(id=accepted["run"])).status == "cancelled"
+    await asyncio.sleep(0.1)
+    assert len(asyncio.all_tasks()) <= baseline
+
+
+async def test_cancel_stops_a_worker_run_and_frees_the_worker(celery_worker_thread, reset_worker_cache):
+    async with demo_socket() as socket:
+        accepted = await start_run(socket, "test-slow-worker", {"seconds": 30})
+        first = await socket.receive_json_from(timeout=10)
+        assert first["type"] == "events" and first["seq"] == 0
+        asked = time.monotonic()
+        await socket.send_json_to({"type": "cancel", "run": accepted["run"]})
+        _, finished = await receive_until_finished(socket, accepted["run"], timeout=5)
+        assert time.monotonic() - asked < 1.0
+        assert finished["status"] == "cancelled"
+    # The job itself stops too: the worker has nothing active within a second or two.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        active = await asyncio.to_thread(_active_jobs, celery_worker_thread)
+        if active == 0:
+            break
+        await asyncio.sleep(0.2)
+    assert active == 0
+    assert (await Run.objects.aget(id=accepted["run"])).status == "cancelled"
+
+
+def _active_jobs(worker) -> int:
+    from coursesite.celery import app
+
+    replies = app.control.inspect(timeout=1).active() or {}
+    return sum(len(jobs) for jobs in replies.values())
+
+
+async def test_worker_run_past_its_time_limit_is_timed_out(celery_worker_thread, reset_worker_cache):
+    async with demo_socket() as socket:
+        accepted = await start_run(socket, "test-slow-worker", {"seconds": 20})
+        _, finished = await receive_until_finished(socket, accepted["run"], timeout=15)
+    assert finished["status"] == "timed_out"
+    assert (await Run.objects.aget(id=accepted["run"])).status == "timed_out"

@@ -1,0 +1,22 @@
+"""The site's own event loop never stalls for a demo, even one that blocks its own loop."""
+import pytest
+
+from demos.models import Run
+from tests.demos.helpers import LoopLagMeter, demo_socket, receive_runs, start_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_web_loop_lag_stays_under_50ms_while_demos_run(celery_worker_thread, reset_worker_cache):
+    async with demo_socket() as socket:
+        async with LoopLagMeter() as meter:
+            blocking = await start_run(socket, "test-blocking-worker", {"block_ms": 400, "steps": 4}, ref="block")
+            crowd = await start_run(socket, "one-cook", {"requests": 3000, "wait_ms": 300, "mode": "concurrent"}, ref="crowd")
+            results = await receive_runs(socket, [blocking["run"], crowd["run"]], timeout=30)
+    batches, finished = results[blocking["run"]]
+    assert finished["status"] == "succeeded", finished
+    assert [batch["seq"] for batch in batches] == list(range(len(batches)))
+    assert results[crowd["run"]][1]["status"] == "succeeded"
+    assert meter.max_lag_ms < 50, f"the web loop stalled for {meter.max_lag_ms:.0f} ms"
+    run = await Run.objects.aget(id=blocking["run"])
+    assert run.placement == "worker" and run.status == "succeeded"
