@@ -11,6 +11,9 @@ A demo is a module under `demos/library/` with these attributes:
     lanes: str                # what one timeline lane is ("request", "client", ...)
     run(params, emit) -> dict # the summary; async def for loop demos, def for worker demos
 
+and optionally `check_params(values)` (cross-parameter rules, raising
+ParamError) and `smoke_params` (a small preset the test suite runs).
+
 `emit(kind, **fields)` records one event; it stamps `t` (ms since the run
 started) unless given. Summaries are plain JSON dicts computed from measured
 times, with a `text` entry stating the claim in words.

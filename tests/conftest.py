@@ -122,3 +122,19 @@ def course(transactional_db):
     from lessons.models import Course
 
     return Course.objects.get()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_stray_connections_before_teardown(django_db_setup, django_db_blocker):
+    """Async ORM calls leave a connection open in asgiref's executor thread;
+    end such sessions so the test database can be dropped cleanly."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        connection.close()

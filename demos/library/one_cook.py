@@ -25,6 +25,8 @@ params = (
     IntParam("wait_ms", 300, 0, 2_000, label="I/O wait (ms)", help="How long each request waits on its pretend database."),
     IntParam("jitter_ms", 50, 0, 1_000, label="Jitter (ms)", help="Each wait varies by up to this much either way."),
 )
+# Small enough for the test suite's run over every demo.
+smoke_params = {"requests": 5, "wait_ms": 20}
 
 
 def check_params(values):

@@ -51,7 +51,10 @@ async def receive_until_finished(communicator, run_id: str, timeout: float = 30)
 
 async def start_run(communicator, demo: str, params: dict | None = None, ref: str = "r1") -> dict:
     await communicator.send_json_to({"type": "run", "demo": demo, "params": params or {}, "ref": ref})
-    accepted = await communicator.receive_json_from(timeout=10)
+    while True:
+        accepted = await communicator.receive_json_from(timeout=10)
+        if accepted["type"] not in {"events", "finished"}:  # other runs' stream messages
+            break
     assert accepted["type"] == "accepted", accepted
     return accepted
 
