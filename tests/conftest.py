@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
@@ -92,25 +93,26 @@ def site_url(django_db_setup, django_db_blocker):
     log.close()
 
 
-@pytest.fixture(scope="session")
-def browser():
-    """Debian's Chromium driven by Playwright (browser downloads are blocked here)."""
-    from playwright.sync_api import sync_playwright
+@asynccontextmanager
+async def chromium(**context_options):
+    """Debian's Chromium driven by Playwright's async API (browser downloads are blocked here).
+
+    Async on purpose: the sync API keeps an event loop running in the test
+    thread, which makes every later Django ORM call refuse to run.
+    """
+    from playwright.async_api import async_playwright
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}; `make test` installs it on Debian as root (apt-get install chromium).")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
+    context_options.setdefault("viewport", {"width": 1280, "height": 900})
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = await browser.new_context(**context_options)
+        try:
+            yield context
+        finally:
+            await context.close()
+            await browser.close()
 
 
 @pytest.fixture
