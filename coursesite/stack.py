@@ -127,6 +127,7 @@ def command_run(args: argparse.Namespace) -> int:
         env = child_env(urls, "coursesite.settings.dev")
         manage(["migrate", "--noinput", "-v", "0"], env)
         manage(["load_course"], env)
+        manage(["sweep_runs"], env)
         manage(["collectstatic", "--noinput", "-v", "0"], env)
         stack.spawn("daphne", [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port), "coursesite.asgi:application"], env)
         stack.spawn(
