@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from demos import workers
 from demos.base import ErrorMessage
-from demos.limits import acquire_slot, redis_client, release_slot
+from demos.limits import MessageBudget, acquire_slot, redis_client, release_slot, socket_admit, socket_release
 from demos.models import Run
 from demos.params import ParamError, validate_params
 from demos.registry import get_demo
@@ -32,6 +32,8 @@ from demos.tasks import run_worker_demo
 logger = logging.getLogger("demos.consumers")
 
 MAX_REF_LENGTH = 100
+# A run or cancel message is a few hundred bytes; anything this big is abuse.
+MAX_FRAME_CHARS = 16 * 1024
 
 
 class ClientError(Exception):
@@ -54,9 +56,33 @@ class InFlightRun:
 class DemoConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.runs: dict[str, InFlightRun] = {}
+        self.budget = MessageBudget()
+        self.client_ip = (self.scope.get("client") or ["unknown"])[0]
+        self.counted_ip = False
+        try:
+            admitted = await socket_admit(ip=self.client_ip)
+        except RedisError:
+            admitted = True  # the IP cap is a courtesy; do not lock readers out over it
+        else:
+            self.counted_ip = True
+        if not admitted:
+            await self.close(code=4429)  # handshake refused: too many sockets from this address
+            return
         await self.accept()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        size = len(text_data) if text_data is not None else len(bytes_data or b"")
+        if size > MAX_FRAME_CHARS:
+            await self.close(code=1009)  # message too big
+            return
+        verdict = self.budget.spend()
+        if verdict == "close":
+            await self._safe_send({"type": "error", "code": "rate_limited", "message": "Too many messages; closing this connection."})
+            await self.close(code=1008)
+            return
+        if verdict == "refuse":
+            await self.send_error(ClientError("rate_limited", "Too many messages at once; slow down and try again in a second.", retry_after_s=1))
+            return
         if text_data is None:
             await self.send_error(ClientError("bad_message", "Send JSON text frames, not binary."))
             return
@@ -193,7 +219,12 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
             await self._end_worker_run(in_flight, Run.Status.CANCELLED, {"text": "Stopped by the reader."})
 
     async def disconnect(self, code) -> None:
-        for in_flight in list(self.runs.values()):
+        if getattr(self, "counted_ip", False):
+            try:
+                await socket_release(ip=self.client_ip)
+            except RedisError:
+                logger.warning("could not release the socket count of %s", self.client_ip)
+        for in_flight in list(getattr(self, "runs", {}).values()):
             if in_flight.task is not None:
                 in_flight.task.cancel()
                 await asyncio.gather(in_flight.task, return_exceptions=True)

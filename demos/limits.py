@@ -1,4 +1,4 @@
-"""Site-wide caps on runs in flight, per placement, kept in Redis.
+"""Limits: site-wide caps on runs in flight, sockets per address, messages per socket.
 
 A sorted set per placement holds the runs in flight, scored by the time each
 must have ended. Checking and adding happen in one Lua script, so two sockets
@@ -58,3 +58,48 @@ async def acquire_slot(*, placement: str, run_id: str, time_limit_s: float) -> f
 
 async def release_slot(*, placement: str, run_id: str) -> None:
     await redis_client().zrem(_key(placement), run_id)
+
+
+def _ip_key(ip: str) -> str:
+    return f"coursesite:demo-sockets:{ip}"
+
+
+async def socket_admit(*, ip: str) -> bool:
+    """Count a new socket from `ip`; False (and not counted) when it is over the cap."""
+    client = redis_client()
+    key = _ip_key(ip)
+    count = await client.incr(key)
+    await client.expire(key, 3600)  # a crashed process cannot pin an address for ever
+    if count > settings.DEMO_SOCKETS_PER_IP:
+        await client.decr(key)
+        return False
+    return True
+
+
+async def socket_release(*, ip: str) -> None:
+    await redis_client().decr(_ip_key(ip))
+
+
+class MessageBudget:
+    """A token bucket per socket: bursts are fine, floods are refused, then closed.
+
+    `spend()` says "ok", "refuse" (answer `rate_limited`) or "close" (the client
+    kept going after being refused many times).
+    """
+
+    def __init__(self, burst: int = 20, per_second: float = 5.0, refusals_before_close: int = 20) -> None:
+        self.capacity = burst
+        self.tokens = float(burst)
+        self.per_second = per_second
+        self.refusals_left = refusals_before_close
+        self.updated = time.monotonic()
+
+    def spend(self) -> str:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return "ok"
+        self.refusals_left -= 1
+        return "close" if self.refusals_left <= 0 else "refuse"
