@@ -1,0 +1,108 @@
+"""A race on one thread: read, await, write.
+
+`tasks` asyncio tasks share one counter, all on the same thread. Each adds 1
+to it `increments` times by reading it, awaiting something (as code awaits a
+cache or a payment service between checking and acting), then writing back
+what it read plus one. In `unsafe` mode the other tasks run during that await
+and read the same old value, so their writes overwrite each other; in `locked`
+mode an `asyncio.Lock` spans read, await and write. A reader should see the
+unsafe total come up short although nothing ran in parallel, and the locked
+total land exactly on the number of increments, with the tasks taking turns.
+"""
+import asyncio
+
+from demos.params import ChoiceParam, IntParam, ParamError
+
+slug = "await-race"
+title = "A race condition across an await"
+concept = "One thread is enough for a race: tasks that read, await, then write a shared value lose updates unless a lock spans the await."
+placement = "loop"  # only awaits, bounded work: safe on the web loop
+time_limit_s = 30.0
+lanes = "task"
+params = (
+    ChoiceParam("mode", "unsafe", ("unsafe", "locked"), label="Mode",
+                help="unsafe: read, await, write; locked: the same inside an asyncio.Lock."),
+    IntParam("tasks", 10, 1, 200, label="Tasks", help="How many asyncio tasks share the counter."),
+    IntParam("increments", 20, 1, 500, label="Increments per task", help="How many times each task adds 1."),
+    IntParam("await_ms", 2, 0, 20, label="Await (ms)",
+             help="How long each task awaits between its read and its write; 0 is asyncio.sleep(0)."),
+)
+
+MAX_INCREMENTS = 20_000
+MAX_LANE_EVENTS = 6_000  # beyond this many increments, lanes show only start and end
+MAX_LOGGED_OVERWRITES = 5
+CHUNK = 50  # tasks created between two yields to the loop
+
+
+def check_params(values):
+    """Reject runs too large to show, or that would outlast the time limit."""
+    total = values["tasks"] * values["increments"]
+    if total > MAX_INCREMENTS:
+        raise ParamError(f"{total} increments in all is too many; keep tasks × increments at or below {MAX_INCREMENTS}")
+    if values["await_ms"] and values["mode"] == "locked" and total * values["await_ms"] > 10_000:
+        raise ParamError("locked mode takes turns, so these values would outlast the time limit; shorten the await")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+async def run(params, emit):
+    """Let the tasks increment the shared counter; return how many increments survived."""
+    locked = params["mode"] == "locked"
+    task_count, increments = params["tasks"], params["increments"]
+    pause_s = params["await_ms"] / 1000
+    detailed = task_count * increments <= MAX_LANE_EVENTS // 3
+    counter_step = max(1, (task_count * increments) // 200)
+    lock = asyncio.Lock()
+    counter = 0
+    performed = 0
+    overwrites_logged = 0
+    emit("lanes", count=task_count)
+    emit("counter", name="counter", value=0)
+
+    async def add_one(lane: int) -> None:
+        nonlocal counter, performed, overwrites_logged
+        if detailed:
+            emit("state", lane=lane, state="running", label="read")
+        seen = counter
+        if detailed:
+            emit("state", lane=lane, state="waiting", label=f"read {seen}, awaiting")
+        await asyncio.sleep(pause_s)  # the gap: other tasks run here
+        if counter != seen and overwrites_logged < MAX_LOGGED_OVERWRITES:
+            overwrites_logged += 1
+            emit("log", text=f"task {lane + 1} read {seen}, then wrote {seen + 1} over {counter}: "
+                             f"{counter - seen} lost")
+        counter = seen + 1
+        performed += 1
+        if performed % counter_step == 0:
+            emit("counter", name="counter", value=counter)
+
+    async def worker(lane: int) -> None:
+        for _ in range(increments):
+            if locked:
+                if detailed and lock.locked():
+                    emit("state", lane=lane, state="queued", label="waiting for the lock")
+                async with lock:
+                    await add_one(lane)
+            else:
+                await add_one(lane)
+        emit("state", lane=lane, state="done")
+
+    async with asyncio.TaskGroup() as group:
+        for first in range(0, task_count, CHUNK):
+            for lane in range(first, min(first + CHUNK, task_count)):
+                group.create_task(worker(lane))
+            await asyncio.sleep(0)  # let the site's loop breathe between chunks
+    emit("counter", name="counter", value=counter)
+
+    lost = performed - counter
+    if lost:
+        text = (f"{_count(task_count, 'task')} on one thread performed {_count(performed, 'increment')} "
+                f"but the counter reads {counter}: "
+                f"{lost} updates ({lost / performed:.0%}) were lost to writes based on stale reads.")
+    else:
+        how = " behind an asyncio.Lock" if locked else ""
+        text = (f"{_count(task_count, 'task')} performed {_count(performed, 'increment')}{how} "
+                f"and the counter reads {counter}: no update was lost.")
+    return {"text": text, "expected": performed, "final": counter, "lost": lost, "tasks": task_count}

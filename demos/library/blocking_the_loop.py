@@ -1,0 +1,155 @@
+"""Blocking the loop: one synchronous call inside `async def` stalls every task.
+
+A sandbox event loop (its own, made with `asyncio.run` inside the worker; the
+site's loop is never touched) runs a heartbeat that wants to tick every 20 ms
+and serves a stream of small requests, one every 50 ms, each awaiting 10 ms of
+pretend I/O. A quarter of a second in, one slow request needs `block_ms`:
+
+- `await`: it awaits `asyncio.sleep`, so the loop keeps serving everyone else;
+- `block`: it calls `time.sleep` inline, so nothing else on the loop runs until
+  it returns;
+- `offload`: it hands the same `time.sleep` to `asyncio.to_thread`, so the wait
+  happens in another thread while the loop carries on.
+
+A reader should see the heartbeat-lag chart spike to about `block_ms` in
+`block` mode, with the requests that arrived meanwhile queued behind it, and
+stay flat in the other two modes.
+"""
+import asyncio
+import math
+import time
+
+from demos.base import RunCancelled, RunTimedOut
+from demos.params import ChoiceParam, IntParam
+
+slug = "blocking-the-loop"
+title = "Blocking the event loop"
+concept = "A blocking call inside async code freezes every task on the loop for as long as it blocks; awaiting or offloading it does not."
+placement = "worker"  # it blocks a loop on purpose: its own sandbox loop, in a worker
+time_limit_s = 30.0
+lanes = "request"
+params = (
+    ChoiceParam("mode", "block", ("await", "block", "offload"), label="Slow request",
+                help="await: asyncio.sleep; block: time.sleep on the loop; offload: time.sleep via asyncio.to_thread."),
+    IntParam("block_ms", 500, 50, 3_000, label="Slow step (ms)", help="How long the slow request's step takes."),
+)
+
+HEARTBEAT_S = 0.020
+REQUEST_EVERY_S = 0.050
+REQUEST_WAIT_S = 0.010
+SLOW_STARTS_AT_S = 0.250
+TAIL_S = 0.500  # requests keep arriving this long after the slow step should have ended
+LATE_MS = 2.0  # a request that starts later than this after it arrived is drawn as queued
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+async def _serve(mode: str, block_s: float, request_count: int, emit, run_ms) -> dict:
+    """Run the heartbeat, the request stream and the slow request on this (sandbox) loop."""
+    heartbeat_lags_ms: list[float] = []
+    request_latencies_ms: list[float] = []
+    stopping = False
+
+    async def heartbeat() -> None:
+        while not stopping:
+            expected = time.perf_counter() + HEARTBEAT_S
+            await asyncio.sleep(HEARTBEAT_S)
+            lag_ms = max(0.0, (time.perf_counter() - expected) * 1000)
+            heartbeat_lags_ms.append(lag_ms)
+            emit("metric", name="heartbeat_lag_ms", value=round(lag_ms, 1), unit="ms")
+
+    async def small_request(lane: int, arrived: float) -> None:
+        # `arrived` is when the client sent it; a frozen loop cannot even pick it up.
+        if (time.perf_counter() - arrived) * 1000 > LATE_MS:
+            emit("state", lane=lane, state="queued", t=run_ms(arrived))
+        emit("state", lane=lane, state="waiting")
+        await asyncio.sleep(REQUEST_WAIT_S)
+        latency_ms = (time.perf_counter() - arrived) * 1000
+        request_latencies_ms.append(latency_ms)
+        emit("state", lane=lane, state="done")
+        emit("metric", name="request_latency_ms", value=round(latency_ms, 1), unit="ms")
+
+    async def slow_request() -> float:
+        await asyncio.sleep(SLOW_STARTS_AT_S)
+        started = time.perf_counter()
+        if mode == "await":
+            emit("state", lane=0, state="waiting", label="await asyncio.sleep(...)")
+            await asyncio.sleep(block_s)
+        elif mode == "block":
+            emit("state", lane=0, state="blocked", label="time.sleep(...) on the loop")
+            time.sleep(block_s)  # the mistake this demo exists to show
+        else:
+            emit("state", lane=0, state="waiting", label="await asyncio.to_thread(time.sleep, ...)")
+            await asyncio.to_thread(time.sleep, block_s)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        emit("state", lane=0, state="done")
+        return elapsed_ms
+
+    stream_started = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(heartbeat())
+        slow = group.create_task(slow_request())
+        for lane in range(1, request_count + 1):
+            arrives = stream_started + (lane - 1) * REQUEST_EVERY_S
+            delay = arrives - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            group.create_task(small_request(lane, arrives))
+        slow_request_ms = await slow
+        stopping = True
+    return {
+        "heartbeat_lags_ms": heartbeat_lags_ms,
+        "request_latencies_ms": request_latencies_ms,
+        "slow_request_ms": slow_request_ms,
+    }
+
+
+def run(params, emit):
+    """Serve the stream on a fresh sandbox loop in this worker thread; return the measured lags."""
+    mode, block_s = params["mode"], params["block_ms"] / 1000
+    stream_s = SLOW_STARTS_AT_S + block_s + TAIL_S
+    request_count = round(stream_s / REQUEST_EVERY_S)
+    clock_origin = time.perf_counter()
+    origin_ms = emit("lanes", count=request_count + 1,
+                     labels=["slow request"] + [f"request {number}" for number in range(1, request_count + 1)])
+
+    def run_ms(moment: float) -> float:
+        return origin_ms + (moment - clock_origin) * 1000
+
+    try:
+        measured = asyncio.run(_serve(mode, block_s, request_count, emit, run_ms))
+    except* (RunCancelled, RunTimedOut) as stopped:
+        # The TaskGroup wraps the stop signal emit raised; the task runner expects it bare.
+        raise stopped.exceptions[0] from None
+
+    lags, latencies = measured["heartbeat_lags_ms"], measured["request_latencies_ms"]
+    # Rounded once, so the text and the numbers agree to the millisecond.
+    max_lag_ms = round(max(lags, default=0.0), 1)
+    request_p99_ms = round(_percentile(latencies, 0.99), 1)
+    slow_ms = round(measured["slow_request_ms"], 1)
+    wait_ms = REQUEST_WAIT_S * 1000
+    if mode == "block":
+        text = (f"Blocking the loop for the slow request's {slow_ms:.0f} ms froze the heartbeat for up to "
+                f"{max_lag_ms:.0f} ms ({max_lag_ms / max(slow_ms, 1e-9):.0%} of the block), and the other "
+                f"requests' p99 latency rose to {request_p99_ms:.0f} ms for a {wait_ms:.0f} ms wait of their own.")
+    else:
+        how = "awaited" if mode == "await" else "waited in a worker thread"
+        text = (f"While the slow request {how} for {slow_ms:.0f} ms, the heartbeat was never more than "
+                f"{max_lag_ms:.0f} ms late and the other requests' p99 latency stayed at {request_p99_ms:.0f} ms "
+                f"for a {wait_ms:.0f} ms wait of their own.")
+    return {
+        "text": text,
+        "heartbeat_max_lag_ms": max_lag_ms,
+        "heartbeat_p99_lag_ms": round(_percentile(lags, 0.99), 1),
+        "request_p99_ms": request_p99_ms,
+        "request_max_ms": round(max(latencies, default=0.0), 1),
+        "slow_request_ms": slow_ms,
+        "heartbeats": len(lags),
+        "requests": len(latencies),
+    }

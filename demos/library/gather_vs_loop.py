@@ -1,0 +1,158 @@
+"""Awaiting in a loop, gathering, and gathering behind a semaphore.
+
+`calls` independent calls go to a pretend downstream service that answers
+each after `call_ms` (an `asyncio.sleep`) but admits at most `limit` calls at
+once: any call beyond that is turned away after a short round trip, like an
+HTTP 429. The client makes the calls in one of three ways:
+
+- `loop`: `for ...: await call()`, one after another;
+- `gather`: `asyncio.gather` of all of them at once;
+- `capped`: the same gather, each call behind an `asyncio.Semaphore(cap)`.
+
+A reader should see `loop` take about the sum of the waits, `gather` about one
+wait but with every call over the limit failing in red, and `capped` stay at
+`cap` calls in flight, lose nothing, and still finish far sooner than `loop`.
+"""
+import asyncio
+import math
+import time
+
+from demos.params import ChoiceParam, IntParam, ParamError
+
+slug = "gather-vs-loop"
+title = "Awaiting in a loop, gather, and a capped gather"
+concept = "Independent awaits overlap with gather; a semaphore keeps the overlap within what the downstream service accepts."
+placement = "loop"  # only awaits asyncio.sleep, with bounded work
+time_limit_s = 45.0
+lanes = "call"
+params = (
+    ChoiceParam("mode", "gather", ("loop", "gather", "capped"), label="Mode",
+                help="loop awaits one call at a time; gather starts them all; capped gathers behind a semaphore."),
+    IntParam("calls", 40, 1, 500, label="Calls", help="How many independent calls to make."),
+    IntParam("cap", 10, 1, 200, label="Cap", help="capped mode: the semaphore's size, our most calls in flight."),
+    IntParam("limit", 20, 1, 500, label="Service limit",
+             help="The most calls the downstream service admits at once; it rejects the rest."),
+    IntParam("call_ms", 100, 10, 1_000, label="Call time (ms)", help="How long the service takes to answer one call."),
+)
+
+REJECT_S = 0.005  # a rejection is fast, but still a round trip
+CHUNK = 100  # tasks created between two yields to the loop
+MAX_PLANNED_MS = 30_000
+
+
+def check_params(values):
+    """Reject combinations that would outlast the time limit."""
+    mode, calls, call_ms = values["mode"], values["calls"], values["call_ms"]
+    if mode == "loop" and calls * call_ms > MAX_PLANNED_MS:
+        raise ParamError("loop mode with these values would outlast the time limit; use fewer calls or shorter ones")
+    if mode == "capped" and math.ceil(calls / values["cap"]) * call_ms > MAX_PLANNED_MS:
+        raise ParamError("capped mode with these values would outlast the time limit; raise cap or use fewer calls")
+
+
+class ServiceBusy(Exception):
+    """The downstream service turned a call away (its HTTP 429)."""
+
+
+class PretendService:
+    """Answers after `call_s`; admits at most `limit` calls at once and rejects the rest."""
+
+    def __init__(self, *, limit: int, call_s: float) -> None:
+        self.limit = limit
+        self.call_s = call_s
+        self.admitted = 0
+        self.peak_admitted = 0
+
+    async def call(self) -> None:
+        if self.admitted >= self.limit:
+            await asyncio.sleep(REJECT_S)
+            raise ServiceBusy()
+        self.admitted += 1
+        self.peak_admitted = max(self.peak_admitted, self.admitted)
+        try:
+            await asyncio.sleep(self.call_s)
+        finally:
+            self.admitted -= 1
+
+
+async def run(params, emit):
+    """Make the calls in the chosen way; return the measured total, peak in flight and rejections."""
+    mode, calls = params["mode"], params["calls"]
+    service = PretendService(limit=params["limit"], call_s=params["call_ms"] / 1000)
+    in_flight = max_in_flight = rejected = finished = 0
+    call_times_ms: list[float] = []
+    progress_step = max(1, calls // 50)
+    emit("lanes", count=calls)
+
+    async def make_call(index: int) -> None:
+        nonlocal in_flight, max_in_flight, rejected, finished
+        in_flight += 1
+        max_in_flight = max(max_in_flight, in_flight)
+        emit("state", lane=index, state="waiting")
+        emit("metric", name="in_flight", value=in_flight, unit="calls")
+        started = time.perf_counter()
+        try:
+            await service.call()
+            call_times_ms.append((time.perf_counter() - started) * 1000)
+            emit("state", lane=index, state="done")
+        except ServiceBusy:
+            rejected += 1
+            emit("state", lane=index, state="failed", label="rejected: service over its limit")
+            emit("counter", name="rejected", value=rejected)
+        in_flight -= 1
+        finished += 1
+        emit("metric", name="in_flight", value=in_flight, unit="calls")
+        if finished % progress_step == 0 or finished == calls:
+            emit("progress", done=finished, total=calls)
+
+    semaphore = asyncio.Semaphore(params["cap"])
+
+    async def make_capped_call(index: int) -> None:
+        async with semaphore:
+            await make_call(index)
+
+    started = time.perf_counter()
+    if mode == "loop":
+        for index in range(calls):
+            emit("state", lane=index, state="queued")
+        for index in range(calls):
+            await make_call(index)
+    else:
+        if mode == "capped":
+            for index in range(calls):
+                emit("state", lane=index, state="queued")
+        one_call = make_capped_call if mode == "capped" else make_call
+        # A TaskGroup waits like gather, and cancels the calls if the run is cancelled mid-way.
+        async with asyncio.TaskGroup() as group:
+            for first in range(0, calls, CHUNK):
+                for index in range(first, min(first + CHUNK, calls)):
+                    group.create_task(one_call(index))
+                await asyncio.sleep(0)  # let the site's loop breathe between chunks
+    total_ms = round((time.perf_counter() - started) * 1000, 1)  # rounded once: text and number agree
+
+    answered = len(call_times_ms)
+    sum_ms = sum(call_times_ms)
+    longest_ms = max(call_times_ms, default=0.0)
+    if mode == "loop":
+        text = (f"Awaited one after another, {calls} calls took {total_ms:.0f} ms, "
+                f"{total_ms / max(sum_ms, 1e-9):.2f} × the sum of their waits ({sum_ms:.0f} ms), "
+                f"with never more than {max_in_flight} in flight.")
+    elif mode == "gather":
+        text = (f"gather put {max_in_flight} calls in flight at once and finished in {total_ms:.0f} ms "
+                f"({total_ms / max(longest_ms, 1e-9):.1f} × the longest single call), against {sum_ms:.0f} ms "
+                f"of waiting in total; ")
+        text += (f"the service admitted only {service.peak_admitted} at a time and rejected {rejected}."
+                 if rejected else "the service admitted every one.")
+    else:
+        text = (f"Behind the semaphore, at most {max_in_flight} calls were in flight: the service answered "
+                f"{answered} of {calls} in {total_ms:.0f} ms ({sum_ms:.0f} ms of waiting in total) "
+                f"and rejected {rejected}.")
+    return {
+        "text": text,
+        "total_ms": total_ms,
+        "max_in_flight": max_in_flight,
+        "rejected": rejected,
+        "answered": answered,
+        "sum_of_waits_ms": round(sum_ms, 1),
+        "longest_call_ms": round(longest_ms, 1),
+        "peak_admitted": service.peak_admitted,
+    }

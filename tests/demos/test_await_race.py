@@ -1,0 +1,41 @@
+"""await-race: tasks on one thread lose updates across an await, unless a lock spans it."""
+import pytest
+
+from lessons.rendering import render_lesson_markdown
+from lessons.services import shipped_courses
+from tests.demos.helpers import demo_socket, receive_runs, start_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LESSON = "06-race-conditions.md"
+
+
+async def test_unsafe_loses_updates_on_one_thread_and_locked_loses_none():
+    async with demo_socket() as socket:
+        unsafe = await start_run(socket, "await-race", {}, ref="unsafe")
+        locked = await start_run(socket, "await-race", {"mode": "locked"}, ref="locked")
+        results = await receive_runs(socket, [unsafe["run"], locked["run"]])
+    params = unsafe["params"]
+    assert params["mode"] == "unsafe"
+    expected = params["tasks"] * params["increments"]
+
+    unsafe_batches, unsafe_finished = results[unsafe["run"]]
+    assert unsafe_finished["status"] == "succeeded"
+    lost = unsafe_finished["summary"]
+    assert lost["expected"] == expected
+    assert lost["lost"] > 0 and lost["final"] == lost["expected"] - lost["lost"]
+    assert f"{lost['lost']} updates" in lost["text"]
+    events = [event for batch in unsafe_batches for event in batch["events"]]
+    assert any(e["kind"] == "log" and "lost" in e["text"] for e in events)
+    assert [e["value"] for e in events if e["kind"] == "counter"][-1] == lost["final"]
+
+    _, locked_finished = results[locked["run"]]
+    assert locked_finished["status"] == "succeeded"
+    kept = locked_finished["summary"]
+    assert kept["expected"] == kept["final"] == expected and kept["lost"] == 0
+
+
+def test_the_race_conditions_lesson_embeds_the_await_race():
+    rendered = render_lesson_markdown((shipped_courses()[0] / LESSON).read_text())
+    assert "await-race" in rendered.demo_slugs
+    assert 'data-demo="await-race"' in rendered.html
