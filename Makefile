@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test superuser browser bench bench-smoke clean-data help
+.PHONY: run test superuser browser wrk bench clean-data help
 
 help:
 	@echo "make run        start the site (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:$${PORT:-8000}/"
 	@echo "make test       run the whole test suite against real throwaway servers (ARGS=... passes pytest options)"
 	@echo "make superuser  create an admin login (while 'make run' is running)"
+	@echo "make bench      load a running copy of the site and write docs/benchmarks.md"
 
 $(INSTALLED): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +21,7 @@ $(INSTALLED): requirements.txt
 run: $(INSTALLED)
 	$(PY) -m coursesite.stack run
 
-test: $(INSTALLED) browser
+test: $(INSTALLED) browser wrk
 	$(PY) -m coursesite.stack test $(ARGS)
 
 superuser: $(INSTALLED)
@@ -34,6 +35,20 @@ browser:
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null || exit 1; \
 	else \
 	  echo "The browser tests need Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (Debian/Ubuntu) or set CHROMIUM=/path/to/chromium."; \
+	  exit 1; \
+	fi
+
+# Benchmarks: a site started as `make run` starts it, loaded, results in docs/benchmarks.md.
+bench: $(INSTALLED) wrk
+	$(PY) -m bench
+
+wrk:
+	@if command -v wrk >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's wrk for the benchmarks..."; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk) >/dev/null || exit 1; \
+	else \
+	  echo "The benchmarks need wrk: run 'sudo apt-get install wrk' (Debian/Ubuntu)."; \
 	  exit 1; \
 	fi
 

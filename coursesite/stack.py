@@ -115,6 +115,7 @@ def command_run(args: argparse.Namespace) -> int:
 
     data_root = var_dir()
     services_file = data_root / "run" / "services.json"
+    processes_file = data_root / "run" / "processes.json"  # for benchmarks that measure them
     stack = Stack(data_root)
     parent_pid = os.getppid()
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -135,6 +136,7 @@ def command_run(args: argparse.Namespace) -> int:
             [str(BIN_DIR / "celery"), "-A", "coursesite", "worker", "--loglevel", "INFO", "--concurrency", "2", "--hostname", "worker@%h"],
             env,
         )
+        processes_file.write_text(json.dumps({name: process.pid for name, process in stack.children}))
         say(f"Site: http://{host}:{port}/   Health: http://{host}:{port}/healthz")
         say("Admin login: in another terminal run `make superuser`, then open /admin/")
         say("Ctrl-C stops everything.")
@@ -159,6 +161,7 @@ def command_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
         services_file.unlink(missing_ok=True)
+        processes_file.unlink(missing_ok=True)
         say("stopped")
 
 

@@ -6,6 +6,7 @@ from coursesite import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("hello", views.hello, name="hello"),
     path("admin/", admin.site.urls),
     path("", include("demos.urls")),
     path("", include("lessons.urls")),

@@ -1,6 +1,6 @@
 """Site-wide views that belong to no app."""
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from redis import Redis
 from redis.exceptions import RedisError
@@ -43,3 +43,8 @@ def healthz(request):
     workers = _live_workers() if redis == "ok" else 0
     status = 200 if database == "ok" else 503
     return JsonResponse({"database": database, "redis": redis, "celery_workers": workers}, status=status)
+
+
+def hello(request):
+    """The cheapest possible page: the baseline the benchmarks compare lesson pages with."""
+    return HttpResponse("hello\n", content_type="text/plain")

@@ -40,3 +40,11 @@ def run_worker_demo(run_id: str, demo_slug: str, params: dict) -> str:
     final = {"type": "finished", "run": run_id, "status": status, "summary": summary} if recorded else None
     pump.finish(final)
     return status
+
+
+@shared_task(name="demos.worker_clock")
+def worker_clock(enqueued_at: float) -> dict:
+    """Report when a worker started this job; the benchmarks measure queue latency with it."""
+    import time
+
+    return {"enqueued_at": enqueued_at, "started_at": time.time()}

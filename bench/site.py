@@ -1,0 +1,66 @@
+"""Start the site the way `make run` does, for benchmarks to load."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.request import urlopen
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RunningSite:
+    url: str
+    process: subprocess.Popen
+    var_dir: Path
+
+    @property
+    def services(self) -> dict[str, str]:
+        return json.loads((self.var_dir / "run" / "services.json").read_text())
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return json.loads((self.var_dir / "run" / "processes.json").read_text())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+def start_site(var_dir: Path, *, extra_env: dict[str, str] | None = None, timeout_s: float = 180) -> RunningSite:
+    """`python -m coursesite.stack run` in its own var dir, waited for until a worker answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
+    env.update({"COURSESITE_VAR_DIR": str(var_dir), "PORT": str(port)})
+    env.update(extra_env or {})
+    log = open(var_dir.parent / f"{var_dir.name}.log", "w") if var_dir.parent.exists() else subprocess.DEVNULL
+    process = subprocess.Popen([sys.executable, "-m", "coursesite.stack", "run"], cwd=BASE_DIR, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the site exited with {process.returncode}; see {getattr(log, 'name', 'its output')}")
+        try:
+            if json.loads(urlopen(url + "/healthz", timeout=2).read())["celery_workers"] >= 1:
+                return RunningSite(url=url, process=process, var_dir=var_dir)
+        except OSError:
+            pass
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    raise RuntimeError("the site did not come up in time")

@@ -1,0 +1,72 @@
+"""Many readers at once: each opens a websocket and runs a small one-cook."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import websockets
+
+
+async def _one_viewer(ws_url: str, origin: str, params: dict, delays_ms: list[float]) -> dict:
+    async with websockets.connect(ws_url, origin=origin, max_size=None, open_timeout=60) as socket:
+        await socket.send(json.dumps({"type": "run", "demo": "one-cook", "params": params, "ref": "bench"}))
+        accepted_at, expected_seq, gaps, repeats = None, 0, 0, 0
+        while True:
+            message = json.loads(await asyncio.wait_for(socket.recv(), timeout=120))
+            now = time.perf_counter()
+            if message["type"] == "accepted":
+                accepted_at = now
+            elif message["type"] == "events":
+                if message["seq"] > expected_seq:
+                    gaps += 1
+                elif message["seq"] < expected_seq:
+                    repeats += 1
+                expected_seq = message["seq"] + 1
+                # The run starts right after `accepted` is sent: event t is measured from there.
+                for event in message["events"]:
+                    delays_ms.append((now - accepted_at) * 1000 - event["t"])
+            elif message["type"] == "finished":
+                return {"status": message["status"], "gaps": gaps, "repeats": repeats}
+            elif message["type"] == "error":
+                return {"status": "error:" + message["code"], "gaps": gaps, "repeats": repeats}
+
+
+async def _run_viewers(site_url: str, viewers: int, params: dict) -> dict:
+    ws_url = site_url.replace("http://", "ws://") + "/ws/demos/"
+    delays: list[float] = []
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *(_one_viewer(ws_url, site_url, params, delays) for _ in range(viewers)), return_exceptions=True
+    )
+    elapsed = time.perf_counter() - started
+    finished = sum(1 for r in results if isinstance(r, dict) and r["status"] == "succeeded")
+    failures = [repr(r) if not isinstance(r, dict) else r["status"] for r in results if not (isinstance(r, dict) and r["status"] == "succeeded")]
+    delays.sort()
+    pick = lambda q: round(delays[min(len(delays) - 1, int(q * len(delays)))], 1) if delays else None  # noqa: E731
+    return {
+        "viewers": viewers,
+        "finished": finished,
+        "gaps": sum(r["gaps"] for r in results if isinstance(r, dict)),
+        "repeats": sum(r["repeats"] for r in results if isinstance(r, dict)),
+        "delay_p50_ms": pick(0.50),
+        "delay_p99_ms": pick(0.99),
+        "events": len(delays),
+        "elapsed_s": round(elapsed, 1),
+        "failures": failures[:5],
+    }
+
+
+def measure(site, *, viewers: int, params: dict, during=None) -> dict:
+    """Run the viewers; `during(site)` is called once while they stream (memory sampling)."""
+    async def main():
+        load = asyncio.create_task(_run_viewers(site.url, viewers, params))
+        sample = None
+        if during is not None:
+            await asyncio.sleep(1.0)
+            sample = await asyncio.to_thread(during, site)
+        result = await load
+        result["sampled_during_load"] = sample
+        return result
+
+    return asyncio.run(main())
