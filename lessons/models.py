@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 
 from lessons.rendering import LessonRenderError, render_lesson_markdown
+
+
+def content_changed() -> None:
+    """Invalidate cached reader pages now, and again once the change is committed
+    (a reader arriving in between could otherwise cache the old page)."""
+    from lessons.services import content_changed as bump  # services imports models
+
+    bump()
+    transaction.on_commit(bump)
 
 
 class Course(models.Model):
@@ -21,10 +30,20 @@ class Course(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        content_changed()
+
 
 class LessonQuerySet(models.QuerySet):
     def published(self) -> LessonQuerySet:
         return self.filter(published=True)
+
+    def update(self, **kwargs) -> int:
+        # Bulk updates (admin actions, reordering) skip save(); pages still go stale.
+        updated = super().update(**kwargs)
+        content_changed()
+        return updated
 
     def visible_to(self, user) -> LessonQuerySet:
         """Readers see published lessons; staff also see drafts."""
@@ -77,3 +96,9 @@ class Lesson(models.Model):
         self.body_html = rendered.html
         self.toc = rendered.toc
         super().save(*args, **kwargs)
+        content_changed()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        content_changed()
+        return result

@@ -1,10 +1,12 @@
 """Loading the shipped course content into the database."""
 from __future__ import annotations
 
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.core.cache import cache
 from django.db import transaction
 
 from lessons.models import Course, Lesson
@@ -17,6 +19,40 @@ class LoadReport:
     created: int = 0
     updated: int = 0
     kept: int = 0
+
+
+CONTENT_VERSION_KEY = "lessons:content-version"
+# Each process remembers the version this long: one Redis round trip per page
+# instead of two, at the price of other processes seeing an edit up to a second late.
+VERSION_MEMO_S = 1.0
+_version_memo = {"value": None, "read_at": 0.0}
+
+
+def content_version() -> int:
+    """A number that changes whenever any course or lesson changes."""
+    now = time.monotonic()
+    if _version_memo["value"] is not None and now - _version_memo["read_at"] < VERSION_MEMO_S:
+        return _version_memo["value"]
+    version = cache.get(CONTENT_VERSION_KEY)
+    if version is None:
+        cache.add(CONTENT_VERSION_KEY, 1, timeout=None)
+        version = cache.get(CONTENT_VERSION_KEY, 1)
+    _version_memo.update(value=version, read_at=now)
+    return version
+
+
+def content_changed() -> None:
+    """Invalidate every cached reader page (prev/next links make them depend on each other)."""
+    _version_memo["value"] = None
+    try:
+        cache.incr(CONTENT_VERSION_KEY)
+    except ValueError:  # not set yet: nothing cached under a version
+        cache.add(CONTENT_VERSION_KEY, 2, timeout=None)
+
+
+def reader_page_key(*, path: str) -> str:
+    """Where an anonymous reader's copy of a page is cached, for the current content."""
+    return f"lessons:page:{content_version()}:{path}"
 
 
 @transaction.atomic

@@ -1,12 +1,35 @@
-"""Reader pages: the course list and a lesson. Thin views over LessonQuerySet."""
+"""Reader pages: the course list and a lesson. Thin views over LessonQuerySet.
+
+Anonymous readers get pages from the cache, keyed by a content version that
+every save bumps; staff always get a fresh page (they may see drafts).
+"""
+from django.core.cache import cache
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.views.generic import DetailView, ListView
 
 from lessons.models import Course, Lesson
+from lessons.services import reader_page_key
+
+READER_PAGE_TTL_S = 600
 
 
-class HomeView(ListView):
+class CachedForReadersMixin:
+    """Serve anonymous GETs from the cache; the response is rendered once per content version."""
+
+    def get(self, request, *args, **kwargs):
+        if request.user.is_authenticated:
+            return super().get(request, *args, **kwargs)
+        key = reader_page_key(path=request.path)
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        response = super().get(request, *args, **kwargs)
+        response.add_post_render_callback(lambda rendered: cache.set(key, rendered, READER_PAGE_TTL_S))
+        return response
+
+
+class HomeView(CachedForReadersMixin, ListView):
     template_name = "lessons/home.html"
     context_object_name = "courses"
 
@@ -23,7 +46,7 @@ class HomeView(ListView):
         return context
 
 
-class LessonDetailView(DetailView):
+class LessonDetailView(CachedForReadersMixin, DetailView):
     template_name = "lessons/lesson_detail.html"
     context_object_name = "lesson"
 

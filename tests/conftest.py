@@ -140,3 +140,11 @@ def close_stray_connections_before_teardown(django_db_setup, django_db_blocker):
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         connection.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_reader_page_cache():
+    """Each test has its own database content, so it must not see pages cached by another."""
+    from lessons.services import content_changed
+
+    content_changed()

@@ -82,7 +82,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 DATABASE_URL = os.environ.get("DATABASE_URL") or _embedded.get("DATABASE_URL") or "postgresql://localhost:5432/coursesite"
 REDIS_URL = os.environ.get("REDIS_URL") or _embedded.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
+# Persistent connections: Django runs sync views in one thread under ASGI, so
+# reusing its connection saves a PostgreSQL handshake on every page.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("CONN_MAX_AGE", 60), conn_health_checks=True)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
@@ -146,7 +148,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "coursesite.storage.ModuleAwareStaticFilesStorage"},
 }
 
 # In development, serve static files straight from the source folders.

@@ -72,3 +72,16 @@ def test_pages_send_security_headers(client, three_lessons):
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
     assert response["X-Frame-Options"] == "DENY"
+
+
+def test_readers_get_cached_pages_that_an_edit_refreshes(client, three_lessons, django_assert_max_num_queries):
+    course, first, draft, last = three_lessons
+    client.get("/async/first/")
+    with django_assert_max_num_queries(0):
+        assert "Alpha" in client.get("/async/first/").content.decode()
+    first.body = "## Gamma\n\nrewritten"
+    first.save()
+    page = client.get("/async/first/").content.decode()
+    assert "Gamma" in page and "Alpha" not in page
+    Lesson.objects.filter(pk=draft.pk).update(published=True)
+    assert 'rel="next" href="/async/middle/"' in client.get("/async/first/").content.decode()

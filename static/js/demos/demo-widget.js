@@ -1,0 +1,338 @@
+/*
+ * The live demo widget that replaces a lesson's <section class="demo">.
+ *
+ * It turns the demo's declaration into inputs (one run, or A and B in
+ * compare mode), sends `run` over the shared socket, feeds the replies into
+ * RunRecords, and lets a RunView draw them. It also owns the parts around
+ * the run: Run/Stop, the status line, error alerts next to Run, the
+ * connection notice, the Table toggle and the "Code that ran" panel.
+ */
+import { ParamControls, completeValues, contrastingValues } from "./controls.js";
+import { el, uniqueId } from "./dom.js";
+import { formatClock, formatDuration } from "./format.js";
+import { RunRecord } from "./run-record.js";
+import { RunView } from "./run-view.js";
+import { MAX_RUNS_PER_SOCKET } from "./socket.js";
+
+const TAGS = ["A", "B"];
+
+/** "Finished in 3.01 s", "Cancelled after 1.2 s"… for one finished record. */
+export function outcomePhrase(record) {
+  const took = formatDuration(record.now());
+  switch (record.status) {
+    case "succeeded":
+      return `Finished in ${took}`;
+    case "cancelled":
+      return `Cancelled after ${took}`;
+    case "failed":
+      return `Failed after ${took}`;
+    case "timed_out":
+      return `Timed out after ${took}`;
+    case "rejected":
+      return "Not started";
+    case "lost":
+      return "Connection lost";
+    case "unfinished":
+      return `Unfinished recording (${took})`;
+    default:
+      return "";
+  }
+}
+
+/** The widget's status line for all its records. */
+export function statusLine(records) {
+  if (!records.length) return "Ready.";
+  if (records.some((record) => record.status === "running")) return "Running…";
+  if (records.some((record) => record.status === "starting")) return "Starting…";
+  if (records.length === 1) return `${outcomePhrase(records[0])}.`;
+  return `${records.map((record) => `${record.tag}: ${outcomePhrase(record).replace(/^./, (c) => c.toLowerCase())}`).join(" · ")}.`;
+}
+
+/** A decorative glyph inside a button (hidden from screen readers: the word is the name). */
+export function icon(glyph) {
+  return el("span", { className: "demo-icon", "aria-hidden": "true" }, glyph);
+}
+
+/** A server error as a sentence for the reader. */
+function errorText(message, tag) {
+  const prefix = tag ? `Run ${tag}: ` : "";
+  let text = message.message || "The demo server reported an error.";
+  if (Number.isFinite(message.retry_after_s) && !/try again/i.test(text)) text += ` Try again in about ${Math.ceil(message.retry_after_s)} s.`;
+  return prefix + text;
+}
+
+export class DemoWidget {
+  constructor(section, { demo, configs, socket, headingLevel = 3 }) {
+    this.section = section;
+    this.demo = demo;
+    this.socket = socket;
+    this.id = uniqueId("demo");
+    this.noun = demo.lanes || "lane";
+    const params = demo.params ?? [];
+    const given = (Array.isArray(configs) && configs.length ? configs : [{}]).slice(0, 2).map((config) => completeValues(params, config));
+    this.values = given.length > 1 ? given : [given[0], contrastingValues(params, given[0])];
+    this.compare = given.length > 1;
+    this.records = [];
+    this.stopRequested = false;
+    this.controls = new ParamControls({ params });
+    this.view = new RunView({ noun: this.noun, placeholder: `Press Run: each ${this.noun} gets a lane here, coloured by what it is doing.` });
+    this.view.onFrame = () => this.tick();
+    this.build(headingLevel);
+    this.renderControls();
+    this.unsubscribe = socket.onStatus((status) => this.connectionChanged(status));
+  }
+
+  build(headingLevel) {
+    const demo = this.demo;
+    const titleId = `${this.id}-title`;
+    this.modeButtons = [
+      el("button", { type: "button", className: "demo-toggle", "aria-pressed": "false", onclick: () => this.setCompare(false) }, "One run"),
+      el("button", { type: "button", className: "demo-toggle", "aria-pressed": "false", onclick: () => this.setCompare(true) }, "Compare A/B"),
+    ];
+    this.runLabel = el("span", {}, "Run");
+    this.runButton = el("button", { type: "submit", className: "demo-button demo-run", disabled: true }, icon("▶"), this.runLabel);
+    this.stopButton = el("button", { type: "button", className: "demo-button demo-stop", disabled: true, onclick: () => this.stop() }, icon("■"), "Stop");
+    this.status = el("span", { className: "demo-status", role: "status" }, "Ready.");
+    this.elapsed = el("span", { className: "demo-elapsed", "aria-hidden": "true" });
+    this.tableButton = el("button", { type: "button", className: "demo-toggle demo-table-toggle", "aria-pressed": "false", onclick: () => this.toggleTable() }, "Table");
+    this.alert = el("div", { className: "demo-alert", role: "alert" });
+    this.retryButton = el("button", { type: "button", className: "demo-link-button", onclick: () => this.socket.retryNow() }, "Retry now");
+    // The sentence is announced once; the ticking countdown beside it is not.
+    this.connectionText = el("span", { role: "status" });
+    this.countdownText = el("span", { "aria-hidden": "true" });
+    this.connection = el("p", { className: "demo-connection", hidden: true }, this.connectionText, " ", this.countdownText, " ", this.retryButton);
+    this.form = el(
+      "form",
+      { className: "demo-form", novalidate: true, onsubmit: (event) => this.submit(event) },
+      this.controls.element,
+      el(
+        "div",
+        { className: "demo-actions" },
+        this.runButton,
+        this.stopButton,
+        el("span", { className: "demo-status-wrap" }, this.status, this.elapsed),
+        this.tableButton,
+      ),
+      this.alert,
+      this.connection,
+    );
+    this.codePanel = el("details", { className: "demo-code" }, el("summary", {}, "Code that ran"));
+    if (demo.source_html) {
+      this.codePanel.append(
+        el("p", { className: "demo-code-path" }, el("code", {}, demo.source_path ?? "")),
+        this.codeBlock(demo.source_html),
+      );
+    } else {
+      this.codePanel.hidden = true;
+    }
+    const heading = el(`h${headingLevel}`, { className: "demo-title", id: titleId }, demo.title);
+    this.section.classList.add("demo-widget");
+    this.section.setAttribute("aria-labelledby", titleId);
+    this.section.replaceChildren(
+      el(
+        "header",
+        { className: "demo-header" },
+        el("div", { className: "demo-heading" }, el("p", { className: "demo-eyebrow" }, "Live demo"), heading, demo.concept ? el("p", { className: "demo-concept" }, demo.concept) : null),
+        el("div", { className: "demo-mode", role: "group", "aria-label": "Number of runs" }, this.modeButtons),
+      ),
+      this.form,
+      this.view.element,
+      this.codePanel,
+    );
+  }
+
+  codeBlock(sourceHtml) {
+    const code = el("code", {});
+    code.innerHTML = sourceHtml; // Pygments output from our own API: class-only spans
+    return el("div", { className: "highlight demo-code-block", tabindex: "0", role: "region", "aria-label": "Demo source code" }, el("pre", {}, code));
+  }
+
+  renderControls() {
+    this.controls.render(this.compare ? this.values : [this.values[0]]);
+    this.modeButtons[0].setAttribute("aria-pressed", String(!this.compare));
+    this.modeButtons[1].setAttribute("aria-pressed", String(this.compare));
+    this.runLabel.textContent = this.compare ? "Run both" : "Run";
+    this.section.classList.toggle("is-compare", this.compare);
+  }
+
+  setCompare(compare) {
+    if (compare === this.compare || this.isBusy) return;
+    const current = this.controls.peek();
+    this.values[0] = { ...this.values[0], ...current[0] };
+    if (current[1]) this.values[1] = { ...this.values[1], ...current[1] };
+    this.compare = compare;
+    this.renderControls();
+    this.clearAlert();
+  }
+
+  toggleTable() {
+    const visible = this.tableButton.getAttribute("aria-pressed") !== "true";
+    this.tableButton.setAttribute("aria-pressed", String(visible));
+    this.view.setTableVisible(visible);
+  }
+
+  get isBusy() {
+    return this.records.some((record) => record.isLive);
+  }
+
+  connectionChanged(status) {
+    const previous = this.connectionState?.state;
+    this.connectionState = status;
+    clearInterval(this.countdown);
+    clearTimeout(this.connectingNotice);
+    if (status.state === "open") {
+      this.connection.hidden = true;
+    } else if (status.state === "connecting" && previous === "closed") {
+      this.countdownText.textContent = "Retrying now…"; // keep the announced sentence as it is
+    } else if (status.state === "connecting") {
+      // Say so only if connecting takes a noticeable while (normally it takes milliseconds).
+      this.connectingNotice = setTimeout(() => this.showConnection("Connecting to the demo server…", false), 1000);
+    } else if (status.state === "closed") {
+      this.showConnection("Not connected to the demo server, so Run is off until it reconnects.", true);
+      const tick = () => {
+        const waitMs = this.socket.status().retryInMs;
+        this.countdownText.textContent = waitMs === null ? "" : `Retrying in ${Math.max(1, Math.ceil(waitMs / 1000))} s.`;
+      };
+      tick();
+      this.countdown = setInterval(tick, 1000);
+    }
+    this.updateButtons();
+  }
+
+  showConnection(text, canRetry) {
+    if (this.connectionText.textContent !== text) this.connectionText.textContent = text;
+    if (!canRetry) this.countdownText.textContent = "";
+    this.retryButton.hidden = !canRetry;
+    this.connection.hidden = false;
+  }
+
+  updateButtons() {
+    const open = this.connectionState?.state === "open";
+    const busy = this.isBusy;
+    const focused = document.activeElement;
+    const hadFocus = this.section.contains(focused);
+    this.runButton.disabled = !open || busy;
+    this.stopButton.disabled = !busy;
+    this.controls.setDisabled(busy);
+    for (const button of this.modeButtons) button.disabled = busy;
+    // A disabled element drops keyboard focus to <body>; hand it to the button that matters now.
+    if (hadFocus && focused.disabled) {
+      const next = busy ? this.stopButton : this.runButton.disabled ? null : this.runButton;
+      next?.focus();
+    }
+  }
+
+  showAlert(text) {
+    this.alert.replaceChildren(el("p", {}, text));
+  }
+
+  clearAlert() {
+    this.alert.replaceChildren();
+  }
+
+  submit(event) {
+    event.preventDefault();
+    this.start();
+  }
+
+  start() {
+    if (this.isBusy) return;
+    this.clearAlert();
+    const read = this.controls.read();
+    if (read.invalid) {
+      read.invalid.reportValidity();
+      this.showAlert(`${read.label}: ${read.invalid.validationMessage}`);
+      read.invalid.focus();
+      return;
+    }
+    const columns = read.columns;
+    columns.forEach((values, index) => {
+      this.values[index] = values;
+    });
+    if (!this.socket.isOpen) {
+      this.showAlert("Not connected to the demo server yet; Run works again once it reconnects.");
+      return;
+    }
+    const free = MAX_RUNS_PER_SOCKET - this.socket.busyCount;
+    if (columns.length > free) {
+      this.showAlert(
+        free <= 0
+          ? "Another demo on this page is still running; stop it or wait for it to finish."
+          : "Another demo on this page is still running, and comparing needs two runs at once; wait for it to finish.",
+      );
+      return;
+    }
+    const titles = this.controls.describeDifferences(columns);
+    this.records = columns.map((values, index) => new RunRecord({ tag: columns.length > 1 ? TAGS[index] : "", params: values }));
+    this.stopRequested = false;
+    this.view.setRecords(this.records, titles);
+    this.records.forEach((record, index) => {
+      record.starting(columns[index]);
+      const ref = this.socket.startRun({ demo: this.demo.slug, params: columns[index], refPrefix: `${this.id}${record.tag}` }, this.handlersFor(record));
+      if (ref === null) record.reject({ code: "disconnected", message: "Not connected to the demo server." });
+    });
+    this.lastStatus = "";
+    this.updateStatus();
+    this.updateButtons();
+  }
+
+  handlersFor(record) {
+    return {
+      onAccepted: (message) => {
+        record.accepted(message.run, message.params);
+        if (this.stopRequested) this.socket.cancel(message.run);
+        this.changed();
+      },
+      onEvents: (message) => {
+        record.addBatch(message.seq, message.events);
+        this.view.invalidate();
+      },
+      onFinished: (message) => {
+        record.finish(message.status, message.summary);
+        this.changed();
+      },
+      onError: (message) => {
+        if (record.status === "starting") record.reject(message);
+        if (message.code !== "unknown_run" || !record.isFinal) this.showAlert(errorText(message, record.tag));
+        this.changed();
+      },
+      onLost: () => {
+        record.lose();
+        this.showAlert(`${record.tag ? `Run ${record.tag}: the` : "The"} connection to the demo server dropped, so the run was stopped. Run it again once reconnected.`);
+        this.changed();
+      },
+    };
+  }
+
+  changed() {
+    this.updateStatus();
+    this.updateButtons();
+    this.view.invalidate();
+  }
+
+  stop() {
+    this.stopRequested = true;
+    for (const record of this.records) {
+      if (record.status === "running" && record.runId) this.socket.cancel(record.runId);
+    }
+    this.status.textContent = "Stopping…";
+    this.lastStatus = "Stopping…";
+  }
+
+  updateStatus() {
+    let text = statusLine(this.records);
+    if (this.stopRequested && this.isBusy) text = "Stopping…";
+    if (text !== this.lastStatus) {
+      this.lastStatus = text;
+      this.status.textContent = text;
+    }
+  }
+
+  /** Per frame while a run is live: the running clock. */
+  tick() {
+    const live = this.records.filter((record) => record.status === "running");
+    const text = live.length ? formatClock(Math.max(...live.map((record) => record.now()))) : "";
+    if (this.elapsed.textContent !== text) this.elapsed.textContent = text;
+  }
+}
+

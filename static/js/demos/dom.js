@@ -1,0 +1,50 @@
+/*
+ * A tiny element builder for the demo widget.
+ *
+ * The site's Content-Security-Policy forbids inline styles, so nothing here
+ * accepts a `style` attribute: layout comes from classes in widget.css, and
+ * the few computed sizes are set through the CSSOM (`el.style.width = ...`).
+ */
+
+/**
+ * el("button", {className: "x", type: "button", onclick: fn}, "Run")
+ * Attributes: `className`, `dataset` (object), `on<event>` (listeners),
+ * booleans (set when true), everything else via setAttribute.
+ */
+export function el(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "style") throw new Error("inline styles break the site's CSP; use a class");
+    if (name === "className") element.className = value;
+    else if (name === "dataset") Object.assign(element.dataset, value);
+    else if (name.startsWith("on") && typeof value === "function") element.addEventListener(name.slice(2), value);
+    else if (value === true) element.setAttribute(name, "");
+    else element.setAttribute(name, String(value));
+  }
+  append(element, children);
+  return element;
+}
+
+function append(parent, children) {
+  for (const child of children) {
+    if (child === undefined || child === null || child === false) continue;
+    if (Array.isArray(child)) append(parent, child);
+    else parent.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/** Replace all children of `parent`. */
+export function replaceChildren(parent, ...children) {
+  parent.replaceChildren();
+  append(parent, children);
+}
+
+let nextId = 0;
+
+/** A page-unique id with a readable prefix. */
+export function uniqueId(prefix) {
+  nextId += 1;
+  return `${prefix}-${nextId}`;
+}
+

@@ -1,0 +1,104 @@
+/*
+ * Formatting for the demo widget: durations, numbers, summary keys and nouns.
+ *
+ * Every number a reader sees goes through here, so the canvas axis, the
+ * status line and the tables all say "3.01 s" or "320 ms" the same way.
+ */
+
+const numberFormats = new Map();
+
+function numberFormat(maximumFractionDigits) {
+  if (!numberFormats.has(maximumFractionDigits)) {
+    numberFormats.set(maximumFractionDigits, new Intl.NumberFormat("en", { maximumFractionDigits }));
+  }
+  return numberFormats.get(maximumFractionDigits);
+}
+
+/** A plain number with a sensible precision: 3,012 / 41.7 / 0.0123. */
+export function formatNumber(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return String(value);
+  const size = Math.abs(value);
+  if (Number.isInteger(value) || size >= 1000) return numberFormat(0).format(value);
+  if (size >= 1) return numberFormat(size >= 100 ? 1 : 2).format(value);
+  if (size === 0) return "0";
+  return new Intl.NumberFormat("en", { maximumSignificantDigits: 3 }).format(value);
+}
+
+/** A duration given in ms, in the unit a reader expects: "320 ms", "3.01 s", "1 min 5 s". */
+export function formatDuration(ms) {
+  if (typeof ms !== "number" || !Number.isFinite(ms)) return "—";
+  const size = Math.abs(ms);
+  if (size < 10) return `${numberFormat(1).format(ms)} ms`;
+  if (size < 1000) return `${numberFormat(0).format(ms)} ms`;
+  if (size < 10_000) return `${numberFormat(2).format(ms / 1000)} s`;
+  if (size < 60_000) return `${numberFormat(1).format(ms / 1000)} s`;
+  const minutes = Math.floor(ms / 60_000);
+  return `${minutes} min ${Math.round((ms - minutes * 60_000) / 1000)} s`;
+}
+
+/** The short running clock: "0.0 s", "12.4 s". */
+export function formatClock(ms) {
+  return `${numberFormat(1).format(Math.max(0, ms) / 1000)} s`;
+}
+
+/** An axis tick label; `step` (ms) decides between ms and s. */
+export function formatTick(ms, step) {
+  if (ms === 0) return "0";
+  if (step >= 1000 || (ms >= 1000 && step >= 100)) {
+    const digits = step >= 1000 ? 0 : step >= 100 ? 1 : 2;
+    return `${numberFormat(digits).format(ms / 1000)} s`;
+  }
+  return `${numberFormat(step < 1 ? 2 : 0).format(ms)} ms`;
+}
+
+/** The smallest step of 1, 2 or 5 × 10^k giving at most `count` intervals over `span`. */
+export function niceStep(span, count = 5) {
+  if (!(span > 0)) return 1;
+  const raw = span / Math.max(1, count);
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const scaled = raw / power;
+  const factor = [1, 2, 5, 10].find((candidate) => candidate >= scaled - 1e-9) ?? 10;
+  return factor * power;
+}
+
+/** `total_ms` → "total ms", `longestWait` → "longest wait". */
+export function humanizeKey(key) {
+  return String(key)
+    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+    .replace(/[_-]+/g, " ")
+    .trim()
+    .toLowerCase();
+}
+
+/** Any summary value as text: numbers formatted, booleans as yes/no, lists joined, objects as JSON. */
+export function formatValue(value) {
+  if (typeof value === "number") return formatNumber(value);
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (value === null || value === undefined) return "—";
+  if (Array.isArray(value) && value.every((item) => item === null || typeof item !== "object")) {
+    return value.map(formatValue).join(", ");
+  }
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+/** "request" → "requests", "process" → "processes", "query" → "queries". */
+export function plural(noun, count) {
+  if (count === 1) return noun;
+  if (/(s|x|z|ch|sh)$/.test(noun)) return `${noun}es`;
+  if (/[^aeiou]y$/.test(noun)) return `${noun.slice(0, -1)}ies`;
+  return `${noun}s`;
+}
+
+/** "10 requests", "1 request", "10,000 requests". */
+export function countOf(count, noun) {
+  return `${formatNumber(count)} ${plural(noun, count)}`;
+}
+
+/** A metric's title: "heartbeat_lag_ms" with unit "ms" → "heartbeat lag (ms)". */
+export function metricTitle(name, unit) {
+  const words = humanizeKey(name).split(" ");
+  if (unit && words.length > 1 && words[words.length - 1] === String(unit).toLowerCase()) words.pop();
+  const title = words.join(" ");
+  return unit ? `${title} (${unit})` : title;
+}

@@ -1,0 +1,194 @@
+/*
+ * Everything below the Run button: the view of one run, or two compared.
+ *
+ * Used by the live widget and by the replay page alike. It owns the one
+ * requestAnimationFrame loop of a widget: data arriving only marks the view
+ * dirty (invalidate), and each frame redraws the timeline, charts, strips,
+ * log, counters and summaries at most once, continuing frame by frame only
+ * while a run is live (its open lanes grow with the clock).
+ */
+import { domainEnd, TimeScale } from "./canvas.js";
+import { MetricCharts } from "./charts.js";
+import { el, replaceChildren } from "./dom.js";
+import { countOf, formatNumber, plural } from "./format.js";
+import { ResultsTables } from "./results-table.js";
+import { BAR_STATES } from "./run-record.js";
+import { SummaryPanel } from "./summary.js";
+import { CounterBoard, LogPanel, RunStrip } from "./text-panels.js";
+import { onThemeChange, PATTERN_MIN_ROW, readPalette, stateFill } from "./theme.js";
+import { describeTimeline, RIGHT_PAD, Timeline } from "./timeline.js";
+
+const TABLE_REFRESH_MS = 300;
+
+const LEGEND_TEXT = {
+  running: "running (on the CPU)",
+  waiting: "waiting (I/O or sleep)",
+  queued: "queued (not started yet)",
+  blocked: "blocked (cannot proceed)",
+  failed: "failed",
+};
+
+export class RunView {
+  constructor({ noun, showRunLinks = true, placeholder = "" }) {
+    this.noun = noun;
+    this.showRunLinks = showRunLinks;
+    this.placeholder = placeholder;
+    this.records = [];
+    this.titles = [];
+    this.strips = [];
+    this.tableVisible = false;
+    this.frameRequested = false;
+    this.lastTableBuild = 0;
+    this.onFrame = null; // the owner's per-frame hook (elapsed clock, status)
+    this.fixedDomainMs = null; // a replay knows its length: keep the axis still while it plays
+
+    this.stripList = el("div", { className: "demo-strips" });
+    this.timeline = new Timeline({ noun });
+    this.canvasNote = el("p", { className: "demo-canvas-note", hidden: true });
+    this.timeline.canvas.setAttribute("role", "img");
+    this.legend = el("ul", { className: "demo-legend", "aria-label": "Legend" });
+    this.charts = new MetricCharts();
+    this.visual = el(
+      "div",
+      { className: "demo-visual" },
+      el("div", { className: "demo-timeline" }, this.timeline.canvas, this.legend, this.canvasNote),
+      this.charts.element,
+    );
+    this.tables = new ResultsTables({ noun });
+    this.summaries = new SummaryPanel();
+    this.counters = new CounterBoard();
+    this.log = new LogPanel();
+    this.element = el(
+      "div",
+      { className: "demo-run-view" },
+      this.stripList,
+      this.visual,
+      this.tables.element,
+      this.summaries.element,
+      this.counters.element,
+      this.log.element,
+    );
+    this.legendKey = "";
+    this.ariaKey = "";
+    this.palette = null;
+    this.resizeObserver = new ResizeObserver(() => this.invalidate());
+    this.resizeObserver.observe(this.visual);
+    onThemeChange(() => {
+      this.palette = null;
+      this.legendKey = "";
+      this.invalidate();
+    });
+    this.setRecords([], []);
+  }
+
+  /** Show these runs (new run, compare, replay restart). */
+  setRecords(records, titles) {
+    this.records = records;
+    this.titles = titles;
+    this.strips = records.map((record, index) => new RunStrip(record, { title: titles[index], showLink: this.showRunLinks }));
+    replaceChildren(this.stripList, this.strips.map((strip) => strip.element));
+    this.stripList.hidden = records.length === 0;
+    this.stripList.classList.toggle("is-compare", records.length > 1);
+    this.charts.reset();
+    this.summaries.reset(records, titles);
+    this.counters.reset(records);
+    this.log.reset(records);
+    this.tables.builtKey = "";
+    this.ariaKey = "";
+    this.invalidate();
+  }
+
+  setTableVisible(visible) {
+    this.tableVisible = visible;
+    this.tables.element.hidden = !visible;
+    this.visual.hidden = visible;
+    this.element.classList.toggle("is-table", visible);
+    this.invalidate();
+  }
+
+  /** Ask for a redraw on the next animation frame (coalesced). */
+  invalidate() {
+    if (this.frameRequested) return;
+    this.frameRequested = true;
+    requestAnimationFrame(() => {
+      this.frameRequested = false;
+      this.frame();
+    });
+  }
+
+  frame() {
+    this.palette ??= readPalette(this.element);
+    const live = this.records.some((record) => record.isLive);
+    if (!this.visual.hidden) this.drawCanvases();
+    for (const strip of this.strips) strip.update();
+    this.summaries.update();
+    this.counters.update();
+    this.log.update();
+    if (this.tableVisible) {
+      const now = performance.now();
+      if (!live || now - this.lastTableBuild > TABLE_REFRESH_MS) {
+        this.lastTableBuild = now;
+        this.tables.update(this.records, this.titles);
+      }
+    }
+    this.onFrame?.();
+    if (live) this.invalidate();
+  }
+
+  drawCanvases() {
+    const width = this.visual.clientWidth;
+    if (width <= 0) return;
+    const palette = this.palette;
+    const compare = this.records.length > 1;
+    const layout = this.timeline.layout({ records: this.records, compare, width, palette });
+    const latest = this.fixedDomainMs ?? Math.max(0, ...this.records.map((record) => record.now()));
+    const scale = new TimeScale({ domainMs: domainEnd(latest), left: layout.gutter, width: width - layout.gutter - RIGHT_PAD });
+    this.timeline.draw({ layout, scale, palette, titles: this.titles, placeholder: this.placeholder });
+    this.charts.update({ records: this.records, titles: this.titles, scale, width, palette });
+    this.updateLegend(palette, layout);
+    this.updateCanvasText(layout);
+  }
+
+  updateLegend(palette, layout) {
+    const seen = new Set(["running", "waiting"]);
+    for (const record of this.records) for (const state of record.statesSeen) seen.add(state);
+    const states = [...BAR_STATES, "failed"].filter((state) => seen.has(state));
+    // Swatches look like the bars on screen: textured, or flat when every run's rows are thin.
+    const tallest = Math.max(0, ...layout.groups.filter((group) => group.lanes).map((group) => (group.aggregated ? 1 : group.bar)));
+    const rowHeight = tallest === 0 || tallest >= PATTERN_MIN_ROW ? 14 : 1;
+    const key = `${states.join()}|${palette.states.running}|${palette.states.waiting}|${rowHeight}`;
+    if (key === this.legendKey) return;
+    this.legendKey = key;
+    replaceChildren(
+      this.legend,
+      states.map((state) => {
+        const swatch = el("canvas", { className: "demo-legend-swatch", "aria-hidden": "true", width: 28, height: 14 });
+        const scale = window.devicePixelRatio || 1;
+        swatch.width = 28 * scale;
+        swatch.height = 14 * scale;
+        const ctx = swatch.getContext("2d");
+        ctx.scale(scale, scale);
+        ctx.fillStyle = stateFill(ctx, palette, state, { rowHeight, scale });
+        ctx.fillRect(state === "failed" ? 12 : 0, 0, state === "failed" ? 4 : 28, 14);
+        return el("li", { className: "demo-legend-item" }, swatch, LEGEND_TEXT[state] ?? state);
+      }),
+    );
+  }
+
+  updateCanvasText(layout) {
+    const aggregated = layout.groups.find((group) => group.aggregated);
+    const note = aggregated
+      ? `${countOf(aggregated.lanes, this.noun)}: each pixel row stands for about ${formatNumber(Math.round(aggregated.lanes / aggregated.rows))} ${plural(this.noun, 2)}; the stronger the colour, the more of them were in that state.`
+      : "";
+    if (this.canvasNote.textContent !== note) {
+      this.canvasNote.textContent = note;
+      this.canvasNote.hidden = !note;
+    }
+    // The accessible name changes when a run starts or ends, not every frame.
+    const key = this.records.map((record) => `${record.status}:${record.laneCount}`).join("|");
+    if (key !== this.ariaKey) {
+      this.ariaKey = key;
+      this.timeline.canvas.setAttribute("aria-label", describeTimeline(this.records, this.noun));
+    }
+  }
+}
