@@ -1,0 +1,223 @@
+"""Why one thread can hold ten thousand connections: what a waiting connection costs.
+
+A real server runs in its own process (demos/sandboxes/c10k.py) with its
+descriptor limit raised, and a client process opens real loopback connections
+to it. Every connection sits idle for a while, then sends one request and gets
+its answer, and stays open. In `event-loop` mode the server is
+`asyncio.start_server` on one thread; in `threads` mode it is the standard
+library's `socketserver.ThreadingTCPServer`, one OS thread per connection.
+
+The demo reads the server's resident memory and thread count from /proc, and
+counts its open sockets, while the connections pile up. A reader should see
+the event-loop server hold 10,000 connections on one thread for a few KB
+each, and the threaded server pay several times that per connection, plus a
+whole thread each.
+"""
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from demos.params import ChoiceParam, IntParam
+
+slug = "c10k"
+title = "Ten thousand connections, one thread"
+concept = "A waiting connection on an event loop is a few KB of data; on a thread-per-connection server it is a whole thread."
+placement = "worker"  # starts two subprocesses and blocks while it watches them
+time_limit_s = 60.0
+lanes = "process"
+params = (
+    ChoiceParam("mode", "event-loop", ("event-loop", "threads"), label="Server",
+                help="event-loop: one asyncio thread holds every connection; threads: one OS thread per connection."),
+    IntParam("connections", 10_000, 10, 10_000, label="Connections",
+             help="How many loopback connections the client opens and keeps open."),
+    IntParam("thread_cap", 1_000, 10, 2_000, label="Thread cap",
+             help="In threads mode, open at most this many connections (one thread each); the figure is extrapolated to 10,000."),
+    IntParam("hold_ms", 1_000, 0, 5_000, label="Idle wait (ms)",
+             help="How long every connection sits idle before it sends its one request."),
+)
+smoke_params = {"connections": 200, "hold_ms": 100}
+
+SCRIPT = Path(__file__).resolve().parent.parent / "sandboxes" / "c10k.py"
+SAMPLE_EVERY_S = 0.1
+SETTLE_S = 0.1  # let the server finish writing its last answers before the final reading
+MIB = 1024 * 1024
+
+
+def _read_status(pid: int) -> tuple[int, int]:
+    """The process's resident memory in bytes and its number of threads, from /proc."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            fields[name] = value.split()
+    if "VmRSS" not in fields:  # a zombie: it has exited and lost its memory
+        raise RuntimeError("the sandbox server has exited")
+    return int(fields["VmRSS"][0]) * 1024, int(fields["Threads"][0])
+
+
+def _count_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _start(role_args: list[str], lines: queue.Queue, name: str, max_seconds: int) -> subprocess.Popen:
+    """Start one side, with a thread forwarding its output lines (stderr included) to `lines`."""
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--max-seconds", str(max_seconds), *role_args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+    def forward() -> None:
+        with process.stdout:  # closed here, by its only reader
+            for line in process.stdout:
+                lines.put((name, line.strip()))
+        lines.put((name, None))
+
+    process.forwarder = threading.Thread(target=forward, name=f"c10k-{name}-output", daemon=True)
+    process.forwarder.start()
+    return process
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    if process is None:
+        return
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=5)
+    process.forwarder.join(timeout=2)
+
+
+def _decode(line: str) -> dict:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return {"text": line}  # a traceback or warning: kept for the error report
+    return message if isinstance(message, dict) else {"text": line}
+
+
+def run(params, emit):
+    mode = params["mode"]
+    target = params["connections"] if mode == "event-loop" else min(params["connections"], params["thread_cap"])
+    started = time.perf_counter()
+    deadline = started + time_limit_s - 8
+    max_seconds = int(time_limit_s) + 5
+    lines: queue.Queue = queue.Queue()
+    check_cancelled = getattr(emit, "check_cancelled", lambda: None)
+    server_label = "server: one event loop" if mode == "event-loop" else "server: thread per connection"
+    emit("lanes", count=2, labels=[server_label, "client"])
+    if target < params["connections"]:
+        emit("log", text=f"Threads mode is capped at {target:,} connections (one thread each); the rest is extrapolated.")
+
+    server = client = None
+    diagnostics: list[str] = []
+    try:
+        server = _start(["server", mode], lines, "server", max_seconds)
+        port = None
+        while port is None:
+            check_cancelled()
+            if time.perf_counter() > deadline:
+                raise RuntimeError("the sandbox server did not start in time")
+            try:
+                name, line = lines.get(timeout=SAMPLE_EVERY_S)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"the sandbox server exited: {' / '.join(diagnostics)[-300:]}")
+            message = _decode(line)
+            port = message.get("port")
+            if port is None:
+                diagnostics.append(message.get("error") or message.get("text", ""))
+        baseline_rss, baseline_threads = _read_status(server.pid)
+        baseline_descriptors = _count_descriptors(server.pid)
+        emit("state", lane=0, state="waiting", label="listening")
+        emit("log", text=f"Idle server: {baseline_rss / MIB:.1f} MiB resident, {baseline_threads} thread(s), "
+                         f"descriptor limit {message.get('descriptor_limit'):,}.")
+
+        client = _start(["client", str(port), str(target), str(params["hold_ms"])], lines, "client", max_seconds)
+        emit("state", lane=1, state="running", label="connecting")
+        emit("state", lane=0, state="running", label="accepting")
+        peak_threads = baseline_threads
+        answered = 0
+        last_sample = 0.0
+        finished_at = None
+        while True:
+            now = time.perf_counter()
+            if now > deadline:
+                raise RuntimeError(f"the connections were not all answered within {time_limit_s - 8:.0f} s "
+                                   f"({answered:,} of {target:,})")
+            try:
+                name, line = lines.get(timeout=SAMPLE_EVERY_S)
+            except queue.Empty:
+                name, line = None, ""
+            if line is None:
+                if name == "client" and finished_at is None:
+                    raise RuntimeError(f"the client stopped early: {' / '.join(diagnostics)[-300:] or 'no message'}")
+                if name == "server":
+                    raise RuntimeError(f"the sandbox server died: {' / '.join(diagnostics)[-300:] or 'no message'}")
+            elif line:
+                message = _decode(line)
+                answered = message.get("answered", answered)
+                if "error" in message or "text" in message:
+                    diagnostics.append(message.get("error") or message["text"])
+                    emit("log", text=f"{name}: {diagnostics[-1]}"[:300])
+                stage = message.get("stage")
+                if stage == "all_open":
+                    emit("state", lane=1, state="waiting", label="idle")
+                elif stage == "requests_sent":
+                    emit("state", lane=1, state="running", label="one request each")
+                    emit("state", lane=0, state="running", label="answering")
+                elif stage == "all_answered":
+                    emit("state", lane=1, state="done", label="holding")
+                    emit("state", lane=0, state="waiting", label="holding every connection")
+                    finished_at = now
+            if now - last_sample >= SAMPLE_EVERY_S or finished_at is not None:
+                last_sample = now
+                rss, threads = _read_status(server.pid)
+                held = _count_descriptors(server.pid) - baseline_descriptors
+                peak_threads = max(peak_threads, threads)
+                emit("metric", name="open_connections", value=held, unit="connections")
+                emit("metric", name="server_rss_mib", value=round(rss / MIB, 2), unit="MiB")
+                emit("metric", name="server_threads", value=threads, unit="threads")
+                emit("counter", name="open_connections", value=held)
+                emit("progress", done=min(held, target), total=target)
+            if finished_at is not None and now - finished_at >= SETTLE_S:
+                break
+
+        held_rss, held_threads = _read_status(server.pid)
+        held = _count_descriptors(server.pid) - baseline_descriptors
+        peak_threads = max(peak_threads, held_threads)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    finally:
+        _stop(client)
+        _stop(server)
+    emit("state", lane=0, state="done", label="stopped")
+
+    growth = held_rss - baseline_rss
+    per_connection = growth / held if held > 0 else 0.0
+    projected_mib = per_connection * 10_000 / MIB
+    summary = {
+        "connections_held": held,
+        "rss_bytes_per_connection": round(per_connection),
+        "threads_used": peak_threads,
+        "elapsed_ms": round(elapsed_ms, 1),
+        "requests_answered": answered,
+        "server_rss_idle_bytes": baseline_rss,
+        "server_rss_held_bytes": held_rss,
+        "projected_mib_at_10000": round(projected_mib, 1),
+    }
+    if mode == "event-loop":
+        summary["text"] = (
+            f"{peak_threads} thread{'s' if peak_threads > 1 else ''} held {held:,} open connections and answered {answered:,} requests; the server grew "
+            f"by {growth / MIB:.1f} MiB, about {per_connection / 1024:.1f} KiB per connection."
+        )
+    else:
+        summary["text"] = (
+            f"{peak_threads:,} threads held {held:,} connections at about {per_connection / 1024:.1f} KiB each "
+            f"({growth / MIB:.1f} MiB in all); 10,000 connections would take about 10,000 threads and "
+            f"{projected_mib:.0f} MiB."
+        )
+    return summary

@@ -1,0 +1,247 @@
+"""Concurrency is not parallelism: which kind of work gets faster with threads, and which needs processes.
+
+The run does one job per worker, twice. First one worker does all the jobs
+one after another: the baseline. Then the same jobs go to the chosen workers:
+`single` (one worker again), `threads` (one OS thread per job, all in one
+process) or `processes` (one process per job). A `cpu` job hashes in a
+pure-Python loop for about 200 ms, holding the GIL; an `io` job sleeps 200 ms,
+as a wait on a database would. Every phase runs in fresh child processes
+(demos/sandboxes/parallel_worker.py), started before the clock starts, so
+neither start-up nor the host worker's own threads blur the comparison.
+
+A reader should see CPU jobs finish sooner on processes, up to the number of
+cores, but not on threads (on a standard build the threads take turns on the
+GIL, and the `cores_busy` line stays near 1), while waiting jobs overlap on
+threads just fine. The speedup is measured against the baseline of the same
+run, on the same machine.
+"""
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from demos.params import ChoiceParam, IntParam
+
+slug = "parallelism"
+title = "Threads, processes and the GIL"
+concept = "Waiting overlaps on threads; computing only goes faster on more cores, which in standard CPython means processes."
+placement = "worker"  # burns CPU and starts processes
+time_limit_s = 40.0
+lanes = "worker"
+params = (
+    ChoiceParam("work", "cpu", ("cpu", "io"), label="Work",
+                help="cpu: each job hashes in a Python loop for about 200 ms; io: each job waits 200 ms."),
+    ChoiceParam("mode", "processes", ("single", "threads", "processes"), label="Workers are",
+                help="single: one worker does every job in turn; threads: one thread per job; processes: one process per job."),
+    IntParam("workers", 2, 1, 8, label="Workers (= jobs)",
+             help="How many jobs to do, and how many workers share them (single mode uses one)."),
+)
+smoke_params = {"work": "io", "workers": 2}
+
+WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "sandboxes" / "parallel_worker.py"
+SAMPLE_EVERY_S = 0.1
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+class _Workers:
+    """Child processes running demos/sandboxes/parallel_worker.py; their reports arrive on `reports`."""
+
+    def __init__(self, work: str) -> None:
+        self.work = work
+        self.reports: queue.Queue = queue.Queue()
+        self.processes: list[subprocess.Popen] = []
+
+    def _forward(self, process: subprocess.Popen, lanes: range) -> None:
+        with process.stdout:  # closed here, by its only reader
+            for line in process.stdout:
+                message = json.loads(line)
+                cpu_path = f"/proc/{message['pid']}/task/{message['tid']}/stat" if message["what"] == "ready" else None
+                self.reports.put((message["lane"], message["what"], message["when"], cpu_path))
+        for lane in lanes:
+            self.reports.put((lane, "exited", time.perf_counter(), None))
+
+    def start(self, first_lane: int, threads: int, jobs_each: int) -> None:
+        """One process with `threads` threads (lanes from `first_lane`), each doing `jobs_each` jobs."""
+        process = subprocess.Popen(
+            [sys.executable, str(WORKER_SCRIPT), self.work, str(jobs_each), str(first_lane),
+             "--threads", str(threads), "--max-seconds", str(int(time_limit_s))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        self.processes.append(process)
+        process.forwarder = threading.Thread(target=self._forward, args=(process, range(first_lane, first_lane + threads)),
+                                             name=f"parallelism-{first_lane}-output", daemon=True)
+        process.forwarder.start()
+
+    def release(self) -> None:
+        for process in self.processes:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=5)
+            process.stdin.close()
+            process.forwarder.join(timeout=2)
+
+
+def _cpu_ticks(path: str) -> int | None:
+    """utime + stime of one task or process, from /proc, in clock ticks (None once it has gone)."""
+    try:
+        with open(path) as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+def _count_of(count: int, noun: str) -> str:
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun}es" if noun.endswith("ss") else f"{count} {noun}s"
+
+
+def _python_build() -> str:
+    gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    if gil_enabled is None:
+        return "GIL"
+    return "GIL" if gil_enabled() else "free-threaded"
+
+
+class _Phase:
+    """One timed batch of jobs on some workers, streamed to the timeline as it happens."""
+
+    def __init__(self, emit, clock) -> None:
+        self.emit = emit
+        self.clock = clock  # perf_counter seconds -> run time in ms
+        self.cpu_paths: dict[int, str] = {}
+        self.cpu_seen: dict[str, int] = {}
+        self.job_ms: list[float] = []
+        self._job_started: dict[int, float] = {}
+        self.finished_lanes: set[int] = set()
+        self.first_start = self.last_end = None
+
+    def handle(self, report: tuple) -> str:
+        lane, what, when, cpu_path = report
+        if what == "ready":
+            self.cpu_paths[lane] = cpu_path
+            self.emit("state", lane=lane, state="waiting", label="ready", t=self.clock(when))
+        elif what == "running":
+            self._job_started[lane] = when
+            self.first_start = when if self.first_start is None else min(self.first_start, when)
+            self.emit("state", lane=lane, state="running", t=self.clock(when))
+        elif what == "job_done":
+            self.job_ms.append((when - self._job_started.pop(lane)) * 1000)
+            self.last_end = when if self.last_end is None else max(self.last_end, when)
+            self.emit("state", lane=lane, state="waiting", label="next job", t=self.clock(when))
+        elif what == "finished":
+            self.finished_lanes.add(lane)
+            self.emit("state", lane=lane, state="done", t=self.clock(when))
+        return what
+
+    def cpu_seconds(self) -> float:
+        for path in self.cpu_paths.values():
+            ticks = _cpu_ticks(path)
+            if ticks is not None:
+                self.cpu_seen[path] = ticks  # a task that has exited keeps its last reading
+        return sum(self.cpu_seen.values()) / CLOCK_TICKS_PER_S
+
+
+def _run_phase(phase: _Phase, workers: _Workers, lane_count: int, emit) -> float:
+    """Wait until every lane is ready, release them together, stream until all finish.
+
+    Returns how long starting the processes took, in ms: kept out of the timed part.
+    """
+    check_cancelled = getattr(emit, "check_cancelled", lambda: None)
+    starting = time.perf_counter()
+    ready = finished = 0
+    startup_ms = None
+    last_cpu = last_sample = None
+    deadline = starting + time_limit_s - 5
+    while finished < lane_count:
+        check_cancelled()
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"the workers did not finish in time ({finished} of {lane_count} done)")
+        try:
+            report = workers.reports.get(timeout=SAMPLE_EVERY_S / 2)
+        except queue.Empty:
+            report = None
+        if report is not None:
+            what = phase.handle(report)
+            if what == "exited" and report[0] not in phase.finished_lanes:
+                raise RuntimeError(f"worker {report[0]} exited before finishing its jobs")
+            ready += what == "ready"
+            finished += what == "finished"
+            if ready == lane_count and startup_ms is None:
+                startup_ms = (time.perf_counter() - starting) * 1000
+                last_cpu, last_sample = phase.cpu_seconds(), time.perf_counter()
+                workers.release()
+        now = time.perf_counter()
+        if last_cpu is not None and now - last_sample >= SAMPLE_EVERY_S:
+            cpu = phase.cpu_seconds()
+            emit("metric", name="cores_busy", value=round((cpu - last_cpu) / (now - last_sample), 2), unit="cores")
+            last_cpu, last_sample = cpu, now
+    return startup_ms or 0.0
+
+
+def _measure(phase: _Phase, work: str, starts: list[tuple[int, int, int]], emit) -> float:
+    """Run one phase on fresh processes, each given as (first lane, threads, jobs per thread)."""
+    workers = _Workers(work)
+    try:
+        for first_lane, threads, jobs_each in starts:
+            workers.start(first_lane, threads, jobs_each)
+        return _run_phase(phase, workers, sum(threads for _, threads, _ in starts), emit)
+    finally:
+        workers.close()
+
+
+def run(params, emit):
+    work, mode, jobs = params["work"], params["mode"], params["workers"]
+    noun = {"single": "worker", "threads": "thread", "processes": "process"}[mode]
+    lane_count = 1 if mode == "single" else jobs  # lane 0 is the baseline, lanes 1.. the chosen workers
+    labels = [f"baseline: 1 worker, {_count_of(jobs, 'job')} in turn"]
+    labels += [f"{noun} {lane}" for lane in range(1, 1 + lane_count)]
+    emit("lanes", count=1 + lane_count, labels=labels)
+    aligned_t = emit("log", text=f"Baseline: one process does the {_count_of(jobs, work + ' job')} one after another.")
+    aligned_at = time.perf_counter()
+
+    def clock(when: float) -> float:
+        return aligned_t + (when - aligned_at) * 1000
+
+    baseline = _Phase(emit, clock)
+    _measure(baseline, work, [(0, 1, jobs)], emit)
+    baseline_ms = (baseline.last_end - baseline.first_start) * 1000
+
+    emit("log", text=f"Now the same {_count_of(jobs, 'job')} go to {_count_of(lane_count, noun)}.")
+    chosen = _Phase(emit, clock)
+    if mode == "single":
+        starts = [(1, 1, jobs)]
+    elif mode == "threads":
+        starts = [(1, jobs, 1)]
+    else:
+        starts = [(1 + index, 1, 1) for index in range(jobs)]
+    startup_ms = _measure(chosen, work, starts, emit)
+
+    total_ms = (chosen.last_end - chosen.first_start) * 1000
+    speedup = baseline_ms / total_ms
+    cpu_count = len(os.sched_getaffinity(0))
+    build = _python_build()
+    text = (f"{_count_of(jobs, work + ' job')} took {baseline_ms:.0f} ms one after another and "
+            f"{total_ms:.0f} ms on {_count_of(lane_count, noun)}: a speedup of {speedup:.2f}× with "
+            f"{_count_of(cpu_count, 'core')} available ({build} build).")
+    text += f" Starting the worker process{'es' if len(starts) > 1 else ''} took another {startup_ms:.0f} ms, not counted."
+    return {
+        "total_ms": round(total_ms, 1),
+        "baseline_ms": round(baseline_ms, 1),
+        "speedup": round(speedup, 2),
+        "cpu_count": cpu_count,
+        "python_build": build,
+        "startup_ms": round(startup_ms, 1),
+        "mean_job_ms": round(sum(chosen.job_ms) / len(chosen.job_ms), 1),
+        "text": text,
+    }

@@ -1,0 +1,89 @@
+"""A worker process for the parallelism demo: some threads doing some jobs, reporting as they go.
+
+    python parallel_worker.py WORK JOBS_PER_THREAD FIRST_LANE --threads T --max-seconds S
+
+Every measurement of the demo happens in processes like this one, never in
+the Celery worker that runs the demo: that process has threads of its own
+(the event pump, and in tests a whole web server) whose turns on the GIL would
+blur a comparison of threads. One process with one thread is the baseline;
+one process with T threads is `threads` mode; T processes with one thread
+each are `processes` mode.
+
+Each thread prints a JSON line when it is ready ({"lane", "what", "when",
+"pid", "tid"}), and once a line arrives on stdin (the start signal, so all
+workers begin together) one line as each job starts and ends. Times are
+`time.perf_counter()`, the system-wide monotonic clock on Linux, so the parent
+can line them up with its own. A plain subprocess rather than
+`multiprocessing`: a Celery prefork worker is a daemonic process, and those
+may not start `multiprocessing` children.
+"""
+import argparse
+import ctypes
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+HASH_ROUNDS = 600_000  # about 200 ms of pure-Python hashing on one free core of a current x86 server
+IO_WAIT_S = 0.2
+PR_SET_PDEATHSIG = 1
+
+_print_lock = threading.Lock()
+
+
+def do_job(work: str) -> None:
+    """One unit of work: `cpu` computes while holding the GIL, `io` waits without it."""
+    if work == "io":
+        time.sleep(IO_WAIT_S)
+        return
+    digest = b"\0" * 32
+    for _ in range(HASH_ROUNDS):  # hashlib only releases the GIL for inputs of 2 KiB or more
+        digest = hashlib.sha256(digest).digest()
+
+
+def report(lane: int, what: str, **extra) -> None:
+    line = json.dumps({"lane": lane, "what": what, "when": time.perf_counter(), **extra})
+    with _print_lock:  # one whole line at a time, whichever thread reports
+        print(line, flush=True)
+
+
+def work_jobs(lane: int, work: str, jobs: int, go: threading.Event) -> None:
+    report(lane, "ready", pid=os.getpid(), tid=threading.get_native_id())
+    go.wait()
+    for _ in range(jobs):
+        report(lane, "running")
+        do_job(work)
+        report(lane, "job_done")
+    report(lane, "finished")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("work", choices=["cpu", "io"])
+    parser.add_argument("jobs", type=int, help="jobs per thread")
+    parser.add_argument("first_lane", type=int)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-seconds", type=int, default=60)
+    args = parser.parse_args()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the demo
+    except (OSError, AttributeError):  # not Linux: the alarm still applies
+        pass
+    signal.alarm(args.max_seconds)
+    go = threading.Event()
+    threads = [threading.Thread(target=work_jobs, args=(args.first_lane + index, args.work, args.jobs, go))
+               for index in range(args.threads)]
+    for thread in threads:
+        thread.start()
+    if sys.stdin.readline():  # the start signal; an empty read means the parent went away
+        go.set()
+        for thread in threads:
+            thread.join()
+    os._exit(0)  # without the signal, threads still wait on `go`: leave without them
+
+
+if __name__ == "__main__":
+    main()
