@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -24,7 +25,7 @@ from demos.limits import MessageBudget, acquire_slot, redis_client, release_slot
 from demos.models import Run
 from demos.params import ParamError, validate_params
 from demos.registry import get_demo
-from demos.runner import run_on_loop
+from demos.runner import WORKER_SILENCE_S, run_on_loop
 from demos.sender import cancel_key, run_group
 from demos.services import run_create, run_finish
 from demos.tasks import run_worker_demo
@@ -32,6 +33,8 @@ from demos.tasks import run_worker_demo
 logger = logging.getLogger("demos.consumers")
 
 MAX_REF_LENGTH = 100
+# How long a worker run may sit in the queue, on top of its time limit, before it is abandoned.
+QUEUE_GRACE_S = 10
 # A run or cancel message is a few hundred bytes; anything this big is abuse.
 MAX_FRAME_CHARS = 16 * 1024
 
@@ -51,6 +54,7 @@ class InFlightRun:
     placement: str
     task: asyncio.Task | None = None  # loop runs
     watchdog: asyncio.Task | None = None  # worker runs: ends them if the worker never does
+    last_heard: float | None = None  # worker runs: when the worker last spoke
 
 
 class DemoConsumer(AsyncJsonWebsocketConsumer):
@@ -146,8 +150,8 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
         if demo.placement == "loop":
             in_flight.task = asyncio.create_task(self._run_loop_demo(in_flight, demo, params))
         else:
-            await self.channel_layer.group_add(run_group(run_id), self.channel_name)
             try:
+                await self.channel_layer.group_add(run_group(run_id), self.channel_name)
                 await sync_to_async(run_worker_demo.apply_async)(
                     args=[run_id, demo.slug, params],
                     soft_time_limit=demo.time_limit_s,
@@ -156,7 +160,7 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
             except Exception:  # broker unreachable
                 await self._end_worker_run(in_flight, Run.Status.FAILED, {"text": "Not started: the job queue is unavailable."})
                 raise ClientError("unavailable", "The job queue is unavailable right now; try again shortly.", run=run_id) from None
-            in_flight.watchdog = asyncio.create_task(self._watch_worker_run(in_flight, demo.time_limit_s + 10))
+            in_flight.watchdog = asyncio.create_task(self._watch_worker_run(in_flight, demo.time_limit_s))
 
     async def _run_loop_demo(self, in_flight: InFlightRun, demo, params: dict) -> None:
         try:
@@ -165,9 +169,18 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
             self.runs.pop(in_flight.run_id, None)
             await self._release(in_flight)
 
-    async def _watch_worker_run(self, in_flight: InFlightRun, deadline_s: float) -> None:
-        """A worker that died mid-run never reports; end the run for it."""
-        await asyncio.sleep(deadline_s)
+    async def _watch_worker_run(self, in_flight: InFlightRun, time_limit_s: float) -> None:
+        """A worker that died mid-run never reports; end the run for it.
+
+        Once a run has started, its worker speaks every second; five seconds of
+        silence means it is gone. Before it starts (queued behind other jobs)
+        only the overall deadline applies.
+        """
+        deadline = time.monotonic() + time_limit_s + QUEUE_GRACE_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1)
+            if in_flight.last_heard is not None and time.monotonic() - in_flight.last_heard > WORKER_SILENCE_S:
+                break
         await self._end_worker_run(
             in_flight, Run.Status.FAILED, {"text": "The worker running this demo stopped answering; the run was abandoned."}
         )
@@ -180,12 +193,18 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
             await redis_client().set(cancel_key(in_flight.run_id), 1, ex=120)
         except RedisError:
             logger.warning("could not flag run %s as cancelled", in_flight.run_id)
-        await self.channel_layer.group_discard(run_group(in_flight.run_id), self.channel_name)
+        await self._leave_group(in_flight)
         await self._release(in_flight)
         if in_flight.watchdog is not None and in_flight.watchdog is not asyncio.current_task():
             in_flight.watchdog.cancel()
         if recorded:
             await self._safe_send({"type": "finished", "run": in_flight.run_id, "status": status, "summary": summary})
+
+    async def _leave_group(self, in_flight: InFlightRun) -> None:
+        try:
+            await self.channel_layer.group_discard(run_group(in_flight.run_id), self.channel_name)
+        except (RedisError, OSError):
+            logger.warning("could not leave the group of run %s; it expires by itself", in_flight.run_id)
 
     async def _release(self, in_flight: InFlightRun) -> None:
         try:
@@ -193,18 +212,24 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
         except RedisError:
             logger.warning("could not release the slot of run %s; it expires by itself", in_flight.run_id)
 
+    async def run_alive(self, event: dict) -> None:
+        in_flight = self.runs.get(event.get("run"))
+        if in_flight is not None:
+            in_flight.last_heard = time.monotonic()
+
     async def run_message(self, event: dict) -> None:
         """A worker run's message, relayed from its group."""
         message = event["message"]
         in_flight = self.runs.get(message.get("run"))
         if in_flight is None:
             return  # already ended here (cancelled or abandoned)
+        in_flight.last_heard = time.monotonic()
         await self.send_json(message)
         if message["type"] == "finished":
             self.runs.pop(in_flight.run_id, None)
             if in_flight.watchdog is not None:
                 in_flight.watchdog.cancel()
-            await self.channel_layer.group_discard(run_group(in_flight.run_id), self.channel_name)
+            await self._leave_group(in_flight)
             await self._release(in_flight)
 
     async def cancel_run(self, content: dict) -> None:

@@ -23,6 +23,10 @@ logger = logging.getLogger("demos.runner")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+# A worker run says "still here" this often; the socket gives up after WORKER_SILENCE_S.
+ALIVE_INTERVAL_S = 1.0
+WORKER_SILENCE_S = 5.0
+
 
 def failure_summary(error: BaseException) -> dict[str, Any]:
     """What a reader is told when a demo raised: the error, never a traceback."""
@@ -142,11 +146,16 @@ class WorkerPump(threading.Thread):
         sender = RunSender(self.run_id)
         redis = Redis.from_url(settings.REDIS_URL)
         try:
+            last_alive = 0.0
             while not self._stop_requested.is_set():
                 await asyncio.sleep(BATCH_INTERVAL_S)
                 if await redis.exists(cancel_key(self.run_id)):
                     self.cancelled.set()
                 await _send_batch(self.run_id, self.recorder, sender.send)
+                if time.monotonic() - last_alive >= ALIVE_INTERVAL_S:
+                    # Lets the socket tell a quiet run from a dead worker.
+                    await sender.send_alive()
+                    last_alive = time.monotonic()
             await _drain(self.run_id, self.recorder, sender.send)
             if self._final_message is not None:
                 await sender.send(self._final_message)

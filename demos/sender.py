@@ -42,6 +42,10 @@ class RunSender:
     async def send(self, message: dict[str, Any]) -> None:
         await self.layer.group_send(run_group(self.run_id), {"type": "run.message", "message": message})
 
+    async def send_alive(self) -> None:
+        """A heartbeat for the socket's watchdog; never forwarded to the reader."""
+        await self.layer.group_send(run_group(self.run_id), {"type": "run.alive", "run": self.run_id})
+
     async def close(self) -> None:
         if self._layer is not None and hasattr(self._layer, "close_pools"):
             await self._layer.close_pools()

@@ -1,6 +1,7 @@
-"""Loading the shipped course content into the database."""
+"""Course content services: loading the shipped course, and the reader-page cache version."""
 from __future__ import annotations
 
+import logging
 import time
 import tomllib
 from dataclasses import dataclass
@@ -8,8 +9,11 @@ from pathlib import Path
 
 from django.core.cache import cache
 from django.db import transaction
+from redis.exceptions import RedisError
 
 from lessons.models import Course, Lesson
+
+logger = logging.getLogger("lessons.services")
 
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
 
@@ -48,6 +52,10 @@ def content_changed() -> None:
         cache.incr(CONTENT_VERSION_KEY)
     except ValueError:  # not set yet: nothing cached under a version
         cache.add(CONTENT_VERSION_KEY, 2, timeout=None)
+    except (RedisError, OSError):
+        # Redis down: nothing can be served from the cache either; pages may be
+        # stale for up to their TTL once it returns.
+        logger.warning("could not invalidate cached lesson pages")
 
 
 def reader_page_key(*, path: str) -> str:

@@ -5,6 +5,7 @@ every save bumps; staff always get a fresh page (they may see drafts).
 """
 from django.core.cache import cache
 from django.http import Http404
+from redis.exceptions import RedisError
 from django.shortcuts import get_object_or_404
 from django.views.generic import DetailView, ListView
 
@@ -12,6 +13,7 @@ from lessons.models import Course, Lesson
 from lessons.services import reader_page_key
 
 READER_PAGE_TTL_S = 600
+CACHE_ERRORS = (RedisError, OSError)
 
 
 class CachedForReadersMixin:
@@ -20,13 +22,23 @@ class CachedForReadersMixin:
     def get(self, request, *args, **kwargs):
         if request.user.is_authenticated:
             return super().get(request, *args, **kwargs)
-        key = reader_page_key(path=request.path)
-        cached = cache.get(key)
+        try:
+            key = reader_page_key(path=request.path)
+            cached = cache.get(key)
+        except CACHE_ERRORS:  # Redis down: readers still get the page, just uncached
+            return super().get(request, *args, **kwargs)
         if cached is not None:
             return cached
         response = super().get(request, *args, **kwargs)
-        response.add_post_render_callback(lambda rendered: cache.set(key, rendered, READER_PAGE_TTL_S))
+        response.add_post_render_callback(lambda rendered: _cache_quietly(key, rendered))
         return response
+
+
+def _cache_quietly(key, response) -> None:
+    try:
+        cache.set(key, response, READER_PAGE_TTL_S)
+    except CACHE_ERRORS:
+        pass
 
 
 class HomeView(CachedForReadersMixin, ListView):

@@ -43,6 +43,41 @@ def celery_worker_thread(django_db_setup, django_db_blocker):
             yield running
 
 
+@pytest.fixture(scope="module")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """A real prefork Celery worker in its own process, as `make run` starts it.
+
+    For tests where sharing the test process would distort what is measured
+    (the web loop's lag) or where the worker must be killed.
+    """
+    with django_db_blocker.unblock():
+        database_url = _test_database_url()
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "coursesite.settings.test"}
+    log_path = BASE_DIR / "var" / f"worker-test-{os.getpid()}.log"
+    log = open(log_path, "w")
+    name = f"testworker-{os.getpid()}@%h"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "celery"), "-A", "coursesite", "worker", "-P", "prefork", "-c", "2",
+         "--hostname", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    from coursesite.celery import app
+
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"celery worker did not start; see {log_path}")
+    yield process
+    if process.poll() is None:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+    log.close()
+
+
 @pytest.fixture
 def reset_worker_cache():
     """Forget the cached answer to 'is a worker alive?' between tests."""

@@ -7,7 +7,7 @@ from tests.demos.helpers import LoopLagMeter, demo_socket, receive_runs, start_r
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def test_web_loop_lag_stays_under_50ms_while_demos_run(celery_worker_thread, reset_worker_cache):
+async def test_web_loop_lag_stays_under_50ms_while_demos_run(celery_worker_process, reset_worker_cache):
     async with demo_socket() as socket:
         async with LoopLagMeter() as meter:
             blocking = await start_run(socket, "test-blocking-worker", {"block_ms": 400, "steps": 4}, ref="block")
