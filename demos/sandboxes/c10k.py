@@ -8,8 +8,15 @@ silent: the demo reads its memory, threads and open descriptors from /proc,
 so the server does no bookkeeping that would add to what is measured. Each
 connection it accepts is held until the peer closes it; every request on it
 gets an answer. Each mode is the standard library's own way to write such a
-server: `asyncio.start_server` for the event loop, `socketserver`'s
-ThreadingTCPServer for a thread per connection.
+server: an `asyncio.Protocol` served by `loop.create_server` for the event
+loop, `socketserver`'s ThreadingTCPServer for a thread per connection.
+
+The event-loop server uses the protocol layer rather than streams
+(`asyncio.start_server`) because that is what an idle connection on a loop
+really is: a transport and one protocol object, registered with epoll, with
+no task and no suspended coroutine. The streams version adds a reader, a
+writer, a task and a coroutine frame to every connection, and roughly triples
+the memory per connection (about 5.5 KiB against 1.8 KiB on CPython 3.11).
 
 The client opens CONNECTIONS connections, lets them sit idle for HOLD_MS once
 all are open, then sends one request on each and waits for every answer,
@@ -55,22 +62,25 @@ def listening_socket() -> socket.socket:
     return listener
 
 
-# --- server, event-loop mode: one thread, one small coroutine per connection ---
+# --- server, event-loop mode: one thread, one small protocol object per connection ---
 
-async def handle_on_loop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while request := await reader.readline():  # an idle connection waits here
-            writer.write(b"ok " + request)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
+class EchoProtocol(asyncio.Protocol):
+    """One connection on the loop: this object and its transport, called back when bytes arrive."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.partial_line = b""  # a request split across two reads waits here
+
+    def data_received(self, data: bytes) -> None:
+        *requests, self.partial_line = (self.partial_line + data).split(b"\n")
+        for request in requests:
+            self.transport.write(b"ok " + request + b"\n")
 
 
 async def serve_on_loop() -> None:
     # A ready-made socket: no host name to resolve, so asyncio starts no helper thread.
-    server = await asyncio.start_server(handle_on_loop, sock=listening_socket(), backlog=4096)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EchoProtocol, sock=listening_socket(), backlog=4096)
     async with server:
         await server.serve_forever()
 
@@ -78,6 +88,9 @@ async def serve_on_loop() -> None:
 # --- server, threads mode: the standard library's thread-per-connection server ---
 
 class EchoHandler(socketserver.StreamRequestHandler):
+    # The stdlib's line-reading handler. Its buffered reader holds an 8 KiB buffer per
+    # connection, which is part of the threads figure (about 26 KiB each; a bare
+    # recv() handler measures about 17 KiB): both are several times the loop's cost.
     def handle(self) -> None:
         try:
             while request := self.rfile.readline(REQUEST_BYTES):  # an idle connection parks a thread here

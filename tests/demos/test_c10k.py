@@ -1,4 +1,4 @@
-"""c10k: one event-loop thread holds 10,000 connections for a few KiB each; a thread per connection costs far more."""
+"""c10k: one event-loop thread holds 10,000 connections for under 4 KiB each; a thread per connection costs 5x that or more."""
 import asyncio
 import os
 import time
@@ -39,43 +39,39 @@ def _sandbox_processes() -> list[int]:
     return pids
 
 
-async def test_one_thread_holds_ten_thousand_connections_for_a_few_kib_each():
+async def test_one_thread_holds_ten_thousand_connections_at_a_fifth_of_the_memory_of_a_thread_each():
+    # The bench's sizes (issue 7): the loop at its default 10,000 connections, threads at
+    # 1,000; both in one test, so the ratio compares two runs made side by side.
     async with demo_socket() as socket:
-        accepted = await start_run(socket, "c10k", {})
-        batches, finished = await receive_until_finished(socket, accepted["run"], timeout=60)
-    assert accepted["params"]["mode"] == "event-loop" and accepted["params"]["connections"] == 10_000
-    assert finished["status"] == "succeeded", finished
-    summary = finished["summary"]
-    assert summary["connections_held"] == 10_000
-    assert summary["requests_answered"] == 10_000
-    assert summary["threads_used"] == 1
-    assert 0 < summary["rss_bytes_per_connection"] < 16 * KIB  # about 5.5 KiB measured on CPython 3.11
-    assert summary["elapsed_ms"] < 30_000  # about 3 s on an idle 2-core machine
-    assert "10,000" in summary["text"] and "KiB per connection" in summary["text"]
-    events = _events(batches)
-    assert max(_metric(events, "open_connections")) == 10_000
-    assert set(_metric(events, "server_threads")) == {1}
-    rss = _metric(events, "server_rss_mib")
+        loop = await start_run(socket, "c10k", {}, ref="loop")
+        threads = await start_run(socket, "c10k", {"mode": "threads", "connections": 1_000}, ref="threads")
+        results = await receive_runs(socket, [loop["run"], threads["run"]], timeout=60)
+    (loop_batches, loop_finished), (thread_batches, thread_finished) = results[loop["run"]], results[threads["run"]]
+    assert loop["params"]["mode"] == "event-loop" and loop["params"]["connections"] == 10_000
+    assert loop_finished["status"] == thread_finished["status"] == "succeeded", (loop_finished, thread_finished)
+    per_loop, per_thread = loop_finished["summary"], thread_finished["summary"]
+
+    assert per_loop["connections_held"] == per_loop["requests_answered"] == 10_000
+    assert per_loop["threads_used"] == 1
+    # The issue's target is 4 KiB; about 1.8 KiB measured on CPython 3.11.
+    assert 0 < per_loop["rss_bytes_per_connection"] <= 4 * KIB
+    assert per_loop["elapsed_ms"] < 20_000  # about 2.5 s on an idle 2-core machine
+    assert "10,000" in per_loop["text"] and "KiB per connection" in per_loop["text"]
+    loop_events = _events(loop_batches)
+    assert max(_metric(loop_events, "open_connections")) == 10_000
+    assert set(_metric(loop_events, "server_threads")) == {1}
+    rss = _metric(loop_events, "server_rss_mib")
     assert rss[-1] > rss[0]
 
-
-async def test_a_thread_per_connection_costs_a_thread_and_several_times_the_memory():
-    async with demo_socket() as socket:
-        threads = await start_run(socket, "c10k", {"mode": "threads", "connections": 10_000, "thread_cap": 500}, ref="threads")
-        loop = await start_run(socket, "c10k", {"mode": "event-loop", "connections": 3_000}, ref="loop")
-        results = await receive_runs(socket, [threads["run"], loop["run"]], timeout=60)
-    (thread_batches, thread_finished), (_, loop_finished) = results[threads["run"]], results[loop["run"]]
-    assert thread_finished["status"] == loop_finished["status"] == "succeeded", (thread_finished, loop_finished)
-    per_thread, per_loop = thread_finished["summary"], loop_finished["summary"]
-    # The cap holds: 500 connections, each with its own thread (plus the accepting one).
-    assert per_thread["connections_held"] == per_thread["requests_answered"] == 500
-    assert per_thread["threads_used"] >= 500
-    assert max(_metric(_events(thread_batches), "server_threads")) >= 500
-    assert per_loop["connections_held"] == 3_000 and per_loop["threads_used"] == 1
-    # About 26 KiB against 5.5 KiB measured; the claim needs at least 3x.
-    assert per_thread["rss_bytes_per_connection"] >= 3 * per_loop["rss_bytes_per_connection"]
+    # 1,000 connections, each with its own thread (plus the accepting one).
+    assert per_thread["connections_held"] == per_thread["requests_answered"] == 1_000
+    assert per_thread["threads_used"] >= 1_000
+    assert max(_metric(_events(thread_batches), "server_threads")) >= 1_000
+    assert per_thread["elapsed_ms"] < 20_000  # about 1.5 s on an idle 2-core machine
+    # The issue's target is 5x; about 26 KiB against 1.8 KiB (14x) measured.
+    assert per_thread["rss_bytes_per_connection"] >= 5 * per_loop["rss_bytes_per_connection"]
     assert "10,000 connections would take about 10,000 threads" in per_thread["text"]
-    assert per_thread["projected_mib_at_10000"] > 3 * per_loop["projected_mib_at_10000"]
+    assert per_thread["projected_mib_at_10000"] > 5 * per_loop["projected_mib_at_10000"]
 
 
 async def test_cancelling_a_run_kills_its_sandbox_processes():
