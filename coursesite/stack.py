@@ -26,6 +26,7 @@ from coursesite.embedded import EmbeddedPostgres, EmbeddedRedis, port_is_free, r
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
 SHUTDOWN_GRACE_S = 6
+RESTART_DELAY_S = 1.0
 
 
 class Stop(Exception):
@@ -136,15 +137,27 @@ def command_run(args: argparse.Namespace) -> int:
             [str(BIN_DIR / "celery"), "-A", "coursesite", "worker", "--loglevel", "INFO", "--concurrency", "2", "--hostname", "worker@%h"],
             env,
         )
+        # The offload demo's CPU jobs: processes of their own, fed only from their own queue.
+        stack.spawn(
+            "celery jobs worker",
+            [str(BIN_DIR / "celery"), "-A", "coursesite", "worker", "--loglevel", "INFO", "-Q", "offload-jobs",
+             "--concurrency", "2", "-P", "prefork", "--hostname", "jobs@%h"],
+            env,
+        )
         processes_file.write_text(json.dumps({name: process.pid for name, process in stack.children}))
         say(f"Site: http://{host}:{port}/   Health: http://{host}:{port}/healthz")
         say("Admin login: in another terminal run `make superuser`, then open /admin/")
         say("Ctrl-C stops everything.")
         while True:
-            for name, process in stack.children:
+            for index, (name, process) in enumerate(stack.children):
                 if process.poll() is not None:
-                    say(f"{name} exited with status {process.returncode}; stopping the rest")
-                    return 1
+                    # A crashed or killed server process comes back; the rest carry on.
+                    say(f"{name} exited with status {process.returncode}; restarting it")
+                    time.sleep(RESTART_DELAY_S)
+                    stack.children[index] = (name, subprocess.Popen(
+                        process.args, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, start_new_session=True
+                    ))
+                    processes_file.write_text(json.dumps({n: p.pid for n, p in stack.children}))
             # make was killed without passing the signal on: stop rather than linger.
             if os.getppid() != parent_pid:
                 say("parent process went away; stopping")

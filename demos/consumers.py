@@ -8,8 +8,10 @@ tasks whose messages arrive through the run's channel-layer group.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -37,6 +39,29 @@ MAX_REF_LENGTH = 100
 QUEUE_GRACE_S = 10
 # A run or cancel message is a few hundred bytes; anything this big is abuse.
 MAX_FRAME_CHARS = 16 * 1024
+
+
+# Runs this process is serving. If the server stops without its consumers
+# getting to clean up (Daphne's SIGTERM path), they are recorded at exit.
+_runs_in_this_process: set[str] = set()
+
+
+def _record_runs_left_at_exit() -> None:
+    if not _runs_in_this_process:
+        return
+
+    def record() -> None:  # in a thread: no event loop there, so the sync ORM is allowed
+        from demos.services import run_finish
+
+        for run_id in list(_runs_in_this_process):
+            run_finish(run_id=run_id, status=Run.Status.CANCELLED, summary={"text": "Stopped: the server shut down."})
+
+    worker = threading.Thread(target=record)
+    worker.start()
+    worker.join(timeout=10)
+
+
+atexit.register(_record_runs_left_at_exit)
 
 
 class ClientError(Exception):
@@ -146,27 +171,41 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
             )
         in_flight = InFlightRun(run_id=run_id, placement=demo.placement)
         self.runs[run_id] = in_flight
+        _runs_in_this_process.add(run_id)
         await self.send_json({"type": "accepted", "ref": ref, "run": run_id, "demo": demo.slug, "params": params})
         if demo.placement == "loop":
             in_flight.task = asyncio.create_task(self._run_loop_demo(in_flight, demo, params))
+            self.loop_tasks.add(in_flight.task)
+            in_flight.task.add_done_callback(self.loop_tasks.discard)
         else:
             try:
-                await self.channel_layer.group_add(run_group(run_id), self.channel_name)
-                await sync_to_async(run_worker_demo.apply_async)(
-                    args=[run_id, demo.slug, params],
-                    soft_time_limit=demo.time_limit_s,
-                    time_limit=demo.time_limit_s + 5,
-                )
+                await self._dispatch_to_worker(run_id, demo, params)
             except Exception:  # broker unreachable
                 await self._end_worker_run(in_flight, Run.Status.FAILED, {"text": "Not started: the job queue is unavailable."})
                 raise ClientError("unavailable", "The job queue is unavailable right now; try again shortly.", run=run_id) from None
             in_flight.watchdog = asyncio.create_task(self._watch_worker_run(in_flight, demo.time_limit_s))
+
+    async def _dispatch_to_worker(self, run_id: str, demo, params: dict) -> None:
+        """Join the run's group and enqueue it; one retry, since the first use of
+        a connection after Redis restarted can fail where the second succeeds."""
+        for attempt in (1, 2):
+            try:
+                await self.channel_layer.group_add(run_group(run_id), self.channel_name)
+                await sync_to_async(run_worker_demo.apply_async)(
+                    args=[run_id, demo.slug, params], soft_time_limit=demo.time_limit_s, time_limit=demo.time_limit_s + 5
+                )
+                return
+            except Exception:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.2)
 
     async def _run_loop_demo(self, in_flight: InFlightRun, demo, params: dict) -> None:
         try:
             await run_on_loop(run_id=in_flight.run_id, demo=demo, params=params, send=self.send_json)
         finally:
             self.runs.pop(in_flight.run_id, None)
+            _runs_in_this_process.discard(in_flight.run_id)
             await self._release(in_flight)
 
     async def _watch_worker_run(self, in_flight: InFlightRun, time_limit_s: float) -> None:
@@ -188,6 +227,7 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
     async def _end_worker_run(self, in_flight: InFlightRun, status: str, summary: dict) -> None:
         """End a worker run from this side (cancel, disconnect, dead worker)."""
         self.runs.pop(in_flight.run_id, None)
+        _runs_in_this_process.discard(in_flight.run_id)
         recorded = await database_sync_to_async(run_finish)(run_id=in_flight.run_id, status=status, summary=summary)
         try:
             await redis_client().set(cancel_key(in_flight.run_id), 1, ex=120)
@@ -227,6 +267,7 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(message)
         if message["type"] == "finished":
             self.runs.pop(in_flight.run_id, None)
+            _runs_in_this_process.discard(in_flight.run_id)
             if in_flight.watchdog is not None:
                 in_flight.watchdog.cancel()
             await self._leave_group(in_flight)
@@ -239,22 +280,44 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
             raise ClientError("unknown_run", "No run of yours with that id is in progress.", **({"run": run_id} if isinstance(run_id, str) else {}))
         if in_flight.task is not None:
             in_flight.task.cancel()
-            await asyncio.gather(in_flight.task, return_exceptions=True)
+            await asyncio.wait([in_flight.task])  # unlike gather, never cancels the run's own recording
         else:
             await self._end_worker_run(in_flight, Run.Status.CANCELLED, {"text": "Stopped by the reader."})
 
     async def disconnect(self, code) -> None:
         if getattr(self, "counted_ip", False):
+            self.counted_ip = False
             try:
                 await socket_release(ip=self.client_ip)
             except RedisError:
                 logger.warning("could not release the socket count of %s", self.client_ip)
+        await self._stop_all_runs("Stopped: the reader left.")
+
+    async def __call__(self, scope, receive, send):
+        self.loop_tasks: set[asyncio.Task] = set()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Daphne cancels consumers at shutdown, possibly in the middle of
+            # their disconnect; runs must still end recorded, not "running" for
+            # ever, so this waits for every run task to finish its record.
+            cleanup = asyncio.ensure_future(self._stop_all_runs("Stopped: the server shut down."))
+            while True:
+                pending = [task for task in (cleanup, *self.loop_tasks) if not task.done()]
+                if not pending:
+                    break
+                try:
+                    await asyncio.shield(asyncio.wait(pending))
+                except asyncio.CancelledError:
+                    continue
+
+    async def _stop_all_runs(self, reason: str) -> None:
         for in_flight in list(getattr(self, "runs", {}).values()):
             if in_flight.task is not None:
                 in_flight.task.cancel()
-                await asyncio.gather(in_flight.task, return_exceptions=True)
+                await asyncio.wait([in_flight.task])  # unlike gather, never cancels the run's own recording
             else:
-                await self._end_worker_run(in_flight, Run.Status.CANCELLED, {"text": "Stopped: the reader left."})
+                await self._end_worker_run(in_flight, Run.Status.CANCELLED, {"text": reason})
         self.runs.clear()
 
     async def send_error(self, error: ClientError) -> None:

@@ -82,7 +82,15 @@ async def run_on_loop(*, run_id: str, demo, params: dict[str, Any], send: Send) 
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
     events_json = await encode_events_cooperatively(recorder.stored)
-    recorded = await database_sync_to_async(_record_end)(run_id, status, summary, events_json, recorder.dropped)
+    recording = asyncio.ensure_future(database_sync_to_async(_record_end)(run_id, status, summary, events_json, recorder.dropped))
+    while not recording.done():
+        try:
+            await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            # Cancelled again (the server is shutting down): the record is the
+            # last thing this run does, so it is written before the task ends.
+            status = Run.Status.CANCELLED
+    recorded = recording.result()
     if recorded:
         try:
             await _drain(run_id, recorder, send)
