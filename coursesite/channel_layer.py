@@ -1,4 +1,4 @@
-"""The Redis channel layer, made to ride out a Redis outage.
+"""The Redis channel layer, made to ride out a Redis outage and to let go quickly.
 
 Stock channels-redis lets a connection error escape `receive()`, which kills
 the consumer and drops every reader's socket the moment Redis blips. Here the
@@ -18,6 +18,10 @@ RETRY_AFTER_S = 1.0
 
 
 class ResilientRedisChannelLayer(RedisChannelLayer):
+    # redis-py shields a blocking pop from cancellation, so a closing socket's
+    # consumer waits for the pop to time out: keep that wait short.
+    brpop_timeout = 1
+
     async def receive(self, channel):
         while True:
             try:

@@ -134,7 +134,8 @@ def command_run(args: argparse.Namespace) -> int:
         stack.spawn("daphne", [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port), "coursesite.asgi:application"], env)
         stack.spawn(
             "celery worker",
-            [str(BIN_DIR / "celery"), "-A", "coursesite", "worker", "--loglevel", "INFO", "--concurrency", "2", "--hostname", "worker@%h"],
+            [str(BIN_DIR / "celery"), "-A", "coursesite", "worker", "--loglevel", "INFO", "--concurrency", "2", "--hostname", "worker@%h",
+             "--beat", "--schedule", str(data_root / "run" / "celerybeat-schedule")],
             env,
         )
         # The offload demo's CPU jobs: processes of their own, fed only from their own queue.
@@ -208,11 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coursesite.stack", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the site and its servers").set_defaults(handler=command_run)
-    test = commands.add_parser("test", help="run pytest against throwaway real servers")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test = commands.add_parser("test", help="run pytest against throwaway real servers; other arguments go to pytest")
     test.set_defaults(handler=command_test)
     commands.add_parser("env", help="print the URLs of the running site's servers").set_defaults(handler=command_env)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.handler is not command_test:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.pytest_args = rest
     return args.handler(args)
 
 

@@ -3,8 +3,10 @@
 A fenced block with info string `demo SLUG` embeds a live demo; its lines are
 preset parameters (`name: value`), and a `---` line separates a second
 configuration for side-by-side compare. `demo-planned SLUG` marks the place of
-a demo that is not built yet. Validation happens here so that the admin
-rejects a bad block instead of a reader seeing a broken page.
+a demo that is not built yet. `demo-steps counter-race` embeds step mode, where
+the reader runs two transactions by hand (optional line: `scenario: NAME`).
+Validation happens here so that the admin rejects a bad block instead of a
+reader seeing a broken page.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ def render_demo_fence(*, kind: str, slug: str, body: str) -> str:
     if not slug:
         raise DemoEmbedError(f"`{kind}` needs a demo name, e.g. ```{kind} one-cook")
     configs = parse_configs(body)
+    if kind == "demo-steps":
+        return _render_steps_fence(slug=slug, configs=configs)
     if kind == "demo-planned":
         return (
             f'<aside class="demo-planned"><p><strong>Live demo coming here:</strong> '
@@ -65,4 +69,30 @@ def render_demo_fence(*, kind: str, slug: str, body: str) -> str:
         f'aria-label="Live demo: {html.escape(demo.title)}">'
         f'<p class="demo-fallback"><strong>Live demo: {html.escape(demo.title)}.</strong> '
         f"{html.escape(demo.concept)} Running it needs JavaScript.</p></section>\n"
+    )
+
+
+# Demos that have a step mode (demos/step_consumer.py).
+STEP_DEMOS = {"counter-race"}
+
+
+def _render_steps_fence(*, slug: str, configs: list[dict[str, str]]) -> str:
+    from demos.stepping import SCENARIOS
+
+    if slug not in STEP_DEMOS:
+        raise DemoEmbedError(f"only {', '.join(sorted(STEP_DEMOS))} has a step mode, not {slug!r}")
+    if len(configs) > 1:
+        raise DemoEmbedError("a `demo-steps` block takes one configuration, no `---`")
+    config = configs[0]
+    unknown = set(config) - {"scenario"}
+    if unknown:
+        raise DemoEmbedError(f"a `demo-steps` block only takes `scenario`, not {', '.join(sorted(unknown))}")
+    scenario = config.get("scenario", SCENARIOS[0])
+    if scenario not in SCENARIOS:
+        raise DemoEmbedError(f"scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
+    return (
+        f'<section class="demo-steps" data-demo="{html.escape(slug)}" data-scenario="{html.escape(scenario)}" '
+        f'aria-label="Step through two transactions">'
+        f'<p class="demo-fallback"><strong>Step mode:</strong> run two real PostgreSQL transactions one statement '
+        f"at a time and watch an update get lost. It needs JavaScript.</p></section>\n"
     )

@@ -48,3 +48,15 @@ def worker_clock(enqueued_at: float) -> dict:
     import time
 
     return {"enqueued_at": enqueued_at, "started_at": time.time()}
+
+
+@shared_task(name="demos.sweep_stale_runs", ignore_result=True)
+def sweep_stale_runs() -> int:
+    """Mark runs a crashed process left 'running' as failed (scheduled by beat every minute)."""
+    from datetime import timedelta
+
+    from demos.registry import DEMOS
+    from demos.services import run_sweep_stale
+
+    longest = max((demo.time_limit_s for demo in DEMOS.values()), default=60)
+    return run_sweep_stale(older_than=timedelta(seconds=longest + 30))

@@ -32,11 +32,11 @@ ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "img": {"src", "alt", "title", "width", "height"},
     "ol": {"start"},
-    "section": {"data-demo", "data-configs", "aria-label"},
+    "section": {"data-demo", "data-configs", "data-scenario", "aria-label"},
 }
 ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
 
-DEMO_FENCES = {"demo", "demo-planned"}
+DEMO_FENCES = {"demo", "demo-planned", "demo-steps"}
 
 
 class LessonRenderError(ValueError):

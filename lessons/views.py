@@ -3,7 +3,7 @@
 Anonymous readers get pages from the cache, keyed by a content version that
 every save bumps; staff always get a fresh page (they may see drafts).
 """
-from django.core.cache import cache
+from django.core.cache import caches
 from django.http import Http404
 from redis.exceptions import RedisError
 from django.shortcuts import get_object_or_404
@@ -24,7 +24,7 @@ class CachedForReadersMixin:
             return super().get(request, *args, **kwargs)
         try:
             key = reader_page_key(path=request.path)
-            cached = cache.get(key)
+            cached = caches["pages"].get(key)
         except CACHE_ERRORS:  # Redis down: readers still get the page, just uncached
             return super().get(request, *args, **kwargs)
         if cached is not None:
@@ -36,7 +36,7 @@ class CachedForReadersMixin:
 
 def _cache_quietly(key, response) -> None:
     try:
-        cache.set(key, response, READER_PAGE_TTL_S)
+        caches["pages"].set(key, response, READER_PAGE_TTL_S)
     except CACHE_ERRORS:
         pass
 

@@ -160,7 +160,14 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "coursesite",
-    }
+    },
+    # Rendered reader pages, per process: keyed by the content version kept in
+    # Redis, so every process drops them together when an author saves.
+    "pages": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "reader-pages",
+        "OPTIONS": {"MAX_ENTRIES": 500},
+    },
 }
 
 CHANNEL_LAYERS = {
@@ -182,6 +189,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Runs a crashed process left "running" are swept every minute (beat runs inside
+# `make run`'s demo worker; when scaling out, run exactly one beat).
+CELERY_BEAT_SCHEDULE = {"sweep-stale-runs": {"task": "demos.sweep_stale_runs", "schedule": 60.0}}
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

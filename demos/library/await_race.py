@@ -27,6 +27,8 @@ params = (
     IntParam("await_ms", 2, 0, 20, label="Await (ms)",
              help="How long each task awaits between its read and its write; 0 is asyncio.sleep(0)."),
 )
+# Small enough for the test suite's run over every demo.
+smoke_params = {"tasks": 3, "increments": 3}
 
 MAX_INCREMENTS = 20_000
 MAX_LANE_EVENTS = 6_000  # beyond this many increments, lanes show only start and end

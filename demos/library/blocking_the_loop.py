@@ -33,6 +33,8 @@ params = (
                 help="await: asyncio.sleep; block: time.sleep on the loop; offload: time.sleep via asyncio.to_thread."),
     IntParam("block_ms", 500, 50, 3_000, label="Slow step (ms)", help="How long the slow request's step takes."),
 )
+# Small enough for the test suite's run over every demo.
+smoke_params = {"block_ms": 100}
 
 HEARTBEAT_S = 0.020
 REQUEST_EVERY_S = 0.050

@@ -53,6 +53,8 @@ params = (
              help="How long each client pauses between reading the counter and writing it."),
     IntParam("trials", 1, 1, 10, label="Trials", help="Run the same configuration this many times, each on a fresh row."),
 )
+# Small enough for the test suite's run over every demo.
+smoke_params = {"workers": 2, "increments": 5}
 
 # Shows in pg_stat_activity.application_name, so the demo's connections can be counted.
 APPLICATION_NAME = "coursesite counter-race"

@@ -34,6 +34,8 @@ params = (
              help="The most calls the downstream service admits at once; it rejects the rest."),
     IntParam("call_ms", 100, 10, 1_000, label="Call time (ms)", help="How long the service takes to answer one call."),
 )
+# Small enough for the test suite's run over every demo.
+smoke_params = {"calls": 5, "call_ms": 20}
 
 REJECT_S = 0.005  # a rejection is fast, but still a round trip
 CHUNK = 100  # tasks created between two yields to the loop

@@ -26,6 +26,8 @@ params = (
     IntParam("threads", 4, 1, 64, label="Threads", help="The pool's size (max_workers)."),
     IntParam("wait_ms", 500, 10, 3_000, label="Blocking wait (ms)", help="How long each request blocks on its pretend I/O."),
 )
+# Small enough for the test suite's run over every demo.
+smoke_params = {"requests": 4, "threads": 2, "wait_ms": 50}
 
 MAX_PREDICTED_MS = 30_000
 CANCEL_CHECK_S = 0.1

@@ -1,7 +1,8 @@
-"""Standalone scripts that demos start as subprocesses.
+"""Standalone programs that demos start as subprocesses.
 
-They use the standard library only and never import Django or the demo
-engine: a demo runs them with `sys.executable path/to/script.py`, so whatever
-they measure (memory, threads, descriptors) belongs to them alone. Not demo
-modules: the registry only looks inside `demos/library/`.
+Most use the standard library only and never import Django or the demo
+engine, so whatever they measure (memory, threads, descriptors) belongs to
+them alone. Two need more: `offload_server` enqueues real Celery jobs, so it
+loads the project's Celery app, and `race_stepper` holds two psycopg
+connections. Not demo modules: the registry only looks inside `demos/library/`.
 """

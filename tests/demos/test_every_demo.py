@@ -39,7 +39,7 @@ def test_demo_declares_itself_fully(demo):
 
 
 @pytest.mark.parametrize("demo", DEMOS, ids=IDS)
-async def test_demo_runs_to_a_summary_with_small_parameters(demo, celery_worker_thread, reset_worker_cache):
+async def test_demo_runs_to_a_summary_with_small_parameters(demo, celery_worker_process, reset_worker_cache):
     async with demo_socket() as socket:
         accepted = await start_run(socket, demo.slug, getattr(demo, "smoke_params", {}))
         batches, finished = await receive_until_finished(socket, accepted["run"], timeout=demo.time_limit_s + 15)

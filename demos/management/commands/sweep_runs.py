@@ -1,17 +1,12 @@
 """Mark runs left 'running' by a stopped server as failed (`make run` calls this at start-up)."""
-from datetime import timedelta
-
 from django.core.management.base import BaseCommand
 
-from demos.registry import DEMOS
-from demos.services import run_sweep_stale
+from demos.tasks import sweep_stale_runs
 
 
 class Command(BaseCommand):
     help = "Mark runs still 'running' long past every demo's time limit as failed."
 
     def handle(self, *args, **options):
-        # Past the longest time limit plus the worker watchdog's grace, no run can still be live.
-        longest = max((demo.time_limit_s for demo in DEMOS.values()), default=60)
-        swept = run_sweep_stale(older_than=timedelta(seconds=longest + 30))
+        swept = sweep_stale_runs()  # called directly, not queued: start-up needs it done
         self.stdout.write(f"{swept} stale run(s) marked as failed")

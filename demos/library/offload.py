@@ -1,0 +1,516 @@
+"""Offloading CPU work: the same heavy job inside a request, or on a Celery worker.
+
+The demo starts a sandbox web server (demos/sandboxes/offload_server.py: a real
+HTTP server on loopback, in a process of its own, answering one request at a
+time like one web worker). A probe client calls its cheap `/ping` every 20 ms
+for the whole run: first for a second with nothing else going on, to learn
+what an idle server's latency looks like, then while `jobs` CPU-bound jobs of
+about `job_ms` each (PBKDF2 hashing) are submitted at once:
+
+- `inline`: `POST /jobs/inline` hashes inside the request, so every ping that
+  arrives meanwhile waits for the jobs ahead of it;
+- `celery`: `POST /jobs/celery` puts the job on the `offload-jobs` queue and
+  answers 202 straight away; separate worker processes do the hashing.
+
+A reader should see the ping latency climb to about the sum of the queued jobs
+in `inline` mode and stay near its idle level in `celery` mode, each job's lane
+go queued, running (labelled with the process that ran it) and done, two jobs
+running side by side when two worker processes are free, and the queue depth
+while jobs wait. With `failure` set, the first job goes wrong on purpose
+(raises, outruns its time limit, or kills its worker process) and the run ends
+as failed, saying what happened.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from demos.jobs import FAILURES, JOBS_QUEUE, STEPS, open_key, reports_key, starts_key, time_limits
+from demos.params import ChoiceParam, IntParam, ParamError
+
+slug = "offload"
+title = "Offloading CPU work to a job queue"
+concept = "CPU-heavy work done inside a request holds up every request behind it; handed to Celery workers, the web tier keeps answering quickly."
+placement = "worker"  # starts a server process and burns CPU
+time_limit_s = 60.0
+lanes = "job"
+params = (
+    ChoiceParam("mode", "celery", ("inline", "celery"), label="Where the job runs",
+                help="inline: inside the web request; celery: on a worker process, the request answers 202 at once."),
+    IntParam("jobs", 4, 1, 8, label="Jobs", help="How many jobs are submitted at once."),
+    IntParam("job_ms", 1_500, 50, 2_000, label="Job cost (ms of CPU)", help="About how much CPU time each job needs."),
+    ChoiceParam("failure", "none", FAILURES, label="First job goes wrong",
+                help="raise: it raises; timeout: it outruns its time limit; kill-worker: its worker process is killed mid-job."),
+)
+# Small enough for the test suite's run over every demo.
+smoke_params = {"mode": "inline", "jobs": 1, "job_ms": 50}
+
+PROBE_EVERY_S = 0.020
+IDLE_S = 1.0
+TAIL_S = 0.3  # probing goes on this long after the last job, to show the recovery
+MAX_PROBES_IN_FLIGHT = 400
+PROBE_TIMEOUT_S = 40.0
+SERVER_START_TIMEOUT_S = 20.0
+NO_WORKER_AFTER_S = 15.0
+RESULT_POLL_S = 0.25
+REDELIVERY_WATCH_S = 1.0  # after a lost worker, how long to watch for the job starting again
+CLEANUP_RESERVE_S = 5.0
+
+
+class JobFailed(Exception):
+    """A job raised; its error is the message."""
+
+
+class JobTimedOut(Exception):
+    """A job ran past its time limit and was stopped."""
+
+
+class WorkerLost(Exception):
+    """The worker process running a job died mid-job."""
+
+
+class NoJobWorker(Exception):
+    """Nothing took the jobs off the queue."""
+
+
+def check_params(values):
+    if values["failure"] != "none" and values["mode"] != "celery":
+        raise ParamError("failure modes are about Celery jobs: set mode to celery")
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+@dataclass
+class Job:
+    lane: int
+    job_id: str
+    submitted: float | None = None  # perf_counter times, in this process
+    answered: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    worker: str = ""
+    steps_done: int = 0
+    outcome: str = ""  # done / failed / timed_out / lost
+    error: str = ""
+    wall_ms: float | None = None
+    cpu_ms: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"job {self.lane + 1}"
+
+
+@dataclass
+class Probe:
+    sent: float
+    latency_ms: float | None = None
+    finished: bool = False
+
+
+@dataclass
+class Offload:
+    """One run's state, shared by its probe, its submissions and its report reader."""
+
+    mode: str
+    job_ms: int
+    failure: str
+    emit: Any
+    port: int
+    run_key: str
+    jobs: list[Job]
+    t0_ms: float
+    p0: float
+    probes: deque = field(default_factory=deque)
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (sent, latency_ms)
+    probe_errors: int = 0
+    probes_skipped: int = 0
+    queue_depth: int = 0
+    queue_depth_max: int = 0
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: set = field(default_factory=set)  # pings and submissions in flight, cancelled at the end
+    # Celery's result backend is synchronous: its calls get threads of their own, never waited for at exit.
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
+
+    def start(self, coroutine, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coroutine, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def t(self, moment: float) -> float:
+        """A perf_counter moment as ms since the run started."""
+        return self.t0_ms + (moment - self.p0) * 1000
+
+    def job(self, job_id: str) -> Job | None:
+        for job in self.jobs:
+            if job.job_id == job_id:
+                return job
+        return None
+
+    # The probe: open-loop, one ping every 20 ms whether or not the last was answered.
+
+    async def probe_forever(self) -> None:
+        next_at = time.perf_counter()
+        while True:
+            self.flush_probes()
+            in_flight = sum(1 for probe in self.probes if not probe.finished)
+            if in_flight < MAX_PROBES_IN_FLIGHT:
+                probe = Probe(sent=time.perf_counter())
+                self.probes.append(probe)
+                self.start(self.ping(probe), "ping")
+            else:
+                self.probes_skipped += 1
+            next_at += PROBE_EVERY_S
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    async def ping(self, probe: Probe) -> None:
+        try:
+            status, _ = await asyncio.wait_for(http(self.port, "GET", "/ping"), PROBE_TIMEOUT_S)
+            if status == 200:
+                probe.latency_ms = (time.perf_counter() - probe.sent) * 1000
+        except (OSError, asyncio.TimeoutError, ValueError):
+            pass
+        probe.finished = True
+
+    def flush_probes(self) -> None:
+        """Emit answered probes in the order they were sent, so the chart's line runs forwards."""
+        while self.probes and self.probes[0].finished:
+            probe = self.probes.popleft()
+            if probe.latency_ms is None:
+                self.probe_errors += 1
+                continue
+            self.samples.append((probe.sent, probe.latency_ms))
+            self.emit("metric", name="probe_latency_ms", value=round(probe.latency_ms, 2), unit="ms", t=self.t(probe.sent))
+
+    # Submitting jobs.
+
+    async def submit(self, job: Job) -> None:
+        body = {"job_id": job.job_id, "job_ms": self.job_ms, "failure": self.failure if job.lane == 0 else "none"}
+        job.submitted = time.perf_counter()
+        self.emit("state", lane=job.lane, state="queued", job=job.job_id)
+        self.set_queue_depth()
+        try:
+            status, content = await http(self.port, "POST", f"/jobs/{self.mode}", body)
+        except (OSError, ValueError) as error:
+            status, content = 0, f"{error.__class__.__name__}: {error}".encode()
+        job.answered = time.perf_counter()
+        answer_ms = (job.answered - job.submitted) * 1000
+        if self.mode == "celery" and status == 202:
+            self.emit("log", text=f"{job.label}: 202 Accepted after {answer_ms:.1f} ms")
+        elif self.mode == "inline" and status == 200:
+            self.emit("log", text=f"{job.label}: 200 OK after {answer_ms:.0f} ms (waited for the job)")
+        elif not job.outcome:
+            self.end_job(job, "failed", f"the server answered {status}: {content[:200].decode(errors='replace')}")
+
+    def set_queue_depth(self) -> None:
+        depth = sum(1 for job in self.jobs if job.submitted is not None and job.started is None and not job.outcome)
+        if depth != self.queue_depth:
+            self.queue_depth = depth
+            self.queue_depth_max = max(self.queue_depth_max, depth)
+            self.emit("counter", name="queue_depth", value=depth)
+            self.emit("metric", name="queue_depth", value=depth, unit="jobs")
+
+    # Reading what the jobs report.
+
+    def on_report(self, report: dict) -> None:
+        job = self.job(report.get("job", ""))
+        if job is None:
+            return
+        kind = report.get("type")
+        if kind == "started":
+            if job.started is not None:
+                self.emit("log", text=f"{job.label} started a second time, on {report.get('worker')}")
+                return
+            job.started, job.worker = time.perf_counter(), report.get("worker", "")
+            self.emit("state", lane=job.lane, state="running", label=job.worker)
+            self.set_queue_depth()
+        elif kind == "progress" and not job.outcome:
+            job.steps_done = int(report["done"])
+            self.emit("progress", done=sum(j.steps_done for j in self.jobs), total=len(self.jobs) * STEPS,
+                      lane=job.lane, lane_done=job.steps_done, lane_total=int(report["total"]))
+        elif kind == "finished":
+            job.wall_ms, job.cpu_ms = float(report["wall_ms"]), float(report["cpu_ms"])
+            self.end_job(job, "done")
+        elif kind == "failed":
+            self.end_job(job, "failed", report.get("error", "unknown error"))
+        elif kind == "timed_out":
+            soft, _ = time_limits(self.job_ms)
+            self.end_job(job, "timed_out", f"stopped at its {soft:g} s soft time limit (SoftTimeLimitExceeded)")
+
+    def end_job(self, job: Job, outcome: str, error: str = "") -> None:
+        if job.outcome:
+            return
+        job.outcome, job.error, job.ended = outcome, error, time.perf_counter()
+        if outcome == "done":
+            self.emit("state", lane=job.lane, state="done")
+            self.emit("counter", name="jobs_done", value=sum(1 for j in self.jobs if j.outcome == "done"))
+        else:
+            self.emit("state", lane=job.lane, state="failed", label=outcome.replace("_", " "))
+            where = f" on {job.worker}" if job.worker else ""
+            self.emit("log", text=f"{job.label} {outcome.replace('_', ' ')}{where}: {error}")
+        self.set_queue_depth()
+        if all(j.outcome for j in self.jobs):
+            self.settled.set()
+
+    async def read_reports(self) -> None:
+        from django.conf import settings
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+        last_poll = time.perf_counter()
+        try:
+            while True:
+                raw = await redis.lpop(reports_key(self.run_key), 200)
+                for item in raw or ():
+                    self.on_report(json.loads(item))
+                if self.mode == "celery" and time.perf_counter() - last_poll > RESULT_POLL_S:
+                    last_poll = time.perf_counter()
+                    await self.check_results()
+                if not raw:
+                    await asyncio.sleep(0.01)
+        finally:
+            await redis.aclose()
+
+    async def check_results(self) -> None:
+        """Ask Celery's result backend about unfinished jobs: a killed process cannot report for itself."""
+        waiting = [job for job in self.jobs if job.submitted is not None and job.answered is not None and not job.outcome]
+        if not waiting:
+            return
+        outcomes = await asyncio.wait_for(
+            asyncio.get_running_loop().run_in_executor(self.executor, _result_states, [job.job_id for job in waiting]), 10)
+        for job in waiting:
+            state, error_type, error = outcomes[job.job_id]
+            if state in ("FAILURE", "REVOKED") and not job.outcome:
+                if error_type == "WorkerLostError":
+                    self.end_job(job, "lost", f"its worker process died mid-job ({error}); not retried")
+                elif error_type == "TimeLimitExceeded":
+                    self.end_job(job, "timed_out", f"killed at its hard time limit ({error})")
+                else:
+                    self.end_job(job, "failed", f"{error_type}: {error}" if error_type else state)
+
+
+def _result_states(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+    """Each job's Celery state, with the type and text of its error when it failed."""
+    from coursesite.celery import app
+
+    states = {}
+    for job_id in job_ids:
+        result = app.AsyncResult(job_id)
+        state = result.state
+        error = result.result if state == "FAILURE" else None
+        states[job_id] = (state, error.__class__.__name__ if isinstance(error, BaseException) else "", str(error or ""))
+    return states
+
+
+def _forget_results(job_ids: list[str]) -> None:
+    """Drop the stored failures of this run's jobs from the result backend."""
+    from coursesite.celery import app
+
+    for job_id in job_ids:
+        app.AsyncResult(job_id).forget()
+
+
+async def http(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    """One HTTP/1.0 request on a fresh connection: (status, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n")
+        writer.write(head.encode() + payload)
+        await writer.drain()
+        response = await reader.read()  # HTTP/1.0: the server closes the connection after answering
+    finally:
+        writer.close()
+    head, _, content = response.partition(b"\r\n\r\n")
+    status_line = head.split(b" ", 2)
+    if len(status_line) < 2 or not status_line[1].isdigit():
+        raise ValueError(f"not an HTTP response: {response[:80]!r}")
+    return int(status_line[1]), content
+
+
+async def start_server(run_key: str) -> tuple[asyncio.subprocess.Process, int]:
+    """Start the sandbox web server for this run; return it and the port it listens on."""
+    from django.conf import settings
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE, "PYTHONUNBUFFERED": "1"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "demos.sandboxes.offload_server", run_key, "--max-seconds", str(int(time_limit_s) + 10),
+        cwd=settings.BASE_DIR, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), SERVER_START_TIMEOUT_S)
+        return process, int(json.loads(line)["port"])
+    except (asyncio.TimeoutError, ValueError, KeyError):
+        await stop_server(process)
+        raise RuntimeError("the sandbox web server did not start") from None
+
+
+async def stop_server(process: asyncio.subprocess.Process) -> None:
+    """Kill the sandbox web server (it may be in the middle of an inline job) and reap it."""
+    if process.returncode is None:
+        process.kill()
+    await process.wait()
+
+
+async def _wait(helpers: list[asyncio.Task], seconds: float, until: asyncio.Event | None = None) -> bool:
+    """Sleep up to `seconds`, or until `until` is set; re-raise any helper's exception (a cancel from the reader, say)."""
+    waiter = asyncio.ensure_future(until.wait() if until is not None else asyncio.sleep(seconds))
+    try:
+        done, _ = await asyncio.wait([waiter, *helpers], timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    for task in done:
+        if task is not waiter:
+            task.result()  # raises what stopped the helper
+            raise RuntimeError(f"{task.get_name()} stopped unexpectedly")
+    return until is not None and until.is_set()
+
+
+async def _offload(params: dict, emit) -> dict:
+    from django.conf import settings
+    from redis.asyncio import Redis
+
+    mode, job_count, job_ms = params["mode"], params["jobs"], params["job_ms"]
+    run_started = time.perf_counter()
+    run_key = uuid.uuid4().hex
+    t0_ms = emit("lanes", count=job_count, labels=[f"job {lane + 1}" for lane in range(job_count)])
+    p0 = time.perf_counter()
+    redis = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    await redis.set(open_key(run_key), 1, ex=int(time_limit_s) + 30)
+    server, helpers = None, []
+    run = None
+    try:
+        server, port = await start_server(run_key)
+        run = Offload(mode=mode, job_ms=job_ms, failure=params["failure"], emit=emit, port=port, run_key=run_key,
+                      jobs=[Job(lane=lane, job_id=f"{run_key}-{lane + 1}") for lane in range(job_count)], t0_ms=t0_ms, p0=p0)
+        helpers = [asyncio.create_task(run.probe_forever(), name="probe"),
+                   asyncio.create_task(run.read_reports(), name="report reader")]
+        emit("log", text=f"sandbox web server on 127.0.0.1:{port}; probing /ping every 20 ms, idle for {IDLE_S:g} s")
+        idle_from = time.perf_counter()
+        await _wait(helpers, IDLE_S)
+        idle_to = work_from = time.perf_counter()
+        emit("log", text=f"submitting {job_count} jobs of ~{job_ms} ms to /jobs/{mode}")
+        submissions = [run.start(run.submit(job), f"submit {job.label}") for job in run.jobs]
+        deadline = run_started + time_limit_s - CLEANUP_RESERVE_S
+        while not run.settled.is_set():
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                unfinished = ", ".join(job.label for job in run.jobs if not job.outcome)
+                raise TimeoutError(f"{unfinished} still unfinished after {time_limit_s - CLEANUP_RESERVE_S:g} s")
+            if mode == "celery" and not any(job.started or job.outcome for job in run.jobs) \
+                    and time.perf_counter() - work_from > NO_WORKER_AFTER_S:
+                raise NoJobWorker(f"no worker took a job off the {JOBS_QUEUE} queue within "
+                                  f"{NO_WORKER_AFTER_S:g} s; start one with `celery -A coursesite worker -Q offload-jobs`")
+            await _wait(helpers, min(remaining, 0.5), until=run.settled)
+        work_to = max(job.ended for job in run.jobs)
+        lost = [job for job in run.jobs if job.outcome == "lost"]
+        await _wait(helpers, REDELIVERY_WATCH_S if lost else TAIL_S)
+        await asyncio.gather(*submissions, return_exceptions=True)
+        helpers[0].cancel()  # stop sending probes; let the ones in flight land
+        await asyncio.gather(helpers[0], return_exceptions=True)
+        for _ in range(100):
+            if all(probe.finished for probe in run.probes):
+                break
+            await asyncio.sleep(0.02)
+        run.flush_probes()
+        starts = {job.job_id: int(await redis.get(starts_key(job.job_id)) or 0) for job in run.jobs}
+    finally:
+        leftovers = helpers + list(run.tasks if run is not None else ())
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+        await redis.delete(open_key(run_key), reports_key(run_key))
+        await redis.aclose()
+        if server is not None:
+            await stop_server(server)
+        if run is not None:
+            if mode == "celery":
+                forgetting = asyncio.get_running_loop().run_in_executor(run.executor, _forget_results, [job.job_id for job in run.jobs])
+                await asyncio.wait([forgetting], timeout=5)
+            run.executor.shutdown(wait=False)
+
+    _raise_for_failures(run, starts)
+    return _summary(run, mode, idle_from, idle_to, work_from, work_to)
+
+
+def _raise_for_failures(run: Offload, starts: dict[str, int]) -> None:
+    for job in run.jobs:
+        if job.outcome == "lost":
+            times = starts.get(job.job_id, 0)
+            again = "and was not run again" if times <= 1 else "so it was handed out again"
+            raise WorkerLost(f"{job.label}'s worker process was killed mid-job ({job.worker or 'unknown process'}); "
+                             f"the job started {times} time{'s' if times != 1 else ''} {again}")
+    for job in run.jobs:
+        if job.outcome == "timed_out":
+            raise JobTimedOut(f"{job.label} timed out: {job.error}")
+    for job in run.jobs:
+        if job.outcome == "failed":
+            raise JobFailed(f"{job.label} failed: {job.error}")
+
+
+def _summary(run: Offload, mode: str, idle_from: float, idle_to: float, work_from: float, work_to: float) -> dict:
+    idle = [latency for sent, latency in run.samples if idle_from <= sent < idle_to]
+    busy = [latency for sent, latency in run.samples if work_from <= sent <= work_to]
+    job_walls = [job.wall_ms for job in run.jobs if job.wall_ms is not None]
+    job_cpus = [job.cpu_ms for job in run.jobs if job.cpu_ms is not None]
+    workers = {job.worker for job in run.jobs if job.worker}
+    moments = sorted([(job.started, 1) for job in run.jobs] + [(job.ended, -1) for job in run.jobs])
+    running = parallel_max = 0
+    for _, change in moments:
+        running += change
+        parallel_max = max(parallel_max, running)
+    answers = [(job.answered - job.submitted) * 1000 for job in run.jobs]
+    summary = {
+        "probe_p50_ms": round(_percentile(busy, 0.50), 2),
+        "probe_p99_ms": round(_percentile(busy, 0.99), 2),
+        "probe_max_ms": round(max(busy, default=0.0), 2),
+        "idle_probe_p50_ms": round(_percentile(idle, 0.50), 2),
+        "idle_probe_p99_ms": round(_percentile(idle, 0.99), 2),
+        "probes": len(busy),
+        "probe_errors": run.probe_errors,
+        "probes_skipped": run.probes_skipped,  # ticks with MAX_PROBES_IN_FLIGHT already waiting
+        "jobs_done": sum(1 for job in run.jobs if job.outcome == "done"),
+        "job_ms_p50": round(_percentile(job_walls, 0.50), 1),
+        "job_cpu_ms_p50": round(_percentile(job_cpus, 0.50), 1),
+        "job_answer_ms_max": round(max(answers), 1),
+        "queue_depth_max": run.queue_depth_max,
+        "workers_used": len(workers),
+        "jobs_parallel_max": parallel_max,
+        "work_ms": round((work_to - work_from) * 1000, 1),
+    }
+    jobs, cpu_ms, wall_ms = len(run.jobs), summary["job_cpu_ms_p50"], summary["job_ms_p50"]
+    if mode == "inline":
+        summary["text"] = (
+            f"Hashed inside the web server's requests, {jobs} jobs of about {cpu_ms:.0f} ms of CPU each kept /ping waiting: "
+            f"p99 {summary['probe_p99_ms']:.0f} ms (worst {summary['probe_max_ms']:.0f} ms) against "
+            f"{summary['idle_probe_p99_ms']:.1f} ms when idle; the last job's own answer took {summary['job_answer_ms_max']:.0f} ms."
+        )
+    else:
+        processes = f"{len(workers)} worker process{'es' if len(workers) != 1 else ''}"
+        summary["text"] = (
+            f"Handed to Celery, {jobs} jobs of about {cpu_ms:.0f} ms of CPU each ({wall_ms:.0f} ms start to finish) ran on "
+            f"{processes}, {parallel_max} at a time, while /ping stayed at p99 {summary['probe_p99_ms']:.1f} ms "
+            f"(worst {summary['probe_max_ms']:.1f} ms) against {summary['idle_probe_p99_ms']:.1f} ms when idle; "
+            f"every job had its 202 within {summary['job_answer_ms_max']:.0f} ms."
+        )
+    return summary
+
+
+def run(params, emit):
+    return asyncio.run(_offload(params, emit))

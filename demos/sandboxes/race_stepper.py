@@ -1,0 +1,310 @@
+"""Step mode's sandbox: two real transactions on one counter row, one statement per command.
+
+    STEPPER_CONNINFO=... python -m demos.sandboxes.race_stepper --session ID --scenario S --table T --row-id N
+
+The reader is the scheduler. Each transaction (T1, T2) owns a psycopg
+connection and a thread that runs its statements, so a statement that waits
+for the other transaction's row lock waits here, in this process, and never on
+the web server's event loop. A third, autocommit connection watches the other
+two: it notices a statement stuck on a lock (pg_stat_activity says it waits
+for a `Lock`) and reads the committed counter after each step.
+
+JSON lines on stdin: {"tx": "T1", "action": "read"} or {"quit": true}.
+JSON lines on stdout: {"ready": true, "counter": N} once, then per command
+either {"tx", "action", "sql", "status": "blocked" | "done" | "error",
+"result", "counter_committed"} (a statement that waits reports "blocked"
+first and "done" when it gets the row) or {"error": code, "message", "tx",
+"action"} for a step that is out of order. End of stdin means quit.
+
+Like the other sandboxes it imports nothing from the project (only psycopg),
+so it starts fast; the conninfo comes through the environment, keeping the
+password out of `ps`.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import queue
+import re
+import signal
+import sys
+import threading
+import time
+
+import psycopg
+
+APPLICATION_NAME = "coursesite step-mode"
+PR_SET_PDEATHSIG = 1
+# How long a statement runs before the watcher asks PostgreSQL whether it waits for a lock.
+BLOCK_CHECK_S = 0.03
+# How long an unblocked statement waits for its lock holder's own answer to go out first.
+HOLDER_REPORT_WAIT_S = 2.0
+# Backstops in case this process is frozen rather than killed: PostgreSQL ends the sessions itself.
+SERVER_TIMEOUTS = "-c idle_in_transaction_session_timeout=600000 -c statement_timeout=600000"
+
+# Each scenario's steps, in the only order a transaction may take them.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "read-modify-write": ("begin", "read", "write", "commit"),
+    "select-for-update": ("begin", "read", "write", "commit"),
+    "atomic-update": ("begin", "update", "commit"),
+}
+STATEMENTS: dict[str, dict[str, str]] = {
+    "read-modify-write": {
+        "read": "SELECT n FROM {table} WHERE id = %s",
+        "write": "UPDATE {table} SET n = %s WHERE id = %s",
+    },
+    "select-for-update": {
+        "read": "SELECT n FROM {table} WHERE id = %s FOR UPDATE",
+        "write": "UPDATE {table} SET n = %s WHERE id = %s",
+    },
+    "atomic-update": {
+        "update": "UPDATE {table} SET n = n + 1 WHERE id = %s RETURNING n",
+    },
+}
+BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+COMMIT = "COMMIT"
+TRANSACTIONS = ("T1", "T2")
+
+
+class Transaction:
+    """One transaction: its connection, its command queue, the thread that runs it."""
+
+    def __init__(self, name: str, conninfo: str, stepper: "Stepper") -> None:
+        self.name = name
+        self.stepper = stepper
+        self.connection = psycopg.connect(
+            conninfo, autocommit=True, application_name=APPLICATION_NAME,
+            options=SERVER_TIMEOUTS, cursor_factory=psycopg.ClientCursor,
+        )
+        self.backend_pid = self.connection.info.backend_pid
+        self.commands: queue.Queue[str | None] = queue.Queue()
+        self.done_steps = 0  # index into ACTIONS[scenario] of the next allowed step
+        self.failed = False
+        self.value_read: int | None = None
+        # Set while a statement runs: (sql, action, started, reported_blocked); guarded by `lock`.
+        self.pending: dict | None = None
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._work, name=f"stepper-{name}", daemon=True)
+        self.thread.start()
+
+    @property
+    def finished(self) -> bool:
+        return self.failed or self.done_steps >= len(ACTIONS[self.stepper.scenario])
+
+    @property
+    def busy(self) -> bool:
+        with self.lock:
+            return self.pending is not None
+
+    def _work(self) -> None:
+        while True:
+            action = self.commands.get()
+            if action is None:
+                return
+            self.stepper.run_step(self, action)
+
+
+class Stepper:
+    """Validates the reader's steps and runs them on the two transactions."""
+
+    def __init__(self, *, conninfo: str, scenario: str, table: str, row_id: int) -> None:
+        self.scenario = scenario
+        self.table = table
+        self.row_id = row_id
+        self.output_lock = threading.Lock()
+        self.watcher_connection = psycopg.connect(
+            conninfo, autocommit=True, application_name=APPLICATION_NAME, options=SERVER_TIMEOUTS,
+        )
+        self.watcher_lock = threading.Lock()
+        self.transactions = {name: Transaction(name, conninfo, self) for name in TRANSACTIONS}
+        self.stopping = threading.Event()
+        self.watcher = threading.Thread(target=self._watch_for_locks, name="stepper-watcher", daemon=True)
+        self.watcher.start()
+
+    # --- output -----------------------------------------------------------------------------------
+
+    def say(self, message: dict) -> None:
+        with self.output_lock:
+            sys.stdout.write(json.dumps(message) + "\n")
+            sys.stdout.flush()
+
+    def committed_counter(self) -> int:
+        with self.watcher_lock:
+            row = self.watcher_connection.execute(f"SELECT n FROM {self.table} WHERE id = %s", [self.row_id]).fetchone()
+        return int(row[0]) if row else 0
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    def command(self, tx_name: str, action: str) -> None:
+        """Queue a step, or explain why it cannot run now."""
+        transaction = self.transactions.get(tx_name)
+        refuse = {"tx": tx_name, "action": action}
+        if transaction is None:
+            self.say({"error": "bad_message", "message": "`tx` must be T1 or T2.", **refuse})
+            return
+        steps = ACTIONS[self.scenario]
+        if transaction.busy:
+            message = f"{tx_name} is still waiting for its last statement; it can take no other step until that one finishes."
+            self.say({"error": "busy", "message": message, **refuse})
+            return
+        if transaction.finished:
+            ended = "failed and rolled back" if transaction.failed else "committed"
+            self.say({"error": "invalid_step", "message": f"{tx_name} has already {ended}; press Reset to start again.", **refuse})
+            return
+        expected = steps[transaction.done_steps]
+        if action != expected:
+            if action not in steps:
+                message = f"{action!r} is not a step of {self.scenario}; its steps are {', '.join(steps)}."
+            elif action == "write" and expected == "read":
+                message = f"{tx_name} has to read the counter before it can write it back."
+            else:
+                message = f"{tx_name} cannot {action} now: its next step is {expected}."
+            self.say({"error": "invalid_step", "message": message, **refuse})
+            return
+        with transaction.lock:
+            transaction.pending = {"action": action, "sql": "", "started": time.monotonic(), "reported_blocked": False}
+        transaction.commands.put(action)
+
+    def run_step(self, transaction: Transaction, action: str) -> None:
+        """Run one statement on `transaction`'s thread and report it."""
+        template = STATEMENTS[self.scenario].get(action)
+        if action == "begin":
+            query, params = BEGIN, []
+        elif action == "commit":
+            query, params = COMMIT, []
+        elif action == "write":
+            query, params = template.format(table=self.table), [transaction.value_read + 1, self.row_id]
+        else:
+            query, params = template.format(table=self.table), [self.row_id]
+        cursor = transaction.connection.cursor()
+        sql = cursor.mogrify(query, params) if params else query
+        with transaction.lock:
+            transaction.pending["sql"] = sql
+        status, result = "done", {}
+        try:
+            cursor.execute(query, params or None)
+            if action == "read":
+                transaction.value_read = int(cursor.fetchone()[0])
+                result = {"n": transaction.value_read}
+            elif action == "write":
+                result = {"n": transaction.value_read + 1, "rows": cursor.rowcount}
+            elif action == "update":
+                result = {"n": int(cursor.fetchone()[0]), "rows": cursor.rowcount}
+            transaction.done_steps += 1
+        except psycopg.Error as error:
+            status = "error"
+            result = {"message": (error.diag.message_primary or str(error)).strip()}
+            transaction.failed = True
+            try:
+                transaction.connection.execute("ROLLBACK")
+            except psycopg.Error:
+                pass
+        finally:
+            cursor.close()
+        self._let_holders_report_first(transaction)
+        counter = self.committed_counter()
+        with transaction.lock:
+            transaction.pending = None
+            self.say({
+                "tx": transaction.name, "action": action, "sql": sql, "status": status,
+                "result": result, "counter_committed": counter,
+            })
+
+    def _let_holders_report_first(self, transaction: Transaction) -> None:
+        """A statement that waited ran because its lock holder committed: report that commit first.
+
+        Both threads wake at nearly the same moment; without this the reader
+        could see T2's answer before the T1 commit that released it.
+        """
+        with transaction.lock:
+            holders = transaction.pending.get("waiting_for", [])
+        deadline = time.monotonic() + HOLDER_REPORT_WAIT_S
+        for name in holders:
+            holder = self.transactions.get(name)
+            while holder is not None and holder.busy and time.monotonic() < deadline:
+                time.sleep(0.002)
+
+    # --- the lock watcher -------------------------------------------------------------------------
+
+    def _watch_for_locks(self) -> None:
+        """Report a statement as blocked once PostgreSQL says it waits for a lock."""
+        pids = {transaction.backend_pid: name for name, transaction in self.transactions.items()}
+        while not self.stopping.wait(BLOCK_CHECK_S):
+            for transaction in self.transactions.values():
+                with transaction.lock:
+                    pending = transaction.pending
+                    due = pending is not None and not pending["reported_blocked"] and time.monotonic() - pending["started"] >= BLOCK_CHECK_S
+                if not due:
+                    continue
+                try:
+                    with self.watcher_lock:
+                        row = self.watcher_connection.execute(
+                            "SELECT wait_event_type, pg_blocking_pids(pid) FROM pg_stat_activity WHERE pid = %s",
+                            [transaction.backend_pid],
+                        ).fetchone()
+                except psycopg.Error:
+                    continue
+                if not row or row[0] != "Lock":
+                    continue
+                holders = [pids.get(pid, f"backend {pid}") for pid in row[1] or []]
+                with transaction.lock:
+                    if transaction.pending is not pending:
+                        continue  # it finished while we asked
+                    pending["reported_blocked"] = True
+                    pending["waiting_for"] = holders
+                    self.say({
+                        "tx": transaction.name, "action": pending["action"], "sql": pending["sql"], "status": "blocked",
+                        "result": {"waiting_for": holders}, "counter_committed": None,
+                    })
+
+    # --- shutdown ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Cancel any waiting statement, roll back, close all three connections."""
+        self.stopping.set()
+        for transaction in self.transactions.values():
+            if transaction.busy:
+                try:
+                    transaction.connection.cancel_safe(timeout=2)
+                except Exception:  # noqa: BLE001  (closing anyway)
+                    pass
+            transaction.commands.put(None)
+        for transaction in self.transactions.values():
+            transaction.thread.join(timeout=3)
+            transaction.connection.close()
+        self.watcher.join(timeout=1)
+        self.watcher_connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--session", required=True, help="The step session's id; only to find this process.")
+    parser.add_argument("--scenario", required=True, choices=sorted(ACTIONS))
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--row-id", type=int, required=True)
+    args = parser.parse_args()
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.table):
+        parser.error("--table must be a plain lower-case table name")
+    if sys.platform.startswith("linux"):
+        # If the web server dies, take this process (and its connections) with it.
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    stepper = Stepper(conninfo=os.environ["STEPPER_CONNINFO"], scenario=args.scenario, table=args.table, row_id=args.row_id)
+    try:
+        stepper.say({"ready": True, "counter": stepper.committed_counter()})
+        for line in sys.stdin:
+            try:
+                command = json.loads(line)
+            except ValueError:
+                continue  # only the consumer writes here; a bad line is a bug there, not a reason to die
+            if not isinstance(command, dict) or command.get("quit"):
+                break
+            stepper.command(str(command.get("tx")), str(command.get("action")))
+    finally:
+        stepper.stop()
+
+
+if __name__ == "__main__":
+    main()

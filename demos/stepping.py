@@ -1,0 +1,192 @@
+"""Step mode of the counter race: one reader, two transactions, one statement at a time.
+
+A step session owns a fresh RaceCounter row and a sandbox subprocess
+(`demos.sandboxes.race_stepper`) holding the two transactions' connections.
+Statements that wait for a row lock wait in that subprocess; this side only
+writes JSON lines to its stdin and reads its stdout with asyncio, so the web
+event loop never blocks. Ending a session stops the subprocess (which closes
+its connections) and then deletes the row.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import uuid
+from typing import Any, Literal, TypedDict
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import connection
+from psycopg.conninfo import make_conninfo
+
+from demos.race_models import RaceCounter
+from demos.sandboxes.race_stepper import ACTIONS, APPLICATION_NAME
+
+logger = logging.getLogger("demos.stepping")
+
+SCENARIOS = tuple(ACTIONS)
+StepErrorCode = Literal["bad_message", "unknown_session", "invalid_step", "busy", "unavailable", "rate_limited"]
+# How long the sandbox may take to connect twice and say it is ready.
+START_TIMEOUT_S = 15
+# How long a stopping sandbox may take to roll back and close before it is killed.
+STOP_TIMEOUT_S = 5
+
+__all__ = ["APPLICATION_NAME", "SCENARIOS", "SandboxError", "StepSession", "database_conninfo"]
+
+
+class OpenedMessage(TypedDict):
+    type: Literal["opened"]
+    session: str
+    scenario: str
+    actions: dict[str, list[str]]
+    counter: int
+    ref: Any
+
+
+class StepMessage(TypedDict):
+    type: Literal["step"]
+    session: str
+    tx: Literal["T1", "T2"]
+    action: str
+    sql: str
+    status: Literal["done", "blocked", "error"]
+    result: dict[str, Any]
+    counter_committed: int | None
+
+
+class ClosedMessage(TypedDict):
+    type: Literal["closed"]
+    session: str
+    reason: Literal["closed", "idle", "failed"]
+
+
+class StepErrorMessage(TypedDict, total=False):
+    type: Literal["error"]
+    code: StepErrorCode
+    message: str
+    session: str
+    tx: str
+    action: str
+    ref: Any
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not start or stopped talking."""
+
+
+def database_conninfo() -> str:
+    """A libpq conninfo for Django's default database (the test database under pytest)."""
+    database = connection.settings_dict
+    options = database.get("OPTIONS") or {}
+    fields = {
+        "dbname": database["NAME"],
+        "user": database.get("USER") or None,
+        "password": database.get("PASSWORD") or None,
+        "host": options.get("host") or database.get("HOST") or None,
+        "port": str(database["PORT"]) if database.get("PORT") else None,
+    }
+    return make_conninfo(**{name: value for name, value in fields.items() if value})
+
+
+def _create_row() -> tuple[str, int]:
+    counter = RaceCounter.objects.create(run_id=uuid.uuid4(), n=0)
+    return str(counter.run_id), counter.pk
+
+
+def _delete_row(row_id: int) -> None:
+    RaceCounter.objects.filter(pk=row_id).delete()
+
+
+class StepSession:
+    """One reader's pair of transactions: row, subprocess, and the task reading its output."""
+
+    def __init__(self, *, session_id: str, scenario: str, row_id: int, process: asyncio.subprocess.Process) -> None:
+        self.session_id = session_id
+        self.scenario = scenario
+        self.row_id = row_id
+        self.process = process
+        self.reader: asyncio.Task | None = None
+        self.ended = False
+
+    @classmethod
+    async def start(cls, *, scenario: str) -> tuple["StepSession", int]:
+        """Create the row, start the sandbox, wait until it is connected; returns (session, counter)."""
+        conninfo = await database_sync_to_async(database_conninfo)()
+        session_id, row_id = await database_sync_to_async(_create_row)()
+        try:
+            # stderr is inherited: a sandbox's traceback belongs in the web server's log.
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "demos.sandboxes.race_stepper",
+                "--session", session_id, "--scenario", scenario,
+                "--table", RaceCounter._meta.db_table, "--row-id", str(row_id),
+                cwd=str(settings.BASE_DIR), env={**os.environ, "STEPPER_CONNINFO": conninfo},
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as error:
+            await database_sync_to_async(_delete_row)(row_id)
+            raise SandboxError(f"could not start the sandbox: {error}") from error
+        session = cls(session_id=session_id, scenario=scenario, row_id=row_id, process=process)
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)
+            ready = json.loads(line) if line else {}
+            if not ready.get("ready"):
+                raise SandboxError("the sandbox exited before it was ready")
+        except (asyncio.TimeoutError, ValueError, SandboxError) as error:
+            await session.stop()
+            raise SandboxError(str(error) or "the sandbox did not start in time") from error
+        return session, int(ready["counter"])
+
+    def actions(self) -> dict[str, list[str]]:
+        return {"T1": list(ACTIONS[self.scenario]), "T2": list(ACTIONS[self.scenario])}
+
+    async def send(self, *, tx: str, action: str) -> None:
+        """Hand a step to the sandbox; its answer arrives through `messages()`."""
+        self.process.stdin.write((json.dumps({"tx": tx, "action": action}) + "\n").encode())
+        await self.process.stdin.drain()
+
+    async def messages(self):
+        """The sandbox's answers, as protocol messages, until it exits."""
+        while True:
+            line = await self.process.stdout.readline()
+            if not line:
+                return
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                logger.warning("step session %s: a line that is not JSON from the sandbox", self.session_id)
+                continue
+            if "error" in answer:
+                error: StepErrorMessage = {
+                    "type": "error", "code": answer["error"], "message": answer.get("message", ""),
+                    "session": self.session_id, "tx": answer.get("tx"), "action": answer.get("action"),
+                }
+                yield error
+            else:
+                step: StepMessage = {"type": "step", "session": self.session_id, **answer}
+                yield step
+
+    async def stop(self) -> None:
+        """Stop the sandbox (closing its connections), then delete the row. Safe to call twice."""
+        if self.ended:
+            return
+        self.ended = True
+        process = self.process
+        if process.returncode is None:
+            try:
+                process.stdin.write(b'{"quit": true}\n')
+                await process.stdin.drain()
+                process.stdin.close()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+        await database_sync_to_async(_delete_row)(self.row_id)

@@ -1,0 +1,73 @@
+"""10,000 readers coming and going leave no runs, groups, counters or memory behind.
+
+Against a real Daphne (started as `make run` starts it), with a hundred
+readers at a time, so what is measured is the server's own memory.
+"""
+import asyncio
+import json
+import time
+
+import psutil
+import pytest
+import websockets
+from redis import Redis
+
+from bench.site import start_site
+
+pytestmark = pytest.mark.slow
+
+CYCLES = 10_000
+AT_ONCE = 100
+RUN_EVERY = 100  # every 100th reader starts a run and leaves in the middle of it
+
+
+async def _readers(ws_url: str, origin: str, count: int, first_index: int) -> None:
+    async def one(index: int) -> None:
+        async with websockets.connect(ws_url, origin=origin, open_timeout=30) as socket:
+            if index % RUN_EVERY == 0:
+                await socket.send(json.dumps({"type": "run", "demo": "one-cook", "params": {"requests": 3, "wait_ms": 500}, "ref": "r"}))
+                assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "accepted"
+
+    for start in range(0, count, AT_ONCE):
+        await asyncio.gather(*(one(first_index + start + offset) for offset in range(min(AT_ONCE, count - start))))
+
+
+def test_ten_thousand_connect_disconnect_cycles_leave_nothing_behind(tmp_path):
+    site = start_site(tmp_path / "var", extra_env={"DEBUG": "0", "SECRET_KEY": "churn-test-" + "k" * 50, "DEMO_SOCKETS_PER_IP": "1000"})
+    try:
+        ws_url, origin = site.url.replace("http://", "ws://") + "/ws/demos/", site.url
+        daphne = psutil.Process(site.pids["daphne"])
+        # Warm up pools, caches, imports and the allocator's high-water mark first.
+        asyncio.run(_readers(ws_url, origin, 2_500, first_index=1))
+        time.sleep(2)
+        baseline = daphne.memory_info().rss
+        started = time.monotonic()
+        asyncio.run(_readers(ws_url, origin, CYCLES, first_index=0))
+        elapsed = time.monotonic() - started
+        time.sleep(3)  # let the last consumers finish closing
+        growth = (daphne.memory_info().rss - baseline) / baseline
+        assert growth < 0.05, f"Daphne's resident memory grew {growth:.1%} over {CYCLES} cycles ({elapsed:.0f} s)"
+        runs = json.loads(_get(site.url + "/healthz"))  # still healthy
+        assert runs["database"] == "ok"
+        redis = Redis.from_url(site.services["REDIS_URL"])
+        groups = list(redis.scan_iter(match="coursesite:asgi:group:*"))
+        sockets = sum(int(redis.get(key) or 0) for key in redis.scan_iter(match="*demo-sockets:*"))
+        in_flight = sum(redis.zcard(key) for key in redis.scan_iter(match="*demo-inflight:*"))
+        assert (groups, sockets, in_flight) == ([], 0, 0)
+        assert _running_runs(site) == 0
+    finally:
+        site.stop()
+
+
+def _get(url: str) -> str:
+    from urllib.request import urlopen
+
+    return urlopen(url, timeout=10).read().decode()
+
+
+def _running_runs(site) -> int:
+    import psycopg
+
+    url = site.services["DATABASE_URL"]
+    with psycopg.connect(url) as connection:
+        return connection.execute("SELECT count(*) FROM demos_run WHERE status = 'running'").fetchone()[0]
