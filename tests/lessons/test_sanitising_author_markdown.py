@@ -22,6 +22,22 @@ PAYLOADS = [
     '<body onload="alert(1)">',
     '<form action="https://evil.example"><input name=a></form>',
     "```html\n<script>alert(1)</script>\n```",
+    # A few from the usual XSS cheat sheets.
+    "<IMG SRC=JaVaScRiPt:alert('XSS')>",
+    '<IMG SRC="jav&#x09;ascript:alert(1);">',
+    "<a href=\"  javascript:alert(1)\">x</a>",
+    "[x](javascript&colon;alert(1))",
+    "[x](  javascript:alert(1)  )",
+    '<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>',
+    '<details open ontoggle=alert(1)>',
+    '<object data="javascript:alert(1)"></object>',
+    '<embed src="data:text/html,<script>alert(1)</script>">',
+    '<meta http-equiv="refresh" content="0;url=javascript:alert(1)">',
+    '<base href="javascript:alert(1)//">',
+    '<video><source onerror="alert(1)"></video>',
+    '![x](x" onerror="alert(1))',
+    '[x](vbscript:msgbox(1))',
+    '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">x</a>',
 ]
 
 
@@ -41,7 +57,7 @@ def test_no_script_handler_or_dangerous_url_survives(payload):
     collector = ElementCollector()
     collector.feed(render_lesson_markdown(f"Intro\n\n{payload}\n\nOutro").html)
     for tag, attrs in collector.elements:
-        assert tag not in {"script", "iframe", "style", "form", "svg", "body", "input"}
+        assert tag not in {"script", "iframe", "style", "form", "svg", "body", "input", "object", "embed", "meta", "base", "math", "details", "video"}
         assert not [name for name in attrs if name.lower().startswith("on")]
         for name in ("href", "src"):
             url = (attrs.get(name) or "").strip().lower()
