@@ -136,7 +136,7 @@ def render(results: dict, command: str) -> str:
         "",
         "## 2. Websocket viewers",
         "",
-        f"{v['viewers']} concurrent websockets, each running `one-cook` with `{results['sizes']['viewer_params']}`.",
+        f"{v['viewers']} concurrent websockets (opened over one second, all held open together), each running `one-cook` with `{results['sizes']['viewer_params']}`.",
         "",
         f"- Finished: **{v['finished']} of {v['viewers']}**; batch gaps: **{v['gaps']}**, repeats: {v['repeats']}; "
         f"whole load took {v['elapsed_s']} s ({v['events']} events received).",

@@ -8,7 +8,8 @@ import time
 import websockets
 
 
-async def _one_viewer(ws_url: str, origin: str, params: dict, delays_ms: list[float]) -> dict:
+async def _one_viewer(ws_url: str, origin: str, params: dict, delays_ms: list[float], delay_s: float = 0.0) -> dict:
+    await asyncio.sleep(delay_s)  # readers arrive over about a second, not in one instant
     async with websockets.connect(ws_url, origin=origin, max_size=None, open_timeout=60) as socket:
         await socket.send(json.dumps({"type": "run", "demo": "one-cook", "params": params, "ref": "bench"}))
         accepted_at, expected_seq, gaps, repeats = None, 0, 0, 0
@@ -37,7 +38,8 @@ async def _run_viewers(site_url: str, viewers: int, params: dict) -> dict:
     delays: list[float] = []
     started = time.perf_counter()
     results = await asyncio.gather(
-        *(_one_viewer(ws_url, site_url, params, delays) for _ in range(viewers)), return_exceptions=True
+        *(_one_viewer(ws_url, site_url, params, delays, delay_s=index / max(viewers, 1)) for index in range(viewers)),
+        return_exceptions=True,
     )
     elapsed = time.perf_counter() - started
     finished = sum(1 for r in results if isinstance(r, dict) and r["status"] == "succeeded")

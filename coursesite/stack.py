@@ -27,6 +27,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
 SHUTDOWN_GRACE_S = 6
 RESTART_DELAY_S = 1.0
+LISTEN_BACKLOG = 1024
 
 
 class Stop(Exception):
@@ -131,7 +132,9 @@ def command_run(args: argparse.Namespace) -> int:
         manage(["load_course"], env)
         manage(["sweep_runs"], env)
         manage(["collectstatic", "--noinput", "-v", "0"], env)
-        stack.spawn("daphne", [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port), "coursesite.asgi:application"], env)
+        # Twisted's default listen backlog is 50: a burst of readers would be refused.
+        endpoint = f"tcp:port={port}:interface={host.replace(':', chr(92) + ':')}:backlog={LISTEN_BACKLOG}"
+        stack.spawn("daphne", [str(BIN_DIR / "daphne"), "-e", endpoint, "coursesite.asgi:application"], env)
         stack.spawn(
             "celery worker",
             [str(BIN_DIR / "celery"), "-A", "coursesite", "worker", "--loglevel", "INFO", "--concurrency", "2", "--hostname", "worker@%h",

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -29,7 +28,7 @@ from demos.params import ParamError, validate_params
 from demos.registry import get_demo
 from demos.runner import WORKER_SILENCE_S, run_on_loop
 from demos.sender import cancel_key, run_group
-from demos.services import run_create, run_finish
+from demos.services import in_db_thread, run_create, run_finish
 from demos.tasks import run_worker_demo
 
 logger = logging.getLogger("demos.consumers")
@@ -156,15 +155,15 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
             )
         if demo.placement == "worker" and not await workers.available():
             raise ClientError("unavailable", "No demo worker is running right now, so this demo cannot start.", **extra)
-        run = await database_sync_to_async(run_create)(demo_slug=demo.slug, placement=demo.placement, params=params)
+        run = await in_db_thread(run_create)(demo_slug=demo.slug, placement=demo.placement, params=params)
         run_id = str(run.id)
         try:
             retry_after = await acquire_slot(placement=demo.placement, run_id=run_id, time_limit_s=demo.time_limit_s)
         except RedisError:
-            await database_sync_to_async(run_finish)(run_id=run_id, status=Run.Status.FAILED, summary={"text": "Not started: Redis is unavailable."})
+            await in_db_thread(run_finish)(run_id=run_id, status=Run.Status.FAILED, summary={"text": "Not started: Redis is unavailable."})
             raise ClientError("unavailable", "The demo service is unavailable right now; try again shortly.", **extra) from None
         if retry_after is not None:
-            await database_sync_to_async(run_finish)(run_id=run_id, status=Run.Status.CANCELLED, summary={"text": "Not started: the site was busy."})
+            await in_db_thread(run_finish)(run_id=run_id, status=Run.Status.CANCELLED, summary={"text": "Not started: the site was busy."})
             raise ClientError(
                 "busy", f"Too many demos are running across the site; try again in about {retry_after:.0f} s.",
                 retry_after_s=round(retry_after, 1), **extra,
@@ -228,7 +227,7 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
         """End a worker run from this side (cancel, disconnect, dead worker)."""
         self.runs.pop(in_flight.run_id, None)
         _runs_in_this_process.discard(in_flight.run_id)
-        recorded = await database_sync_to_async(run_finish)(run_id=in_flight.run_id, status=status, summary=summary)
+        recorded = await in_db_thread(run_finish)(run_id=in_flight.run_id, status=status, summary=summary)
         try:
             await redis_client().set(cancel_key(in_flight.run_id), 1, ex=120)
         except RedisError:

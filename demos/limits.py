@@ -12,7 +12,7 @@ import time
 import weakref
 
 from django.conf import settings
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 ACQUIRE_SCRIPT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -32,7 +32,12 @@ def redis_client() -> Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+        # A bounded, blocking pool: a burst of a thousand readers queues for
+        # 64 connections instead of opening a thousand at once.
+        pool = BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=5
+        )
+        client = Redis(connection_pool=pool)
         _clients[loop] = client
     return client
 

@@ -12,12 +12,11 @@ import threading
 import time
 from typing import Any, Awaitable, Callable
 
-from channels.db import database_sync_to_async
 
 from demos.base import RunCancelled, RunTimedOut
 from demos.events import BATCH_INTERVAL_S, EventRecorder, encode_events_cooperatively
 from demos.models import Run
-from demos.services import run_finish, run_store_events
+from demos.services import in_db_thread, run_finish, run_store_events
 
 logger = logging.getLogger("demos.runner")
 
@@ -81,8 +80,15 @@ async def run_on_loop(*, run_id: str, demo, params: dict[str, Any], send: Send) 
     finally:
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
+    # Readers see the last events now; the record and `finished` follow.
+    try:
+        await _drain(run_id, recorder, send)
+    except asyncio.CancelledError:  # shutting down: still write the record below
+        status = Run.Status.CANCELLED
+    except Exception:  # the socket went away: the record is what remains
+        logger.debug("could not deliver the last events of run %s", run_id)
     events_json = await encode_events_cooperatively(recorder.stored)
-    recording = asyncio.ensure_future(database_sync_to_async(_record_end)(run_id, status, summary, events_json, recorder.dropped))
+    recording = asyncio.ensure_future(in_db_thread(_record_end)(run_id, status, summary, events_json, recorder.dropped))
     while not recording.done():
         try:
             await asyncio.shield(recording)

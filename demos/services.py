@@ -48,3 +48,15 @@ def run_sweep_stale(*, older_than: timedelta) -> int:
         summary={"text": "This run was interrupted (the server stopped) and never finished."},
         finished_at=timezone.now(),
     )
+
+
+def in_db_thread(function):
+    """Wrap a sync ORM function for async callers, run on a pool of threads.
+
+    channels' default sends every call through one thread; with hundreds of
+    readers starting runs at once that single thread becomes the queue.
+    Each pool thread keeps its own (health-checked) connection.
+    """
+    from channels.db import DatabaseSyncToAsync
+
+    return DatabaseSyncToAsync(function, thread_sensitive=False)

@@ -38,6 +38,9 @@ export class RunRecord {
     this.stateLabels = new Map(); // "lane:index" -> label, only when events carry one
     this.statesSeen = new Set();
     this.progress = null; // {done, total}
+    this.laneDone = []; // sparse: per lane, its own progress from `progress` events that name a lane
+    this.laneTotal = [];
+    this.hasLaneProgress = false;
     this.metrics = new Map(); // name -> {unit, points: [t0, v0, t1, v1, ...]}
     this.logs = []; // [{t, text}]
     this.counters = new Map(); // name -> {value, t}
@@ -120,6 +123,7 @@ export class RunRecord {
         if (Number.isFinite(event.done) && Number.isFinite(event.total)) {
           this.progress = { done: event.done, total: event.total };
         }
+        this.addLaneProgress(event);
         break;
       case "metric":
         this.addMetric(t, event);
@@ -150,6 +154,17 @@ export class RunRecord {
   growLanes(count) {
     while (this.laneChanges.length < count) this.laneChanges.push([]);
     if (count > this.laneCount) this.laneCount = count;
+  }
+
+  /** A `progress` event may also say how far one lane got: lane, lane_done, lane_total. */
+  addLaneProgress(event) {
+    const lane = event.lane;
+    if (!Number.isInteger(lane) || lane < 0 || lane >= MAX_LANES) return;
+    if (!Number.isFinite(event.lane_done) || !Number.isFinite(event.lane_total) || event.lane_total <= 0) return;
+    this.growLanes(lane + 1);
+    this.laneDone[lane] = event.lane_done;
+    this.laneTotal[lane] = event.lane_total;
+    this.hasLaneProgress = true;
   }
 
   addState(t, event) {
@@ -251,5 +266,22 @@ export class RunRecord {
 
   stateLabel(lane, changeIndex) {
     return this.stateLabels.size ? this.stateLabels.get(`${lane}:${changeIndex}`) : undefined;
+  }
+
+  /** The state a lane is in now ("running", "done"...), or null before its first state event. */
+  laneState(lane) {
+    const changes = this.laneChanges[lane];
+    return changes && changes.length ? LANE_STATES[changes[changes.length - 1]] : null;
+  }
+
+  /** The label of the latest change of a lane into `state` (the process a job ran on, say), if it had one. */
+  latestStateLabel(lane, state) {
+    const changes = this.laneChanges[lane];
+    const code = STATE_CODE[state];
+    if (!changes || !this.stateLabels.size) return undefined;
+    for (let index = changes.length - 2; index >= 0; index -= 2) {
+      if (changes[index + 1] === code) return this.stateLabel(lane, index / 2);
+    }
+    return undefined;
   }
 }

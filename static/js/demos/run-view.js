@@ -3,9 +3,10 @@
  *
  * Used by the live widget and by the replay page alike. It owns the one
  * requestAnimationFrame loop of a widget: data arriving only marks the view
- * dirty (invalidate), and each frame redraws the timeline, charts, strips,
- * log, counters and summaries at most once, continuing frame by frame only
- * while a run is live (its open lanes grow with the clock).
+ * dirty (invalidate), and each frame redraws the timeline, charts, strips
+ * (with their per-lane progress bars), log, counters and summaries at most
+ * once, continuing frame by frame only while a run is live (its open lanes
+ * grow with the clock).
  */
 import { domainEnd, TimeScale } from "./canvas.js";
 import { MetricCharts } from "./charts.js";
@@ -85,7 +86,7 @@ export class RunView {
   setRecords(records, titles) {
     this.records = records;
     this.titles = titles;
-    this.strips = records.map((record, index) => new RunStrip(record, { title: titles[index], showLink: this.showRunLinks }));
+    this.strips = records.map((record, index) => new RunStrip(record, { title: titles[index], showLink: this.showRunLinks, noun: this.noun }));
     replaceChildren(this.stripList, this.strips.map((strip) => strip.element));
     this.stripList.hidden = records.length === 0;
     this.stripList.classList.toggle("is-compare", records.length > 1);

@@ -1,6 +1,7 @@
 /*
  * The text parts of a run: the log (`log` events), the big counters
- * (`counter` events) and the progress/status strip of each run.
+ * (`counter` events) and the progress/status strip of each run (with its
+ * per-lane bars when the run reports them, see lane-progress.js).
  *
  * They are DOM, not canvas, because they are text a reader may copy or a
  * screen reader may read. Each panel appends or patches only what changed
@@ -10,6 +11,7 @@
 import { runPageUrl } from "./api.js";
 import { el, replaceChildren } from "./dom.js";
 import { formatDuration, formatNumber, humanizeKey } from "./format.js";
+import { LaneProgressList } from "./lane-progress.js";
 
 const MAX_LOG_LINES = 500;
 
@@ -112,9 +114,9 @@ const STATUS_WORDS = {
   unfinished: "unfinished recording",
 };
 
-/** One run's line above the timeline: tag, settings, progress bar, status, permalink, warnings. */
+/** One run's line above the timeline: tag, settings, progress bar, status, permalink, warnings, per-lane bars. */
 export class RunStrip {
-  constructor(record, { title, showLink }) {
+  constructor(record, { title, showLink, noun = "lane" }) {
     this.record = record;
     this.showLink = showLink;
     const label = record.tag ? `Progress of run ${record.tag}` : "Progress";
@@ -124,6 +126,7 @@ export class RunStrip {
     this.state = el("span", { className: "demo-run-state" });
     this.link = el("a", { className: "demo-run-link", hidden: true }, "Recorded run");
     this.warning = el("p", { className: "demo-warning", hidden: true });
+    this.lanes = new LaneProgressList(record, { noun });
     // Compare: a heading row (tag, settings, permalink) over the bar. Single: one row.
     const heading = record.tag
       ? el("div", { className: "demo-run-heading" }, el("span", { className: "demo-run-tag" }, record.tag), title ? el("span", { className: "demo-run-title" }, title) : null, this.link)
@@ -134,6 +137,7 @@ export class RunStrip {
       heading,
       el("div", { className: "demo-progress-row" }, this.bar, this.count, this.state, heading ? null : this.link),
       this.warning,
+      this.lanes.element,
     );
     this.shown = {};
   }
@@ -188,5 +192,6 @@ export class RunStrip {
       this.warning.hidden = !text;
       this.warning.textContent = text ? `⚠ ${text}` : "";
     });
+    this.lanes.update();
   }
 }
