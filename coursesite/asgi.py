@@ -1,4 +1,5 @@
 """ASGI entry point: HTTP through Django, websockets through Channels."""
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -12,6 +13,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from coursesite.routing import websocket_urlpatterns  # noqa: E402
+
+# Everything loaded so far lives as long as the process: take it out of the
+# cyclic collector's view, so full collections stay short on the event loop.
+gc.collect()
+gc.freeze()
 
 application = ProtocolTypeRouter(
     {

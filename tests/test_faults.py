@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 from urllib.error import HTTPError
 from urllib.request import urlopen
 

@@ -11,11 +11,11 @@ ORIGIN = (b"origin", b"http://127.0.0.1")
 
 
 @asynccontextmanager
-async def demo_socket():
-    """A connected demo websocket through coursesite.asgi.application; always disconnected."""
+async def demo_socket(path: str = "/ws/demos/"):
+    """A connected websocket through coursesite.asgi.application; always disconnected."""
     from coursesite.asgi import application
 
-    communicator = WebsocketCommunicator(application, "/ws/demos/", headers=[ORIGIN])
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
     connected, _ = await communicator.connect()
     assert connected
     try:
@@ -80,3 +80,15 @@ class LoopLagMeter:
     async def __aexit__(self, *exc):
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def open_lesson_demo(context, url: str):
+    """Open a lesson in a browser context; return (page, its first demo widget once ready, console problems)."""
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    await page.goto(url)
+    demo = page.locator("section.demo").first
+    await demo.locator("xpath=.").and_(page.locator('[data-widget-state="ready"]')).wait_for(timeout=15_000)
+    return page, demo, problems

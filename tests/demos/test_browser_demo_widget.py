@@ -4,6 +4,7 @@ import re
 import pytest
 
 from tests.conftest import chromium
+from tests.demos.helpers import open_lesson_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -11,14 +12,7 @@ LESSON = "/concurrency-and-async/one-cook-many-dishes/"
 
 
 async def _open_demo(context, site_url):
-    page = await context.new_page()
-    problems = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    await page.goto(site_url + LESSON)
-    demo = page.locator("section.demo").first
-    await demo.locator("xpath=.").and_(page.locator('[data-widget-state="ready"]')).wait_for(timeout=15_000)
-    return page, demo, problems
+    return await open_lesson_demo(context, site_url + LESSON)
 
 
 async def test_clicking_run_draws_a_timeline_and_a_summary(course, site_url):

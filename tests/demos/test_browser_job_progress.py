@@ -4,6 +4,7 @@ import re
 import pytest
 
 from tests.conftest import chromium
+from tests.demos.helpers import open_lesson_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -12,13 +13,7 @@ LESSON = "/concurrency-and-async/offloading-cpu-work/"
 
 async def test_each_job_gets_a_progress_bar_that_reaches_100(course, site_url, celery_worker_thread, reset_worker_cache):
     async with chromium() as context:
-        page = await context.new_page()
-        problems = []
-        page.on("pageerror", lambda error: problems.append(str(error)))
-        page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-        await page.goto(site_url + LESSON)
-        demo = page.locator("section.demo").first
-        await demo.locator("xpath=.").and_(page.locator('[data-widget-state="ready"]')).wait_for(timeout=15_000)
+        page, demo, problems = await open_lesson_demo(context, site_url + LESSON)
         await demo.get_by_role("button", name="One run").click()
         # Inline: the sandbox web server runs the jobs itself, so no offload-jobs worker is needed.
         await demo.get_by_role("combobox", name="Where the job runs", exact=True).select_option("inline")

@@ -3,34 +3,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.db import connection
 
 from demos import step_consumer
 from demos.race_models import RaceCounter
 from demos.stepping import APPLICATION_NAME
-from tests.demos.helpers import ORIGIN
+from tests.demos.helpers import demo_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@asynccontextmanager
-async def step_socket():
-    """A connected /ws/steps/ socket through coursesite.asgi.application; always disconnected."""
-    from coursesite.asgi import application
-
-    communicator = WebsocketCommunicator(application, "/ws/steps/", headers=[ORIGIN])
-    connected, _ = await communicator.connect()
-    assert connected
-    try:
-        yield communicator
-    finally:
-        await communicator.disconnect()
+def step_socket():
+    """A connected /ws/steps/ socket; always disconnected."""
+    return demo_socket("/ws/steps/")
 
 
 async def open_session(communicator, scenario: str) -> dict:
