@@ -112,6 +112,8 @@ def render(results: dict, command: str) -> str:
         f"Written by `{command}` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. "
         "Every figure below comes from that one run; ratios compare things measured side by side in it.",
         "",
+        "Where a target is missed, [benchmark-notes.md](benchmark-notes.md) says where the time goes (py-spy profile) and what would move it.",
+        "",
         "## Machine",
         "",
         f"- CPU: {m['cpu']} — {m['cpu_count']} cores ({m['usable_cores']} usable by the process)",
