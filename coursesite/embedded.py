@@ -153,7 +153,8 @@ class EmbeddedRedis:
                 time.sleep(0.05)
 
     def _kill_leftover(self) -> None:
-        """A run killed with SIGKILL leaves its redis-server behind: stop it first."""
+        """Stop a redis-server on our data that is not our child (left by a killed run,
+        or started by hand): found through the pid file, checked by its command line."""
         try:
             pid = int(self.pid_file.read_text())
         except (OSError, ValueError):
@@ -165,7 +166,11 @@ class EmbeddedRedis:
         if b"redis-server" in cmdline:
             os.kill(pid, signal.SIGTERM)
             for _ in range(50):
-                if not Path(f"/proc/{pid}").exists():
+                try:
+                    # A zombie (exited, not yet reaped by its parent) has an empty cmdline.
+                    if not Path(f"/proc/{pid}/cmdline").read_bytes():
+                        break
+                except OSError:
                     break
                 time.sleep(0.1)
 
@@ -180,6 +185,9 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # Ours died and someone started another on the same data (by hand, or a
+        # fault test bringing Redis back): stop that one too, never leave it behind.
+        self._kill_leftover()
         self.pid_file.unlink(missing_ok=True)
         self.process = None
 

@@ -145,7 +145,7 @@ async def test_redis_down_means_unavailable_not_a_hang_and_recovery_needs_no_res
         status, health = http_status(site.url + "/healthz")
         assert status == 200 and health["database"] == "ok" and health["redis"].startswith("error")
         revived = EmbeddedRedis(redis_dir, port=redis_port)
-        revived.start()
+        revived.start()  # the site's supervisor stops it with the rest (it finds it by its pid file)
         # The same socket works again once Redis is back.
         again = await reader.send_run(*SHORT_LOOP_RUN)
         assert again["type"] == "accepted", again
