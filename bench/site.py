@@ -11,15 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
 
+from coursesite.embedded import free_port
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
