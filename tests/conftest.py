@@ -6,12 +6,10 @@ their URLs in the environment; nothing here fakes them.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
@@ -54,43 +52,30 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     """
     with django_db_blocker.unblock():
         database_url = _test_database_url()
-    with celery_worker_subprocess(database_url=database_url, name="testworker") as process:
-        yield process
-
-
-@contextmanager
-def celery_worker_subprocess(*, database_url: str, name: str, queue: str | None = None):
-    """Start `celery worker` (prefork, 2 processes) against the test database; stop it on exit.
-
-    Waits until this very worker answers a ping, so a test never races its start.
-    """
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "coursesite.settings.test"}
+    log_path = BASE_DIR / "var" / f"worker-test-{os.getpid()}.log"
+    log = open(log_path, "w")
+    name = f"testworker-{os.getpid()}@%h"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "celery"), "-A", "coursesite", "worker", "-P", "prefork", "-c", "2",
+         "--hostname", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
     from coursesite.celery import app
 
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "coursesite.settings.test"}
-    hostname = f"{name}-{os.getpid()}@{socket.gethostname()}"
-    (BASE_DIR / "var").mkdir(exist_ok=True)
-    log_path = BASE_DIR / "var" / f"{name}-{os.getpid()}.log"
-    log = open(log_path, "w")
-    argv = [str(Path(sys.executable).parent / "celery"), "-A", "coursesite", "worker", "-P", "prefork", "-c", "2",
-            "--hostname", hostname, "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
-    if queue:
-        argv += ["-Q", queue]
-    process = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not app.control.ping(destination=[hostname], timeout=0.5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"celery worker {hostname} did not start; see {log_path}")
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"celery worker did not start; see {log_path}")
+    yield process
+    if process.poll() is None:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+    log.close()
 
 
 @pytest.fixture

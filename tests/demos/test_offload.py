@@ -5,6 +5,11 @@ The run goes through the in-process Celery worker; the jobs go to a real
 prefork worker in a subprocess, consuming only the `offload-jobs` queue.
 """
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,20 +17,44 @@ import pytest
 from django.conf import settings
 
 from demos.jobs import JOBS_QUEUE, STEPS, starts_key
-from tests.conftest import _test_database_url, celery_worker_subprocess
+from tests.conftest import _test_database_url
 from tests.demos.helpers import demo_socket, receive_until_finished, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+BASE_DIR = Path(settings.BASE_DIR)
 
 
 @pytest.fixture(scope="module")
 def jobs_worker(django_db_setup, django_db_blocker):
     """A real prefork Celery worker for the offload jobs, in its own process, against the test database."""
+    from coursesite.celery import app
+
     with django_db_blocker.unblock():
         database_url = _test_database_url()
-    with celery_worker_subprocess(database_url=database_url, name="offload-jobs", queue=JOBS_QUEUE) as process:
-        yield process.args[process.args.index("--hostname") + 1]
+    hostname = f"offload-test-{os.getpid()}@{socket.gethostname()}"
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "coursesite.settings.test"}
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+    log = open(BASE_DIR / "var" / f"offload-jobs-worker-{os.getpid()}.log", "w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "celery"), "-A", "coursesite", "worker", "-Q", JOBS_QUEUE,
+         "--concurrency", "2", "-P", "prefork", "--hostname", hostname, "--loglevel", "WARNING"],
+        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        while not app.control.ping(destination=[hostname], timeout=0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the offload jobs worker did not start; see {log.name}")
+        yield hostname
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
 
 
 @pytest.fixture
