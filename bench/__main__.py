@@ -177,7 +177,8 @@ def render(results: dict, command: str) -> str:
         lines.append(f"- `offload` probe p99: inline {oi['probe_p99_ms']:.1f} ms, celery {ocel['probe_p99_ms']:.1f} ms: "
                      f"inline ÷ celery = **{oi['probe_p99_ms'] / max(ocel['probe_p99_ms'], 0.001):.1f}×**.")
     else:
-        lines.append(f"- `offload`: {verdict(None, 'demo unavailable or failed: ' + str(oi.get('text', oi))[:200])}")
+        broken = oi if not _ok(oi) else ocel
+        lines.append(f"- `offload`: {verdict(None, 'demo unavailable or failed: ' + str(broken.get('text', broken))[:200])}")
     race = results["race"]
     lines += ["", "## 5. Race", ""]
     if all(_ok(race[mode]) for mode in RACE_MODES):

@@ -11,15 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
 
+from coursesite.embedded import free_port
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -43,7 +37,7 @@ class RunningSite:
 
 
 def start_site(var_dir: Path, *, extra_env: dict[str, str] | None = None, timeout_s: float = 180) -> RunningSite:
-    """`python -m coursesite.stack run` in its own var dir, waited for until a worker answers."""
+    """`python -m coursesite.stack run` in its own var dir, waited for until both its workers answer."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
     env.update({"COURSESITE_VAR_DIR": str(var_dir), "PORT": str(port)})
@@ -57,7 +51,8 @@ def start_site(var_dir: Path, *, extra_env: dict[str, str] | None = None, timeou
         if process.poll() is not None:
             raise RuntimeError(f"the site exited with {process.returncode}; see {getattr(log, 'name', 'its output')}")
         try:
-            if json.loads(urlopen(url + "/healthz", timeout=2).read())["celery_workers"] >= 1:
+            # Both workers `make run` starts: demo runs, and the offload demo's jobs.
+            if json.loads(urlopen(url + "/healthz", timeout=2).read())["celery_workers"] >= 2:
                 return RunningSite(url=url, process=process, var_dir=var_dir)
         except OSError:
             pass

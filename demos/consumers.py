@@ -50,10 +50,9 @@ def _record_runs_left_at_exit() -> None:
         return
 
     def record() -> None:  # in a thread: no event loop there, so the sync ORM is allowed
-        from demos.services import run_finish
+        from demos.services import runs_cancel
 
-        for run_id in list(_runs_in_this_process):
-            run_finish(run_id=run_id, status=Run.Status.CANCELLED, summary={"text": "Stopped: the server shut down."})
+        runs_cancel(run_ids=list(_runs_in_this_process), summary={"text": "Stopped: the server shut down."})
 
     worker = threading.Thread(target=record)
     worker.start()

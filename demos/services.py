@@ -27,6 +27,13 @@ def run_finish(*, run_id: str, status: str, summary: dict[str, Any]) -> bool:
     return updated == 1
 
 
+def runs_cancel(*, run_ids: list[str], summary: dict[str, Any]) -> int:
+    """Record every still-running run in `run_ids` as cancelled, in one statement."""
+    return Run.objects.filter(id__in=run_ids, status=Run.Status.RUNNING).update(
+        status=Run.Status.CANCELLED, summary=summary, finished_at=timezone.now()
+    )
+
+
 def run_store_events(*, run_id: str, events_json: str, dropped: int) -> None:
     """Keep a run's events (already encoded as a JSON array) for replay, whoever recorded its end.
 

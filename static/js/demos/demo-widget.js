@@ -53,6 +53,13 @@ export function icon(glyph) {
   return el("span", { className: "demo-icon", "aria-hidden": "true" }, glyph);
 }
 
+/** The demo's highlighted source, for the "Code that ran" panel (live widget and replay). */
+export function sourceCodeBlock(sourceHtml) {
+  const code = el("code", {});
+  code.innerHTML = sourceHtml; // Pygments output from our own API: class-only spans
+  return el("div", { className: "highlight demo-code-block", tabindex: "0", role: "region", "aria-label": "Demo source code" }, el("pre", {}, code));
+}
+
 /** A server error as a sentence for the reader. */
 function errorText(message, tag) {
   const prefix = tag ? `Run ${tag}: ` : "";
@@ -120,7 +127,7 @@ export class DemoWidget {
     if (demo.source_html) {
       this.codePanel.append(
         el("p", { className: "demo-code-path" }, el("code", {}, demo.source_path ?? "")),
-        this.codeBlock(demo.source_html),
+        sourceCodeBlock(demo.source_html),
       );
     } else {
       this.codePanel.hidden = true;
@@ -139,12 +146,6 @@ export class DemoWidget {
       this.view.element,
       this.codePanel,
     );
-  }
-
-  codeBlock(sourceHtml) {
-    const code = el("code", {});
-    code.innerHTML = sourceHtml; // Pygments output from our own API: class-only spans
-    return el("div", { className: "highlight demo-code-block", tabindex: "0", role: "region", "aria-label": "Demo source code" }, el("pre", {}, code));
   }
 
   renderControls() {

@@ -8,7 +8,7 @@
  */
 import { fetchDemo, fetchRun } from "./api.js";
 import { formatParam } from "./controls.js";
-import { icon, outcomePhrase } from "./demo-widget.js";
+import { icon, outcomePhrase, sourceCodeBlock } from "./demo-widget.js";
 import { el, uniqueId } from "./dom.js";
 import { formatClock, formatNumber } from "./format.js";
 import { FINAL_STATUSES, RunRecord } from "./run-record.js";
@@ -54,9 +54,7 @@ export class ReplayWidget {
     );
     const code = el("details", { className: "demo-code", hidden: !this.demo.source_html }, el("summary", {}, "Code that ran"));
     if (this.demo.source_html) {
-      const block = el("code", {});
-      block.innerHTML = this.demo.source_html; // Pygments output from our own API: class-only spans
-      code.append(el("p", { className: "demo-code-path" }, el("code", {}, this.demo.source_path ?? "")), el("div", { className: "highlight demo-code-block", tabindex: "0", role: "region", "aria-label": "Demo source code" }, el("pre", {}, block)));
+      code.append(el("p", { className: "demo-code-path" }, el("code", {}, this.demo.source_path ?? "")), sourceCodeBlock(this.demo.source_html));
     }
     this.section.classList.add("demo-widget");
     this.section.setAttribute("aria-labelledby", titleId);
