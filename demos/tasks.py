@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import traceback
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -14,6 +17,13 @@ from demos.runner import WorkerEmit, WorkerPump, failure_summary
 from demos.services import run_finish, run_store_events
 
 logger = logging.getLogger("demos.tasks")
+
+
+def thread_stacks() -> str:
+    """Every thread's current stack, for the log."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    return "\n".join(f"--- thread {names.get(ident, ident)}\n{''.join(traceback.format_stack(frame))}"
+                     for ident, frame in sys._current_frames().items())
 
 
 @shared_task(name="demos.run_worker_demo", ignore_result=True)
@@ -30,6 +40,9 @@ def run_worker_demo(run_id: str, demo_slug: str, params: dict) -> str:
         status = Run.Status.CANCELLED
         summary = {"text": f"Stopped by the reader after {recorder.elapsed_ms():.0f} ms."}
     except (SoftTimeLimitExceeded, RunTimedOut):
+        # Where every thread was when the limit struck: a demo that should have ended sooner says why here.
+        logger.warning("worker demo %s stopped at its %s s time limit\n%s", demo_slug, demo.time_limit_s,
+                       thread_stacks(), exc_info=True)
         status = Run.Status.TIMED_OUT
         summary = {"text": f"Stopped at the {demo.time_limit_s:g} s time limit."}
     except Exception as error:  # reported to the reader as a failed run

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import sys
@@ -64,6 +65,9 @@ NO_WORKER_AFTER_S = 15.0
 RESULT_POLL_S = 0.25
 REDELIVERY_WATCH_S = 1.0  # after a lost worker, how long to watch for the job starting again
 CLEANUP_RESERVE_S = 5.0
+STOP_TIMEOUT_S = 5.0  # for each step of tidying up: a stuck step is logged, not waited for
+
+logger = logging.getLogger("demos.offload")
 
 
 class JobFailed(Exception):
@@ -365,7 +369,10 @@ async def stop_server(process: asyncio.subprocess.Process) -> None:
     """Kill the sandbox web server (it may be in the middle of an inline job) and reap it."""
     if process.returncode is None:
         process.kill()
-    await process.wait()
+    try:
+        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+    except asyncio.TimeoutError:  # SIGKILL cannot be refused; its guard alarm ends it at the latest
+        logger.warning("offload sandbox server %s not reaped within %s s", process.pid, STOP_TIMEOUT_S)
 
 
 async def _wait(helpers: list[asyncio.Task], seconds: float, until: asyncio.Event | None = None) -> bool:
@@ -380,6 +387,19 @@ async def _wait(helpers: list[asyncio.Task], seconds: float, until: asyncio.Even
             task.result()  # raises what stopped the helper
             raise RuntimeError(f"{task.get_name()} stopped unexpectedly")
     return until is not None and until.is_set()
+
+
+async def _settle(tasks: list[asyncio.Task], what: str) -> None:
+    """Wait a bounded time for tasks to end; name any still going in the log rather than hang on them."""
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+    for task in done:
+        if not task.cancelled():
+            task.exception()  # retrieved: what ended a helper is reported by the run, not as a stray warning
+    if pending:
+        logger.warning("offload: %s still pending after %s s: %s", what, STOP_TIMEOUT_S,
+                       ", ".join(task.get_name() for task in pending))
 
 
 async def _offload(params: dict, emit) -> dict:
@@ -421,7 +441,7 @@ async def _offload(params: dict, emit) -> dict:
         work_to = max(job.ended for job in run.jobs)
         lost = [job for job in run.jobs if job.outcome == "lost"]
         await _wait(helpers, REDELIVERY_WATCH_S if lost else TAIL_S)
-        await asyncio.gather(*submissions, return_exceptions=True)
+        await _settle(submissions, "the job submissions")
         helpers[0].cancel()  # stop sending probes; let the ones in flight land
         await asyncio.gather(helpers[0], return_exceptions=True)
         for _ in range(100):
@@ -434,7 +454,7 @@ async def _offload(params: dict, emit) -> dict:
         leftovers = helpers + list(run.tasks if run is not None else ())
         for task in leftovers:
             task.cancel()
-        await asyncio.gather(*leftovers, return_exceptions=True)
+        await _settle(leftovers, "the run's probes and readers")
         await redis.delete(open_key(run_key), reports_key(run_key))
         await redis.aclose()
         if server is not None:
