@@ -67,7 +67,8 @@ async def test_cancel_stops_a_worker_run_and_frees_the_worker(celery_worker_thre
 def _active_jobs(worker) -> int:
     from coursesite.celery import app
 
-    replies = app.control.inspect(timeout=1).active() or {}
+    # Only this test's worker: another module's worker may still be finishing its own runs.
+    replies = app.control.inspect(destination=[worker.hostname], timeout=1).active() or {}
     return sum(len(jobs) for jobs in replies.values())
 
 
