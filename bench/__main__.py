@@ -37,6 +37,7 @@ SMOKE = {
 }
 # Generous limits for the bench site only: 1,000 sockets come from one address.
 SITE_ENV = {"DEMO_SOCKETS_PER_IP": "5000", "DEMO_MAX_LOOP_RUNS": "5000", "DEMO_MAX_WORKER_RUNS": "50"}
+ONE_COOK_RUNS = 3
 RACE_MODES = ["atomic-update", "read-modify-write", "select-for-update", "optimistic"]
 
 
@@ -80,7 +81,11 @@ def run_all(sizes: dict, log) -> dict:
         log(f"{sizes['viewers']} websocket viewers")
         results["viewers"] = viewers.measure(site, viewers=sizes["viewers"], params=sizes["viewer_params"], during=memory.sample)
         log("one-cook fidelity")
-        results["one_cook"] = demos.run_demo(site, "one-cook", {"requests": sizes["one_cook_requests"], "mode": "concurrent"})
+        # Measured on a settled site, not amid the viewers' last records; three runs, the median reported.
+        demos.wait_until_settled(site)
+        results["one_cook"] = demos.run_demo_repeatedly(
+            site, "one-cook", {"requests": sizes["one_cook_requests"], "mode": "concurrent"}, times=ONE_COOK_RUNS,
+            key=lambda run: run["total_ms"] / run["longest_wait_ms"])
         log("c10k")
         results["c10k_event_loop"] = demos.run_demo(site, "c10k", {"mode": "event-loop", "connections": sizes["c10k_event_loop"]})
         results["c10k_threads"] = demos.run_demo(site, "c10k", {"mode": "threads", "connections": sizes["c10k_threads"]})
@@ -153,8 +158,10 @@ def render(results: dict, command: str) -> str:
     lines += ["", "## 3. Demo fidelity at scale", ""]
     if _ok(oc):
         ratio = oc["total_ms"] / oc["longest_wait_ms"]
-        lines.append(f"- `one-cook`, {oc['requests']} concurrent requests: total {oc['total_ms']:.0f} ms, longest wait {oc['longest_wait_ms']:.0f} ms, "
-                     f"ratio **{ratio:.2f}**. Target ≤ 1.3: " + verdict(ratio <= 1.3))
+        ratios = ", ".join(f"{run['total_ms'] / run['longest_wait_ms']:.2f}" for run in oc["runs"])
+        lines.append(f"- `one-cook`, {oc['requests']} concurrent requests, {len(oc['runs'])} runs one after another once the viewers' "
+                     f"runs had ended (ratios {ratios}); the median run: total {oc['total_ms']:.0f} ms, longest wait "
+                     f"{oc['longest_wait_ms']:.0f} ms, ratio **{ratio:.2f}**. Target ≤ 1.3: " + verdict(ratio <= 1.3))
     else:
         lines.append(f"- `one-cook`: {verdict(None, str(oc))}")
     ev, th = results["c10k_event_loop"], results["c10k_threads"]

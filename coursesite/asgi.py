@@ -18,13 +18,9 @@ from coursesite.routing import websocket_urlpatterns  # noqa: E402
 # cyclic collector's view, so full collections stay short on the event loop.
 gc.collect()
 gc.freeze()
-# A young collection every 700 new objects (the default) means hundreds of
-# collections while a demo starts 10,000 tasks, or 1,000 readers connect, and
-# survivors promoted by them make full collections frequent. Collecting every
-# 50,000 cut one-cook's overhead after the 1,000-viewer load from 1.23-1.37 to
-# 1.17-1.25 x its longest wait, and the viewers' p99 from 233-261 to 160-174 ms
-# (docs/benchmark-notes.md); each collection stays a few milliseconds.
-gc.set_threshold(50_000, 10, 10)
+# Python's default collection thresholds stay: raising them took one-cook's
+# overhead down but let 10,000 connect/disconnect cycles grow Daphne's memory
+# by 9-50 % (docs/benchmark-notes.md).
 
 application = ProtocolTypeRouter(
     {
