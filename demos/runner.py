@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 from demos.base import RunCancelled, RunTimedOut
 from demos.events import BATCH_INTERVAL_S, EventRecorder, encode_events_cooperatively
 from demos.models import Run
-from demos.services import in_db_thread, run_finish, run_store_events
+from demos.services import in_db_thread, run_finish_with_events
 
 logger = logging.getLogger("demos.runner")
 
@@ -88,7 +88,8 @@ async def run_on_loop(*, run_id: str, demo, params: dict[str, Any], send: Send) 
     except Exception:  # the socket went away: the record is what remains
         logger.debug("could not deliver the last events of run %s", run_id)
     events_json = await encode_events_cooperatively(recorder.stored)
-    recording = asyncio.ensure_future(in_db_thread(_record_end)(run_id, status, summary, events_json, recorder.dropped))
+    recording = asyncio.ensure_future(in_db_thread(run_finish_with_events)(
+        run_id=run_id, status=status, summary=summary, events_json=events_json, dropped=recorder.dropped))
     while not recording.done():
         try:
             await asyncio.shield(recording)
@@ -104,12 +105,6 @@ async def run_on_loop(*, run_id: str, demo, params: dict[str, Any], send: Send) 
         except Exception:  # the socket went away: the record is what remains
             logger.debug("could not deliver the end of run %s", run_id)
     return status
-
-
-def _record_end(run_id: str, status: str, summary: dict[str, Any], events_json: str, dropped: int) -> bool:
-    recorded = run_finish(run_id=run_id, status=status, summary=summary)
-    run_store_events(run_id=run_id, events_json=events_json, dropped=dropped)
-    return recorded
 
 
 class WorkerEmit:

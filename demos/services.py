@@ -1,6 +1,7 @@
 """Run records: created when a run is accepted, finished exactly once."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -34,17 +35,34 @@ def runs_cancel(*, run_ids: list[str], summary: dict[str, Any]) -> int:
     )
 
 
-def run_store_events(*, run_id: str, events_json: str, dropped: int) -> None:
-    """Keep a run's events (already encoded as a JSON array) for replay, whoever recorded its end.
+def run_finish_with_events(*, run_id: str, status: str, summary: dict[str, Any], events_json: str, dropped: int) -> bool:
+    """Record how a run ended and keep its events for replay, in one statement; False if it had already ended.
 
-    Taking pre-encoded JSON lets the web loop encode a large run in slices;
-    one json.dumps of 20,000 events would hold the GIL for tens of ms.
+    The events (already encoded as a JSON array, so the web loop can encode a
+    large run in slices) are stored whoever ended the run; the status, summary
+    and end time only if it was still running. The row lock in the FROM clause makes
+    the old status the one this UPDATE replaces, so "first one wins" holds.
     """
+    table = Run._meta.db_table
+    running = Run.Status.RUNNING
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Run._meta.db_table} SET events = %s::jsonb, events_dropped = %s WHERE id = %s",
-            [events_json, dropped, run_id],
+            f"""
+            UPDATE {table} AS run SET
+                status = CASE WHEN before.status = %(running)s THEN %(status)s ELSE run.status END,
+                summary = CASE WHEN before.status = %(running)s THEN %(summary)s::jsonb ELSE run.summary END,
+                finished_at = CASE WHEN before.status = %(running)s THEN %(now)s ELSE run.finished_at END,
+                events = %(events)s::jsonb,
+                events_dropped = %(dropped)s
+            FROM (SELECT id, status FROM {table} WHERE id = %(id)s FOR UPDATE) AS before
+            WHERE run.id = before.id
+            RETURNING before.status
+            """,
+            {"running": running, "status": status, "summary": json.dumps(summary), "now": timezone.now(),
+             "events": events_json, "dropped": dropped, "id": run_id},
         )
+        row = cursor.fetchone()
+    return row is not None and row[0] == running
 
 
 def run_sweep_stale(*, older_than: timedelta) -> int:

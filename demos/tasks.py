@@ -14,7 +14,7 @@ from demos.events import EventRecorder, encode_events
 from demos.models import Run
 from demos.registry import get_demo
 from demos.runner import WorkerEmit, WorkerPump, failure_summary
-from demos.services import run_finish, run_store_events
+from demos.services import run_finish_with_events
 
 logger = logging.getLogger("demos.tasks")
 
@@ -48,8 +48,8 @@ def run_worker_demo(run_id: str, demo_slug: str, params: dict) -> str:
     except Exception as error:  # reported to the reader as a failed run
         logger.exception("worker demo %s failed", demo_slug)
         status, summary = Run.Status.FAILED, failure_summary(error)
-    recorded = run_finish(run_id=run_id, status=status, summary=summary)
-    run_store_events(run_id=run_id, events_json=encode_events(recorder.stored), dropped=recorder.dropped)
+    recorded = run_finish_with_events(run_id=run_id, status=status, summary=summary,
+                                      events_json=encode_events(recorder.stored), dropped=recorder.dropped)
     final = {"type": "finished", "run": run_id, "status": status, "summary": summary} if recorded else None
     pump.finish(final)
     return status
