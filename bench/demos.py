@@ -40,10 +40,12 @@ def wait_until_settled(site, timeout_s: float = 60) -> int:
     return running
 
 
-def run_demo_repeatedly(site, slug: str, params: dict, times: int, key) -> dict:
-    """Run a demo `times` times in a row; the run with the median `key`, plus every run's summary."""
+def run_demo_repeatedly(site, slug: str, params: dict, times: int, key, warmups: int = 0) -> dict:
+    """Run a demo `warmups` + `times` times in a row; the measured run with the median `key`,
+    plus every measured run's summary and the warm-ups' (reported, not counted)."""
+    warmup_runs = [run_demo(site, slug, params) for _ in range(warmups)]
     runs = [run_demo(site, slug, params) for _ in range(times)]
     succeeded = sorted((run for run in runs if run.get("status") == "succeeded"), key=key)
     if len(succeeded) < times:
         return next(run for run in runs if run.get("status") != "succeeded")
-    return {**succeeded[len(succeeded) // 2], "runs": runs}
+    return {**succeeded[len(succeeded) // 2], "runs": runs, "warmup_runs": warmup_runs}

@@ -3,7 +3,8 @@
 Demos call the recorder as `emit(kind, **fields)`; it stamps `t`, keeps a copy
 for the run record (up to MAX_STORED_EVENTS) and queues the event for the next
 batch. A pump sends at most one batch every BATCH_INTERVAL_S, which caps a run
-at about 20 messages a second however many events it makes.
+at about 20 messages a second however many events it makes, and sends a
+lone event at once.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from demos.models import MAX_STORED_EVENTS
 
@@ -22,9 +23,15 @@ MAX_BATCH_EVENTS = 2_500
 
 
 class EventRecorder:
-    """Thread-safe: worker demos may emit from several threads at once."""
+    """Thread-safe: worker demos may emit from several threads at once.
 
-    def __init__(self) -> None:
+    `on_pending` is called (in the emitting thread) when the first event
+    arrives after the pending list was emptied, so a pump can sleep until
+    there is something to send instead of polling.
+    """
+
+    def __init__(self, on_pending: Callable[[], None] | None = None) -> None:
+        self.on_pending = on_pending
         self.started = time.perf_counter()
         self.stored: list[dict[str, Any]] = []
         self.dropped = 0
@@ -41,11 +48,14 @@ class EventRecorder:
             t = self.elapsed_ms()
         event = {"t": round(t, 2), "kind": kind, **fields}
         with self._lock:
+            was_empty = not self._pending
             self._pending.append(event)
             if len(self.stored) < MAX_STORED_EVENTS:
                 self.stored.append(event)
             else:
                 self.dropped += 1
+        if was_empty and self.on_pending is not None:
+            self.on_pending()
         return t
 
     def take_batch(self) -> tuple[int, list[dict[str, Any]]] | None:

@@ -52,10 +52,39 @@ async def _drain(run_id: str, recorder: EventRecorder, send: Send) -> None:
         await _send_batch(run_id, recorder, send)
 
 
-async def _pump(run_id: str, recorder: EventRecorder, send: Send) -> None:
+async def _pump(run_id: str, recorder: EventRecorder, send: Send, pending: asyncio.Event) -> None:
+    """Send batches as events arrive, at most one every BATCH_INTERVAL_S.
+
+    It sleeps until the recorder says something is pending, rather than
+    waking 20 times a second: a thousand quiet runs on one loop would
+    otherwise cost it 20,000 wake-ups a second. Events emitted together in
+    one step of the demo still go out together, since the pump only runs
+    once the demo awaits.
+    """
+    loop = asyncio.get_running_loop()
+    last_sent = -BATCH_INTERVAL_S
     while True:
-        await asyncio.sleep(BATCH_INTERVAL_S)
+        if not recorder.has_pending():
+            pending.clear()
+            await pending.wait()
+        too_soon = last_sent + BATCH_INTERVAL_S - loop.time()
+        if too_soon > 0:
+            await asyncio.sleep(too_soon)
         await _send_batch(run_id, recorder, send)
+        last_sent = loop.time()
+
+
+def _waker(event: asyncio.Event) -> Callable[[], None]:
+    """Set `event` from any thread: directly on the loop's own thread (loop demos emit there), safely from others."""
+    loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
+
+    def wake() -> None:
+        if threading.get_ident() == loop_thread:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
+
+    return wake
 
 
 async def run_on_loop(*, run_id: str, demo, params: dict[str, Any], send: Send) -> str:
@@ -64,8 +93,9 @@ async def run_on_loop(*, run_id: str, demo, params: dict[str, Any], send: Send) 
     Cancelling the task that awaits this stops the demo and records the run as
     cancelled; the finished message is still sent if the socket is open.
     """
-    recorder = EventRecorder()
-    pump = asyncio.create_task(_pump(run_id, recorder, send))
+    pending = asyncio.Event()
+    recorder = EventRecorder(on_pending=_waker(pending))
+    pump = asyncio.create_task(_pump(run_id, recorder, send, pending))
     try:
         async with asyncio.timeout(demo.time_limit_s):
             summary = await demo.run(params, recorder)
