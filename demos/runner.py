@@ -62,7 +62,7 @@ async def _pump(run_id: str, recorder: EventRecorder, send: Send, pending: async
     once the demo awaits.
     """
     loop = asyncio.get_running_loop()
-    last_sent = -BATCH_INTERVAL_S
+    last_sent = float("-inf")
     while True:
         if not recorder.has_pending():
             pending.clear()
