@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from demos import workers
@@ -154,7 +155,11 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
             )
         if demo.placement == "worker" and not await workers.available():
             raise ClientError("unavailable", "No demo worker is running right now, so this demo cannot start.", **extra)
-        run = await in_db_thread(run_create)(demo_slug=demo.slug, placement=demo.placement, params=params)
+        try:
+            run = await in_db_thread(run_create)(demo_slug=demo.slug, placement=demo.placement, params=params)
+        except DatabaseError:
+            # Nothing was written; the connection is checked again on the next call.
+            raise ClientError("unavailable", "The run records are unavailable right now; try again shortly.", **extra) from None
         run_id = str(run.id)
         try:
             retry_after = await acquire_slot(placement=demo.placement, run_id=run_id, time_limit_s=demo.time_limit_s)

@@ -155,12 +155,23 @@ async def test_redis_down_means_unavailable_not_a_hang_and_recovery_needs_no_res
     assert finished["status"] == "succeeded", finished
 
 
-async def test_postgres_restart_is_survived_by_site_and_worker(site):
+async def test_postgres_down_means_unavailable_and_a_restart_is_survived_by_site_and_worker(site):
     from pgserver import pg_ctl
 
     pgdata = site.var_dir / "postgres"
     user = "pgserver" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=user, timeout=60)
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
+    try:
+        async with Reader(site) as reader:
+            asked = time.monotonic()
+            refused = await reader.send_run(*SHORT_LOOP_RUN)
+            assert refused["type"] == "error" and refused["code"] == "unavailable", refused
+            assert time.monotonic() - asked < 5
+    finally:
+        from coursesite.embedded import EmbeddedPostgres
+
+        # Started the way `make run` starts it, so it listens where the site expects.
+        assert EmbeddedPostgres(pgdata).start() == site.services["DATABASE_URL"]
     status, page = wait_until(
         lambda: (result := http_status(site.url + "/concurrency-and-async/the-event-loop/")) and result[0] == 200 and result,
         20, "the lesson page after the restart",
