@@ -138,10 +138,14 @@ async def test_no_connection_or_counter_row_outlives_a_run(celery_worker_thread,
     assert finished["status"] == "succeeded"
     assert most_tagged >= 16  # the check sees the demo's connections while they are open
     assert await counter_rows() == 0
+    # The demo tags each client connection as it opens it, so a leaked one shows
+    # up tagged. The total may grow by the engine's own persistent connections
+    # (one per thread of its database pool, which a run can add to), so it is
+    # not compared.
     deadline = time.monotonic() + 5
-    while (now := await demo_connections()) != (before, 0) and time.monotonic() < deadline:
+    while (now := await demo_connections())[1] != 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    assert now == (before, 0), f"connections before {before}, after {now[0]} ({now[1]} of them the demo's)"
+    assert now[1] == 0, f"{now[1]} of the demo's connections still open ({before} connections before the run, {now[0]} after)"
 
 
 async def test_a_cancelled_run_closes_its_connections_and_deletes_its_row(celery_worker_thread, reset_worker_cache):
