@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
+import psycopg
 import websockets
 
 
@@ -25,10 +27,6 @@ def run_demo(site, slug: str, params: dict, timeout_s: float = 180) -> dict:
 
 def wait_until_settled(site, timeout_s: float = 60) -> int:
     """Wait until the site has no run still going (the tail of a previous load); return how many were left."""
-    import time
-
-    import psycopg
-
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(site.services["DATABASE_URL"], autocommit=True) as connection:
         while True:

@@ -20,7 +20,7 @@ gc.collect()
 gc.freeze()
 # Python's default collection thresholds stay: raising them took one-cook's
 # overhead down but let 10,000 connect/disconnect cycles grow Daphne's memory
-# by 9-50 % (docs/benchmark-notes.md).
+# by 9 % or more against 0-2 % (docs/benchmark-notes.md).
 
 application = ProtocolTypeRouter(
     {
