@@ -154,7 +154,8 @@ def render(results: dict, command: str) -> str:
         f"- Finished: **{v['finished']} of {v['viewers']}**; batch gaps: **{v['gaps']}**, repeats: {v['repeats']}; "
         f"whole load took {v['elapsed_s']} s ({v['events']} events received).",
         f"- Delay from an event's server time to the client's receipt: p50 **{v['delay_p50_ms']} ms**, p99 **{v['delay_p99_ms']} ms** "
-        "(measured from each run's `accepted` message, so it includes batching: events wait up to 50 ms for their batch).",
+        "(the client's clock at receipt minus the server's at the event, one machine and one clock; it includes batching: "
+        "events wait up to 50 ms for their batch).",
     ]
     met = v["finished"] == v["viewers"] and v["gaps"] == 0 and v["delay_p99_ms"] is not None and v["delay_p99_ms"] <= 250
     lines.append(f"- Target {v['viewers']}/{v['viewers']} finished, 0 gaps, p99 ≤ 250 ms: " + verdict(met))

@@ -1,7 +1,13 @@
-"""Many readers at once: each opens a websocket and runs a small one-cook."""
+"""Many readers at once: each opens a websocket and runs a small one-cook.
+
+An event's delay is the client's clock at receipt minus the server's clock at
+the event (the batch's `started_at` plus the event's `t`): client and site run
+on the same machine, so they share one clock.
+"""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 
@@ -12,21 +18,19 @@ async def _one_viewer(ws_url: str, origin: str, params: dict, delays_ms: list[fl
     await asyncio.sleep(delay_s)  # readers arrive over about a second, not in one instant
     async with websockets.connect(ws_url, origin=origin, max_size=None, open_timeout=60) as socket:
         await socket.send(json.dumps({"type": "run", "demo": "one-cook", "params": params, "ref": "bench"}))
-        accepted_at, expected_seq, gaps, repeats = None, 0, 0, 0
+        expected_seq, gaps, repeats = 0, 0, 0
         while True:
             message = json.loads(await asyncio.wait_for(socket.recv(), timeout=120))
-            now = time.perf_counter()
-            if message["type"] == "accepted":
-                accepted_at = now
-            elif message["type"] == "events":
+            received_ms = time.time() * 1000
+            if message["type"] == "events":
                 if message["seq"] > expected_seq:
                     gaps += 1
                 elif message["seq"] < expected_seq:
                     repeats += 1
                 expected_seq = message["seq"] + 1
-                # The run starts right after `accepted` is sent: event t is measured from there.
+                started_ms = message["started_at"] * 1000
                 for event in message["events"]:
-                    delays_ms.append((now - accepted_at) * 1000 - event["t"])
+                    delays_ms.append(received_ms - started_ms - event["t"])
             elif message["type"] == "finished":
                 return {"status": message["status"], "gaps": gaps, "repeats": repeats}
             elif message["type"] == "error":
@@ -71,4 +75,12 @@ def measure(site, *, viewers: int, params: dict, during=None) -> dict:
         result["sampled_during_load"] = sample
         return result
 
-    return asyncio.run(main())
+    # A thousand sockets in this one process: a full collection here would stall
+    # every reader at once and be counted as the site's delay. Collect after.
+    gc.collect()
+    gc.disable()
+    try:
+        return asyncio.run(main())
+    finally:
+        gc.enable()
+        gc.collect()

@@ -33,6 +33,9 @@ class EventRecorder:
     def __init__(self, on_pending: Callable[[], None] | None = None) -> None:
         self.on_pending = on_pending
         self.started = time.perf_counter()
+        # The same instant on the wall clock, sent with each batch: a client on a
+        # synchronised clock can then tell how long each event took to reach it.
+        self.started_at = round(time.time(), 4)
         self.stored: list[dict[str, Any]] = []
         self.dropped = 0
         self._pending: list[dict[str, Any]] = []

@@ -43,7 +43,7 @@ async def _send_batch(run_id: str, recorder: EventRecorder, send: Send) -> None:
     batch = recorder.take_batch()
     if batch is not None:
         seq, events = batch
-        await send({"type": "events", "run": run_id, "seq": seq, "events": events})
+        await send({"type": "events", "run": run_id, "seq": seq, "started_at": recorder.started_at, "events": events})
 
 
 async def _drain(run_id: str, recorder: EventRecorder, send: Send) -> None:
