@@ -73,8 +73,9 @@ async def socket_admit(*, ip: str) -> bool:
     """Count a new socket from `ip`; False (and not counted) when it is over the cap."""
     client = redis_client()
     key = _ip_key(ip)
-    count = await client.incr(key)
-    await client.expire(key, 3600)  # a crashed process cannot pin an address for ever
+    # One round trip for both; the expiry means a crashed process cannot pin an address for ever.
+    async with client.pipeline(transaction=True) as pipe:
+        count, _ = await pipe.incr(key).expire(key, 3600).execute()
     if count > settings.DEMO_SOCKETS_PER_IP:
         await client.decr(key)
         return False
