@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from coursesite.loop_db import DatabaseUnavailable
 from demos import workers
 from demos.base import ErrorMessage
 from demos.limits import MessageBudget, acquire_slot, redis_client, release_slot, socket_admit, socket_release
@@ -29,7 +30,7 @@ from demos.params import ParamError, validate_params
 from demos.registry import get_demo
 from demos.runner import WORKER_SILENCE_S, run_on_loop
 from demos.sender import cancel_key, run_group
-from demos.services import in_db_thread, run_create, run_finish
+from demos.services import run_create_on_loop, run_finish_on_loop
 from demos.tasks import run_worker_demo
 
 logger = logging.getLogger("demos.consumers")
@@ -82,6 +83,19 @@ class InFlightRun:
 
 
 class DemoConsumer(AsyncJsonWebsocketConsumer):
+    async def dispatch(self, message: dict) -> None:
+        """As channels' own, minus its `close_old_connections` before every message.
+
+        That call is a trip to Django's single sync thread, made for each
+        connect, frame and disconnect of every socket, to tidy ORM connections
+        this consumer never uses: run records go through coursesite.loop_db.
+        Under a burst of readers those trips queued on that one thread.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         self.runs: dict[str, InFlightRun] = {}
         self.budget = MessageBudget()
@@ -156,18 +170,17 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
         if demo.placement == "worker" and not await workers.available():
             raise ClientError("unavailable", "No demo worker is running right now, so this demo cannot start.", **extra)
         try:
-            run = await in_db_thread(run_create)(demo_slug=demo.slug, placement=demo.placement, params=params)
-        except DatabaseError:
-            # Nothing was written; the connection is checked again on the next call.
+            run_id = await run_create_on_loop(demo_slug=demo.slug, placement=demo.placement, params=params)
+        except DatabaseUnavailable:
+            # Nothing was written; the next run request connects afresh.
             raise ClientError("unavailable", "The run records are unavailable right now; try again shortly.", **extra) from None
-        run_id = str(run.id)
         try:
             retry_after = await acquire_slot(placement=demo.placement, run_id=run_id, time_limit_s=demo.time_limit_s)
         except RedisError:
-            await in_db_thread(run_finish)(run_id=run_id, status=Run.Status.FAILED, summary={"text": "Not started: Redis is unavailable."})
+            await run_finish_on_loop(run_id=run_id, status=Run.Status.FAILED, summary={"text": "Not started: Redis is unavailable."})
             raise ClientError("unavailable", "The demo service is unavailable right now; try again shortly.", **extra) from None
         if retry_after is not None:
-            await in_db_thread(run_finish)(run_id=run_id, status=Run.Status.CANCELLED, summary={"text": "Not started: the site was busy."})
+            await run_finish_on_loop(run_id=run_id, status=Run.Status.CANCELLED, summary={"text": "Not started: the site was busy."})
             raise ClientError(
                 "busy", f"Too many demos are running across the site; try again in about {retry_after:.0f} s.",
                 retry_after_s=round(retry_after, 1), **extra,
@@ -231,7 +244,7 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
         """End a worker run from this side (cancel, disconnect, dead worker)."""
         self.runs.pop(in_flight.run_id, None)
         _runs_in_this_process.discard(in_flight.run_id)
-        recorded = await in_db_thread(run_finish)(run_id=in_flight.run_id, status=status, summary=summary)
+        recorded = await run_finish_on_loop(run_id=in_flight.run_id, status=status, summary=summary)
         try:
             await redis_client().set(cancel_key(in_flight.run_id), 1, ex=120)
         except RedisError:

@@ -13,10 +13,11 @@ import time
 from typing import Any, Awaitable, Callable
 
 
+from coursesite.loop_db import DatabaseUnavailable
 from demos.base import RunCancelled, RunTimedOut
 from demos.events import BATCH_INTERVAL_S, EventRecorder, encode_events_cooperatively
 from demos.models import Run
-from demos.services import in_db_thread, run_finish_with_events
+from demos.services import run_finish_with_events_on_loop
 
 logger = logging.getLogger("demos.runner")
 
@@ -109,32 +110,40 @@ async def run_on_loop(*, run_id: str, demo, params: dict[str, Any], send: Send) 
         status, summary = Run.Status.FAILED, failure_summary(error)
     finally:
         pump.cancel()
-        await asyncio.gather(pump, return_exceptions=True)
+    # The run has ended. Its record and last messages are written even if this
+    # task is cancelled again meanwhile (a late cancel from the reader, the
+    # server shutting down): otherwise the run would be left "running".
+    ending = asyncio.ensure_future(_end_run(run_id, recorder, send, pump, status, summary))
+    while not ending.done():
+        try:
+            await asyncio.shield(ending)
+        except asyncio.CancelledError:
+            continue
+    ending.result()
+    return status
+
+
+async def _end_run(run_id: str, recorder: EventRecorder, send: Send, pump: asyncio.Task, status: str, summary: dict[str, Any]) -> None:
+    await asyncio.gather(pump, return_exceptions=True)
     # Readers see the last events now; the record and `finished` follow.
     try:
         await _drain(run_id, recorder, send)
-    except asyncio.CancelledError:  # shutting down: still write the record below
-        status = Run.Status.CANCELLED
     except Exception:  # the socket went away: the record is what remains
         logger.debug("could not deliver the last events of run %s", run_id)
     events_json = await encode_events_cooperatively(recorder.stored)
-    recording = asyncio.ensure_future(in_db_thread(run_finish_with_events)(
-        run_id=run_id, status=status, summary=summary, events_json=events_json, dropped=recorder.dropped))
-    while not recording.done():
-        try:
-            await asyncio.shield(recording)
-        except asyncio.CancelledError:
-            # Cancelled again (the server is shutting down): the record is the
-            # last thing this run does, so it is written before the task ends.
-            status = Run.Status.CANCELLED
-    recorded = recording.result()
+    try:
+        recorded = await run_finish_with_events_on_loop(
+            run_id=run_id, status=status, summary=summary, events_json=events_json, dropped=recorder.dropped)
+    except DatabaseUnavailable:
+        # The reader still learns how the run ended; the sweeper marks its record later.
+        logger.warning("could not record the end of run %s: the database is unavailable", run_id)
+        recorded = True
     if recorded:
         try:
             await _drain(run_id, recorder, send)
             await send({"type": "finished", "run": run_id, "status": status, "summary": summary})
         except Exception:  # the socket went away: the record is what remains
             logger.debug("could not deliver the end of run %s", run_id)
-    return status
 
 
 class WorkerEmit:

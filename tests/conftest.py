@@ -168,6 +168,9 @@ def close_stray_connections_before_teardown(django_db_setup, django_db_blocker):
     yield
     from django.db import connection
 
+    from coursesite.loop_db import discard_all
+
+    discard_all()
     with django_db_blocker.unblock():
         with connection.cursor() as cursor:
             cursor.execute(

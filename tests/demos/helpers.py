@@ -22,6 +22,9 @@ async def demo_socket(path: str = "/ws/demos/"):
         yield communicator
     finally:
         await communicator.disconnect()
+        from coursesite.loop_db import close_for_this_loop
+
+        await close_for_this_loop()  # this test's loop is about to end
 
 
 async def receive_runs(communicator, run_ids: list[str], timeout: float = 30) -> dict[str, tuple[list[dict], dict]]:

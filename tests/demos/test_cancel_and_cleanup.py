@@ -43,6 +43,25 @@ async def test_closing_the_socket_cancels_its_runs_and_their_tasks():
     assert len(asyncio.all_tasks()) <= baseline
 
 
+async def test_a_cancel_arriving_as_a_run_ends_still_leaves_it_recorded_and_finished():
+    """The demo raises at once and the cancel follows straight after, so it lands
+    in the middle of the run's ending. The reader still gets `finished`, the record
+    agrees with it, and nothing is left running."""
+    for attempt in range(15):
+        async with demo_socket() as socket:
+            accepted = await start_run(socket, "test-failing", {"how": "raise"}, ref=f"r{attempt}")
+            await socket.send_json_to({"type": "cancel", "run": accepted["run"]})
+            messages = []
+            while not any(message["type"] == "finished" for message in messages):
+                messages.append(await socket.receive_json_from(timeout=5))
+            finished = messages[-1]
+            assert finished["status"] in {"failed", "cancelled"}
+            # A cancel that came too late is told so; nothing else may arrive.
+            assert all(m["type"] in {"events", "finished"} or m.get("code") == "unknown_run" for m in messages), messages
+        record = await Run.objects.aget(id=accepted["run"])
+        assert record.status == finished["status"], (attempt, record.status, finished)
+
+
 async def test_cancel_stops_a_worker_run_and_frees_the_worker(celery_worker_thread, reset_worker_cache):
     async with demo_socket() as socket:
         accepted = await start_run(socket, "test-slow-worker", {"seconds": 30})
