@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import transaction
 from redis.exceptions import RedisError
@@ -25,6 +26,9 @@ class LoadReport:
     kept: int = 0
 
 
+# What a cache backed by Redis raises when Redis cannot be reached.
+CACHE_ERRORS = (RedisError, OSError)
+
 CONTENT_VERSION_KEY = "lessons:content-version"
 # Each process remembers the version this long: one Redis round trip per page
 # instead of two, at the price of other processes seeing an edit up to a second late.
@@ -32,17 +36,35 @@ VERSION_MEMO_S = 1.0
 _version_memo = {"value": None, "read_at": 0.0}
 
 
+def _remembered_version() -> int | None:
+    if _version_memo["value"] is not None and time.monotonic() - _version_memo["read_at"] < VERSION_MEMO_S:
+        return _version_memo["value"]
+    return None
+
+
+def _remember_version(version: int) -> int:
+    _version_memo.update(value=version, read_at=time.monotonic())
+    return version
+
+
 def content_version() -> int:
     """A number that changes whenever any course or lesson changes."""
-    now = time.monotonic()
-    if _version_memo["value"] is not None and now - _version_memo["read_at"] < VERSION_MEMO_S:
-        return _version_memo["value"]
+    version = _remembered_version()
+    if version is not None:
+        return version
     version = cache.get(CONTENT_VERSION_KEY)
     if version is None:
         cache.add(CONTENT_VERSION_KEY, 1, timeout=None)
         version = cache.get(CONTENT_VERSION_KEY, 1)
-    _version_memo.update(value=version, read_at=now)
-    return version
+    return _remember_version(version)
+
+
+async def acontent_version() -> int:
+    """`content_version` for async callers: Redis is asked at most once a second, off the loop."""
+    version = _remembered_version()
+    if version is not None:
+        return version
+    return _remember_version(await sync_to_async(content_version)())
 
 
 def content_changed() -> None:
@@ -61,6 +83,10 @@ def content_changed() -> None:
 def reader_page_key(*, path: str) -> str:
     """Where an anonymous reader's copy of a page is cached, for the current content."""
     return f"lessons:page:{content_version()}:{path}"
+
+
+async def areader_page_key(*, path: str) -> str:
+    return f"lessons:page:{await acontent_version()}:{path}"
 
 
 @transaction.atomic

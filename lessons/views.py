@@ -1,36 +1,35 @@
 """Reader pages: the course list and a lesson. Thin views over LessonQuerySet.
 
-Anonymous readers get pages from the cache, keyed by a content version that
-every save bumps; staff always get a fresh page (they may see drafts).
+Anonymous readers' pages are cached, keyed by a content version that every
+save bumps, and served from the cache by lessons.middleware; staff always get
+a fresh page (they may see drafts).
 """
 from django.core.cache import caches
 from django.http import Http404
-from redis.exceptions import RedisError
 from django.shortcuts import get_object_or_404
 from django.views.generic import DetailView, ListView
 
 from lessons.models import Course, Lesson
-from lessons.services import reader_page_key
+from lessons.services import CACHE_ERRORS, reader_page_key
 
 READER_PAGE_TTL_S = 600
-CACHE_ERRORS = (RedisError, OSError)
 
 
 class CachedForReadersMixin:
-    """Serve anonymous GETs from the cache; the response is rendered once per content version."""
+    """Cache what anonymous readers get; lessons.middleware serves the cached copies."""
 
     def get(self, request, *args, **kwargs):
-        if request.user.is_authenticated:
-            return super().get(request, *args, **kwargs)
-        try:
-            key = reader_page_key(path=request.path)
-            cached = caches["pages"].get(key)
-        except CACHE_ERRORS:  # Redis down: readers still get the page, just uncached
-            return super().get(request, *args, **kwargs)
-        if cached is not None:
-            return cached
+        key = None
+        if not request.user.is_authenticated:
+            try:
+                # The version is read before the content: an edit made meanwhile bumps it,
+                # so a page rendered from older content is never filed under the newer version.
+                key = reader_page_key(path=request.path)
+            except CACHE_ERRORS:  # Redis down: readers still get the page, just uncached
+                pass
         response = super().get(request, *args, **kwargs)
-        response.add_post_render_callback(lambda rendered: _cache_quietly(key, rendered))
+        if key is not None:
+            response.add_post_render_callback(lambda rendered: _cache_quietly(key, rendered))
         return response
 
 

@@ -85,3 +85,30 @@ def test_readers_get_cached_pages_that_an_edit_refreshes(client, three_lessons, 
     assert "Gamma" in page and "Alpha" not in page
     Lesson.objects.filter(pk=draft.pk).update(published=True)
     assert 'rel="next" href="/async/middle/"' in client.get("/async/first/").content.decode()
+
+
+def _refuse_to_render(*args, **kwargs):
+    raise AssertionError("the view ran: this page should have come from the readers' cache")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_cached_page_is_answered_on_the_event_loop_with_every_header(async_client, monkeypatch):
+    from lessons.views import LessonDetailView
+
+    course = await Course.objects.acreate(title="Async", slug="async")
+    await Lesson.objects.acreate(course=course, title="First", slug="first", position=10, body="## Alpha\n\ntext", published=True)
+    first = await async_client.get("/async/first/")  # rendered by the view, then cached
+    monkeypatch.setattr(LessonDetailView, "get", _refuse_to_render)
+    again = await async_client.get("/async/first/")
+    assert again.status_code == 200 and again.content == first.content
+    for header in ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy"):
+        assert again[header] == first[header]
+    assert "Cookie" in again["Vary"]
+
+
+def test_a_visitor_with_a_session_never_gets_the_readers_copy(client, three_lessons):
+    course, first, draft, last = three_lessons
+    assert 'rel="next" href="/async/last/"' in client.get("/async/first/").content.decode()  # now cached
+    client.force_login(User.objects.create_user("author", password="x", is_staff=True))
+    # Staff see the draft between the two; the readers' cached copy does not have it.
+    assert 'rel="next" href="/async/middle/"' in client.get("/async/first/").content.decode()
