@@ -24,34 +24,60 @@ def runs_cancel(*, run_ids: list[str], summary: dict[str, Any]) -> int:
     )
 
 
-FINISH_WITH_EVENTS_SQL = f"""
+def _finish_sql(placeholder: str) -> str:
+    """One statement that ends any number of runs, each with its status, summary and (optionally) events.
+
+    The status, summary and end time are written only if the run was still
+    running; its events (already encoded as a JSON array, so the web loop can
+    encode a large run in slices) whoever ended it, and a run ending without
+    events keeps what it has. The row lock in the FROM clause makes the old
+    status the one this UPDATE replaces, so "first one wins" holds; `n` tells
+    the callers apart when one run is ended twice in a batch (one row wins).
+    `placeholder` is "b" to send the arrays in binary, "s" for Django's cursor,
+    which binds client-side and cannot.
+    """
+    return f"""
     UPDATE {Run._meta.db_table} AS run SET
-        status = CASE WHEN before.status = %(running)s THEN %(status)s ELSE run.status END,
-        summary = CASE WHEN before.status = %(running)s THEN %(summary)s::jsonb ELSE run.summary END,
-        finished_at = CASE WHEN before.status = %(running)s THEN %(now)s ELSE run.finished_at END,
-        events = %(events)s::jsonb,
-        events_dropped = %(dropped)s
-    FROM (SELECT id, status FROM {Run._meta.db_table} WHERE id = %(id)s FOR UPDATE) AS before
-    WHERE run.id = before.id
-    RETURNING before.status
-"""
+        status = CASE WHEN before.status = %(running)s THEN ending.status ELSE run.status END,
+        summary = CASE WHEN before.status = %(running)s THEN ending.summary ELSE run.summary END,
+        finished_at = CASE WHEN before.status = %(running)s THEN ending.finished_at ELSE run.finished_at END,
+        events = COALESCE(ending.events, run.events),
+        events_dropped = COALESCE(ending.dropped, run.events_dropped)
+    FROM unnest(%(ids){placeholder}::uuid[], %(statuses){placeholder}::text[], %(summaries){placeholder}::jsonb[],
+                %(finished){placeholder}::timestamptz[], %(events){placeholder}::jsonb[], %(dropped){placeholder}::int[])
+         WITH ORDINALITY AS ending(id, status, summary, finished_at, events, dropped, n)
+    JOIN (SELECT id, status FROM {Run._meta.db_table} WHERE id = ANY(%(ids){placeholder}::uuid[]) FOR UPDATE) AS before
+      ON before.id = ending.id
+    WHERE run.id = ending.id
+    RETURNING ending.n, before.status
+    """
+
+
+FINISH_MANY_SQL = _finish_sql("b")
+FINISH_ONE_SQL = _finish_sql("s")
+
+
+def _finish_params(endings: list[tuple]) -> dict[str, Any]:
+    """Endings are (run id, status, summary JSON, events JSON or None, dropped or None)."""
+    ids, statuses, summaries, events, dropped = zip(*endings)
+    return {"running": Run.Status.RUNNING, "ids": list(ids), "statuses": list(statuses), "summaries": list(summaries),
+            "finished": [timezone.now()] * len(endings), "events": list(events), "dropped": list(dropped)}
+
+
+def _ended_now(rows: list[tuple], count: int) -> list[bool]:
+    """For each of `count` endings, whether it was the one that ended its run."""
+    ended = {n for n, old_status in rows if old_status == Run.Status.RUNNING}
+    return [n in ended for n in range(1, count + 1)]
 
 
 def run_finish_with_events(*, run_id: str, status: str, summary: dict[str, Any], events_json: str, dropped: int) -> bool:
-    """Record how a run ended and keep its events for replay, in one statement; False if it had already ended.
+    """Record how a run ended and keep its events for replay; False if it had already ended (see `_finish_sql`).
 
-    The events (already encoded as a JSON array, so the web loop can encode a
-    large run in slices) are stored whoever ended the run; the status, summary
-    and end time only if it was still running. The row lock in the FROM clause makes
-    the old status the one this UPDATE replaces, so "first one wins" holds.
+    For a Celery worker, through Django's connection.
     """
     with connection.cursor() as cursor:
-        cursor.execute(FINISH_WITH_EVENTS_SQL, {
-            "running": Run.Status.RUNNING, "status": status, "summary": json.dumps(summary), "now": timezone.now(),
-            "events": events_json, "dropped": dropped, "id": run_id,
-        })
-        row = cursor.fetchone()
-    return row is not None and row[0] == Run.Status.RUNNING
+        cursor.execute(FINISH_ONE_SQL, _finish_params([(run_id, status, json.dumps(summary), events_json, dropped)]))
+        return _ended_now(cursor.fetchall(), 1)[0]
 
 
 # The same records written from the web process's event loop, without a thread
@@ -64,21 +90,6 @@ CREATE_MANY_SQL = f"""
     SELECT id, demo, placement, params, %s, '{{}}', '[]', 0, created_at
     FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::jsonb[], %b::timestamptz[]) AS new(id, demo, placement, params, created_at)
 """
-# As FINISH_WITH_EVENTS_SQL for many runs; a run without events keeps what it has.
-# `n` tells the callers apart: if one run is ended twice in a batch, one row wins.
-FINISH_MANY_SQL = f"""
-    UPDATE {Run._meta.db_table} AS run SET
-        status = CASE WHEN before.status = %(running)s THEN ending.status ELSE run.status END,
-        summary = CASE WHEN before.status = %(running)s THEN ending.summary ELSE run.summary END,
-        finished_at = CASE WHEN before.status = %(running)s THEN ending.finished_at ELSE run.finished_at END,
-        events = COALESCE(ending.events, run.events),
-        events_dropped = COALESCE(ending.dropped, run.events_dropped)
-    FROM unnest(%(ids)b::uuid[], %(statuses)b::text[], %(summaries)b::jsonb[], %(finished)b::timestamptz[],
-                %(events)b::jsonb[], %(dropped)b::int[]) WITH ORDINALITY AS ending(id, status, summary, finished_at, events, dropped, n)
-    JOIN (SELECT id, status FROM {Run._meta.db_table} WHERE id = ANY(%(ids)b::uuid[]) FOR UPDATE) AS before ON before.id = ending.id
-    WHERE run.id = ending.id
-    RETURNING ending.n, before.status
-"""
 
 
 async def _create_runs(rows: list[tuple]) -> list[None]:
@@ -88,14 +99,7 @@ async def _create_runs(rows: list[tuple]) -> list[None]:
 
 
 async def _finish_runs(endings: list[tuple]) -> list[bool]:
-    ids, statuses, summaries, events, dropped = zip(*endings)
-    now = timezone.now()
-    cursor_rows = await loop_db.fetch_all(FINISH_MANY_SQL, {
-        "running": Run.Status.RUNNING, "ids": list(ids), "statuses": list(statuses), "summaries": list(summaries),
-        "finished": [now] * len(endings), "events": list(events), "dropped": list(dropped),
-    })
-    ended_now = {n for n, old_status in cursor_rows if old_status == Run.Status.RUNNING}
-    return [index in ended_now for index in range(1, len(endings) + 1)]
+    return _ended_now(await loop_db.fetch_all(FINISH_MANY_SQL, _finish_params(endings)), len(endings))
 
 
 _create_batched = loop_db.Batched(_create_runs)
@@ -119,7 +123,7 @@ async def run_finish_on_loop(*, run_id: str, status: str, summary: dict[str, Any
 
 
 async def run_finish_with_events_on_loop(*, run_id: str, status: str, summary: dict[str, Any], events_json: str, dropped: int) -> bool:
-    """As `run_finish_on_loop`, keeping the run's events for replay (see `run_finish_with_events`)."""
+    """As `run_finish_on_loop`, keeping the run's events for replay (see `_finish_sql`)."""
     return await _finish_batched((run_id, status, json.dumps(summary), events_json, dropped))
 
 

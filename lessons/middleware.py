@@ -6,11 +6,11 @@ this middleware answers it first, on the event loop: a cached page never
 waits its turn for Django's one sync thread. Anything else (a visitor with a
 session, a page not cached yet, Redis unreachable) goes on down the stack.
 """
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.cache import caches
 from django.utils.cache import patch_vary_headers
 
+from coursesite.middleware import SyncAndAsyncMiddleware
 from lessons.services import CACHE_ERRORS, areader_page_key, reader_page_key
 
 
@@ -25,18 +25,8 @@ def _served(cached):
     return cached
 
 
-class CachedReaderPageMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self._acall(request)
+class CachedReaderPageMiddleware(SyncAndAsyncMiddleware):
+    def call(self, request):
         if _wants_reader_copy(request):
             try:
                 cached = caches["pages"].get(reader_page_key(path=request.path))
@@ -46,7 +36,7 @@ class CachedReaderPageMiddleware:
                 return _served(cached)
         return self.get_response(request)
 
-    async def _acall(self, request):
+    async def acall(self, request):
         if _wants_reader_copy(request):
             try:
                 # The pages cache is this process's memory: reading it needs no thread.
