@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 from coursesite.embedded import EmbeddedPostgres, EmbeddedRedis, port_is_free, remove_tree
+from coursesite.processes import JobQueueSpec, site_processes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-BIN_DIR = Path(sys.executable).parent
 SHUTDOWN_GRACE_S = 6
 RESTART_DELAY_S = 1.0
-LISTEN_BACKLOG = 1024
 
 
 class Stop(Exception):
@@ -108,6 +107,17 @@ def manage(args: list[str], env: dict[str, str]) -> None:
     subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], env=env, cwd=BASE_DIR, check=True)
 
 
+def declared_job_queues(env: dict[str, str]) -> list[JobQueueSpec]:
+    """The job queues the demos declare, read from the registry with the site's settings."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from demos.registry import job_queues
+
+    return job_queues()
+
+
 def command_run(args: argparse.Namespace) -> int:
     port = int(os.environ.get("PORT", "8000"))
     host = os.environ.get("HOST", "127.0.0.1")
@@ -132,22 +142,8 @@ def command_run(args: argparse.Namespace) -> int:
         manage(["load_course"], env)
         manage(["sweep_runs"], env)
         manage(["collectstatic", "--noinput", "-v", "0"], env)
-        # Twisted's default listen backlog is 50: a burst of readers would be refused.
-        endpoint = f"tcp:port={port}:interface={host.replace(':', chr(92) + ':')}:backlog={LISTEN_BACKLOG}"
-        stack.spawn("daphne", [str(BIN_DIR / "daphne"), "-e", endpoint, "coursesite.asgi:application"], env)
-        stack.spawn(
-            "celery worker",
-            [str(BIN_DIR / "celery"), "-A", "coursesite", "worker", "--loglevel", "INFO", "--concurrency", "2", "--hostname", "worker@%h",
-             "--beat", "--schedule", str(data_root / "run" / "celerybeat-schedule")],
-            env,
-        )
-        # The offload demo's CPU jobs: processes of their own, fed only from their own queue.
-        stack.spawn(
-            "celery jobs worker",
-            [str(BIN_DIR / "celery"), "-A", "coursesite", "worker", "--loglevel", "INFO", "-Q", "offload-jobs",
-             "--concurrency", "2", "-P", "prefork", "--hostname", "jobs@%h"],
-            env,
-        )
+        for process in site_processes(host=host, port=port, run_dir=data_root / "run", job_queues=declared_job_queues(env)):
+            stack.spawn(process.name, list(process.argv), env)
         processes_file.write_text(json.dumps({name: process.pid for name, process in stack.children}))
         say(f"Site: http://{host}:{port}/   Health: http://{host}:{port}/healthz")
         say("Admin login: in another terminal run `make superuser`, then open /admin/")

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
+from coursesite.processes import JobQueueSpec as JobQueue  # noqa: F401  (what a demo declares its queues with)
+
+
 Placement = Literal["loop", "worker"]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "timed_out"]
 ErrorCode = Literal["bad_message", "unknown_demo", "invalid_params", "busy", "unavailable", "unknown_run", "rate_limited"]

@@ -8,7 +8,7 @@ import pkgutil
 from django.conf import settings
 
 from demos import library
-from demos.base import Demo
+from demos.base import Demo, JobQueue
 
 
 def _load() -> dict[str, Demo]:
@@ -38,6 +38,15 @@ def get_demo(slug: str) -> Demo | None:
 def library_demos() -> list[Demo]:
     """The demos readers can embed (the test suite's own are left out)."""
     return [demo for demo in DEMOS.values() if demo.__name__.startswith(library.__name__ + ".")]
+
+
+def job_queues() -> list[JobQueue]:
+    """Every job queue the demos declare (`queues`), each once, in slug order."""
+    queues: dict[str, JobQueue] = {}
+    for demo in DEMOS.values():
+        for queue in getattr(demo, "queues", ()):
+            queues.setdefault(queue.name, queue)
+    return list(queues.values())
 
 
 def describe(demo: Demo) -> dict:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from demos.jobs import FAILURES, JOBS_QUEUE, STEPS, open_key, reports_key, starts_key, time_limits
+from demos.base import JobQueue
 from demos.params import ChoiceParam, IntParam, ParamError
 
 slug = "offload"
@@ -44,6 +45,8 @@ concept = "CPU-heavy work done inside a request holds up every request behind it
 placement = "worker"  # starts a server process and burns CPU
 time_limit_s = 60.0
 lanes = "job"
+# The CPU jobs run in processes of their own, fed only from this queue.
+queues = (JobQueue(JOBS_QUEUE, concurrency=2, pool="prefork", does="runs the offload demo's CPU jobs"),)
 params = (
     ChoiceParam("mode", "celery", ("inline", "celery"), label="Where the job runs",
                 help="inline: inside the web request; celery: on a worker process, the request answers 202 at once."),

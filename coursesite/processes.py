@@ -1,0 +1,80 @@
+"""The site's process table: what runs where, and exactly how each process starts.
+
+`coursesite.stack` (make run), the test fixtures and the README's "What runs
+where" all read this one table, so a test's Daphne is started the way the
+site's is. Job queues come from what the demos declare (`queues`), never
+from a name written here.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BIN_DIR = Path(sys.executable).parent
+# Twisted's default listen backlog is 50: a burst of readers would be refused.
+LISTEN_BACKLOG = 1024
+ASGI_APPLICATION = "coursesite.asgi:application"
+# The queue demo runs are sent to (Celery's default queue).
+DEMO_RUNS_QUEUE = "celery"
+
+
+@dataclass(frozen=True)
+class Process:
+    """One long-running process of the site."""
+
+    name: str
+    argv: tuple[str, ...]
+    does: str  # one line for the README's "What runs where"
+
+
+@dataclass(frozen=True)
+class JobQueueSpec:
+    """A Celery queue a demo declares for its own jobs, served by a worker of its own."""
+
+    name: str
+    concurrency: int = 2
+    pool: str = "prefork"
+    does: str = ""
+
+
+def daphne_endpoint(host: str, port: int) -> str:
+    """Twisted's endpoint string for Daphne's listening socket (IPv6 colons escaped)."""
+    return f"tcp:port={port}:interface={host.replace(':', chr(92) + ':')}:backlog={LISTEN_BACKLOG}"
+
+
+def daphne_argv(host: str, port: int) -> tuple[str, ...]:
+    """Daphne, serving HTTP and websockets, exactly as `make run` starts it."""
+    return (str(BIN_DIR / "daphne"), "-e", daphne_endpoint(host, port), ASGI_APPLICATION)
+
+
+def demo_worker_argv(*, hostname: str = "worker@%h", concurrency: int = 2, pool: str | None = None,
+                     beat_schedule: Path | None = None, loglevel: str = "INFO") -> tuple[str, ...]:
+    """The Celery worker for worker-placed demo runs (with beat when a schedule file is given)."""
+    argv = [str(BIN_DIR / "celery"), "-A", "coursesite", "worker", "--loglevel", loglevel,
+            "-Q", DEMO_RUNS_QUEUE, "--concurrency", str(concurrency), "--hostname", hostname]
+    if pool:
+        argv += ["-P", pool]
+    if beat_schedule is not None:
+        argv += ["--beat", "--schedule", str(beat_schedule)]
+    return tuple(argv)
+
+
+def job_worker_argv(queue: JobQueueSpec, *, hostname: str | None = None, loglevel: str = "INFO") -> tuple[str, ...]:
+    """A Celery worker fed only from one demo-declared job queue."""
+    return (str(BIN_DIR / "celery"), "-A", "coursesite", "worker", "--loglevel", loglevel, "-Q", queue.name,
+            "--concurrency", str(queue.concurrency), "-P", queue.pool, "--hostname", hostname or f"{queue.name}@%h")
+
+
+def site_processes(*, host: str, port: int, run_dir: Path, job_queues: list[JobQueueSpec]) -> list[Process]:
+    """Every process `make run` supervises, in start order."""
+    processes = [
+        Process("daphne", daphne_argv(host, port),
+                "serves pages and the demo websockets; loop-placed demo runs are tasks on its event loop"),
+        Process("celery worker", demo_worker_argv(beat_schedule=run_dir / "celerybeat-schedule"),
+                "runs worker-placed demos (anything that blocks, burns CPU or spawns processes); beat sweeps stale runs"),
+    ]
+    for queue in job_queues:
+        processes.append(Process(f"celery worker for {queue.name}", job_worker_argv(queue),
+                                 queue.does or f"runs the jobs a demo sends to the {queue.name} queue"))
+    return processes
