@@ -1,6 +1,8 @@
-"""What a demo module is, and the message shapes of the public protocol.
+"""What a demo is, what it receives, and the message shapes of the public protocol.
 
-A demo is a module under `demos/library/` with these attributes:
+A demo is a package (or, when small, a module) under `demos/library/`. The
+engine reads only what it declares (docs/architecture.md, "What a demo may
+declare"):
 
     slug: str                 # public name, used in URLs and lesson blocks
     title: str                # shown above the widget
@@ -12,7 +14,9 @@ A demo is a module under `demos/library/` with these attributes:
     run(params, emit) -> dict # the summary; async def for loop demos, def for worker demos
 
 and optionally `check_params(values)` (cross-parameter rules, raising
-ParamError) and `smoke_params` (a small preset the test suite runs).
+ParamError), `smoke_params` (a small preset the test suite runs),
+`lane_states` (the lane states its timeline uses), `queues` (Celery queues of
+its own jobs) and `step_mode` (a consumer that lets the reader step it by hand).
 
 `emit(kind, **fields)` records one event; it stamps `t` (ms since the run
 started) unless given. Summaries are plain JSON dicts computed from measured
@@ -20,14 +24,54 @@ times, with a `text` entry stating the claim in words.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
 
-from coursesite.processes import JobQueueSpec as JobQueue  # noqa: F401  (what a demo declares its queues with)
-
+from coursesite.processes import JobQueueSpec as JobQueue
 
 Placement = Literal["loop", "worker"]
-RunStatus = Literal["running", "succeeded", "failed", "cancelled", "timed_out"]
-ErrorCode = Literal["bad_message", "unknown_demo", "invalid_params", "busy", "unavailable", "unknown_run", "rate_limited"]
+RunStatus = Literal["succeeded", "failed", "cancelled", "timed_out"]
+ErrorCode = Literal["bad_message", "unknown_demo", "invalid_params", "busy", "unavailable", "unknown_run", "rate_limited",
+                    "too_big", "internal"]
+# The states a timeline lane can be in; what each means is in the widget's legend.
+LANE_STATES = frozenset({"running", "waiting", "queued", "blocked", "done", "failed"})
+
+__all__ = [
+    "LANE_STATES", "AcceptedMessage", "Demo", "Emit", "ErrorCode", "ErrorMessage", "EventsMessage", "FinishedMessage",
+    "JobQueue", "Placement", "ProtocolMessage", "RunCancelled", "RunStatus", "RunTimedOut", "StepMode",
+]
+
+
+class Emit(Protocol):
+    """What every demo's `run` receives, on either placement."""
+
+    def __call__(self, kind: str, **fields: Any) -> float:
+        """Record one event of `kind`; returns its `t` (ms since the run started). Raises like `check_cancelled`."""
+        ...
+
+    def check_cancelled(self) -> None:
+        """Raise RunCancelled if the reader stopped the run, RunTimedOut if it is past its time limit."""
+        ...
+
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the run started."""
+        ...
+
+
+@dataclass(frozen=True)
+class StepMode:
+    """A demo the reader can step by hand, over `/ws/steps/<slug>/`.
+
+    `consumer` is the dotted path of its websocket consumer (a
+    demos.sockets.GuardedJsonConsumer); `scenarios` what a lesson block may
+    choose with `scenario:`, the first being the default; `fallback` the
+    sentence shown where JavaScript is off.
+    """
+
+    consumer: str
+    scenarios: tuple[str, ...]
+    label: str
+    fallback: str
 
 
 @runtime_checkable
@@ -40,22 +84,18 @@ class Demo(Protocol):
     time_limit_s: float
     lanes: str
 
-    def run(self, params: dict[str, Any], emit: Any) -> Any: ...
-
-
-class Emit(Protocol):
-    def __call__(self, kind: str, **fields: Any) -> None: ...
+    def run(self, params: dict[str, Any], emit: Emit) -> Any: ...
 
 
 class RunCancelled(Exception):
-    """Raised inside a worker demo when its run was cancelled by the reader."""
+    """Raised by `emit` and `emit.check_cancelled()` once the reader has stopped the run."""
 
 
 class RunTimedOut(Exception):
-    """Raised inside a worker demo that is past its time limit.
+    """Raised by `emit` and `emit.check_cancelled()` once the run is past its time limit.
 
     Celery's own soft limit needs the prefork pool's signals; this check works
-    in any pool, and the hard limit stays as the backstop.
+    in any pool and on the web loop, and the hard limits stay as the backstop.
     """
 
 
@@ -71,6 +111,7 @@ class EventsMessage(TypedDict):
     type: Literal["events"]
     run: str
     seq: int
+    started_at: float
     events: list[dict[str, Any]]
 
 
@@ -81,10 +122,13 @@ class FinishedMessage(TypedDict):
     summary: dict[str, Any]
 
 
-class ErrorMessage(TypedDict, total=False):
+class ErrorMessage(TypedDict):
     type: Literal["error"]
     code: ErrorCode
     message: str
-    ref: str
-    run: str
-    retry_after_s: float
+    ref: NotRequired[str | None]
+    run: NotRequired[str]
+    retry_after_s: NotRequired[float]
+
+
+ProtocolMessage = AcceptedMessage | EventsMessage | FinishedMessage | ErrorMessage

@@ -3,8 +3,8 @@
 A fenced block with info string `demo SLUG` embeds a live demo; its lines are
 preset parameters (`name: value`), and a `---` line separates a second
 configuration for side-by-side compare. `demo-planned SLUG` marks the place of
-a demo that is not built yet. `demo-steps counter-race` embeds step mode, where
-the reader runs two transactions by hand (optional line: `scenario: NAME`).
+a demo that is not built yet. `demo-steps SLUG` embeds the step mode of a demo that declares one
+(optional line: `scenario: NAME`).
 Validation happens here so that the admin rejects a bad block instead of a
 reader seeing a broken page.
 """
@@ -41,7 +41,7 @@ def parse_configs(body: str) -> list[dict[str, str]]:
 def render_demo_fence(*, kind: str, slug: str, body: str) -> str:
     """HTML for one demo block, or DemoEmbedError with a reason an author can act on."""
     if not slug:
-        raise DemoEmbedError(f"`{kind}` needs a demo name, e.g. ```{kind} one-cook")
+        raise DemoEmbedError(f"`{kind}` needs a demo name, e.g. ```{kind} SLUG (GET /api/demos/ lists them)")
     configs = parse_configs(body)
     if kind == "demo-steps":
         return _render_steps_fence(slug=slug, configs=configs)
@@ -72,27 +72,26 @@ def render_demo_fence(*, kind: str, slug: str, body: str) -> str:
     )
 
 
-# Demos that have a step mode (demos/step_consumer.py).
-STEP_DEMOS = {"counter-race"}
-
-
 def _render_steps_fence(*, slug: str, configs: list[dict[str, str]]) -> str:
-    from demos.stepping import SCENARIOS
+    from demos.registry import get_demo, step_mode_of, step_modes
 
-    if slug not in STEP_DEMOS:
-        raise DemoEmbedError(f"only {', '.join(sorted(STEP_DEMOS))} has a step mode, not {slug!r}")
+    demo = get_demo(slug)
+    step_mode = step_mode_of(demo) if demo is not None else None
+    if step_mode is None:
+        have = ", ".join(sorted(step_modes())) or "no demo"
+        raise DemoEmbedError(f"{slug!r} has no step mode (those that do: {have})")
     if len(configs) > 1:
         raise DemoEmbedError("a `demo-steps` block takes one configuration, no `---`")
     config = configs[0]
     unknown = set(config) - {"scenario"}
     if unknown:
         raise DemoEmbedError(f"a `demo-steps` block only takes `scenario`, not {', '.join(sorted(unknown))}")
-    scenario = config.get("scenario", SCENARIOS[0])
-    if scenario not in SCENARIOS:
-        raise DemoEmbedError(f"scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
+    scenarios = step_mode.scenarios
+    scenario = config.get("scenario", scenarios[0])
+    if scenario not in scenarios:
+        raise DemoEmbedError(f"scenario must be one of {', '.join(scenarios)}, not {scenario!r}")
     return (
         f'<section class="demo-steps" data-demo="{html.escape(slug)}" data-scenario="{html.escape(scenario)}" '
-        f'aria-label="Step through two transactions">'
-        f'<p class="demo-fallback"><strong>Step mode:</strong> run two real PostgreSQL transactions one statement '
-        f"at a time and watch an update get lost. It needs JavaScript.</p></section>\n"
+        f'aria-label="{html.escape(step_mode.label)}">'
+        f'<p class="demo-fallback">{html.escape(step_mode.fallback)} It needs JavaScript.</p></section>\n'
     )

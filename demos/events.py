@@ -2,7 +2,7 @@
 
 Demos call the recorder as `emit(kind, **fields)`; it stamps `t`, keeps a copy
 for the run record (up to MAX_STORED_EVENTS) and queues the event for the next
-batch. A pump sends at most one batch every BATCH_INTERVAL_S, which caps a run
+batch. A pump sends at most one batch every DEMO_BATCH_INTERVAL_S (settings), which caps a run
 at about 20 messages a second however many events it makes, and sends a
 lone event at once.
 """
@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 from demos.models import MAX_STORED_EVENTS
 
-BATCH_INTERVAL_S = 0.05
 # Encoding one enormous batch would stall the loop that sends it; a burst of
 # 10,000 events goes out as a few batches over a few ticks instead.
 MAX_BATCH_EVENTS = 2_500

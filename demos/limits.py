@@ -7,12 +7,12 @@ Entries past their deadline are dropped, so a crashed process cannot leak slots.
 """
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
 
 from django.conf import settings
-from redis.asyncio import BlockingConnectionPool, Redis
+
+from coursesite import keys
+from coursesite.redis_clients import async_redis
 
 ACQUIRE_SCRIPT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -24,37 +24,17 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 return ''
 """
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis]" = weakref.WeakKeyDictionary()
-
-
-def redis_client() -> Redis:
-    """One client per event loop (tests run several loops; Daphne runs one)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        # A bounded, blocking pool: a burst of a thousand readers queues for
-        # 64 connections instead of opening a thousand at once.
-        pool = BlockingConnectionPool.from_url(
-            settings.REDIS_URL, max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=5
-        )
-        client = Redis(connection_pool=pool)
-        _clients[loop] = client
-    return client
-
-
-def _key(placement: str) -> str:
-    return f"coursesite:demo-inflight:{placement}"
-
 
 def cap_for(placement: str) -> int:
+    """The site-wide number of runs one placement may have in flight."""
     return settings.DEMO_MAX_WORKER_RUNS if placement == "worker" else settings.DEMO_MAX_LOOP_RUNS
 
 
 async def acquire_slot(*, placement: str, run_id: str, time_limit_s: float) -> float | None:
     """Take a slot; None on success, else seconds after which one should free up."""
     now = time.time()
-    deadline = now + time_limit_s + 15
-    earliest = await redis_client().eval(ACQUIRE_SCRIPT, 1, _key(placement), now, cap_for(placement), deadline, run_id)
+    deadline = now + time_limit_s + settings.DEMO_SLOT_GRACE_S
+    earliest = await async_redis().eval(ACQUIRE_SCRIPT, 1, keys.runs_in_flight(placement), now, cap_for(placement), deadline, run_id)
     if not earliest:
         return None
     # Most runs end long before their deadline; suggest a short, honest wait.
@@ -62,20 +42,16 @@ async def acquire_slot(*, placement: str, run_id: str, time_limit_s: float) -> f
 
 
 async def release_slot(*, placement: str, run_id: str) -> None:
-    await redis_client().zrem(_key(placement), run_id)
-
-
-def _ip_key(ip: str) -> str:
-    return f"coursesite:demo-sockets:{ip}"
+    await async_redis().zrem(keys.runs_in_flight(placement), run_id)
 
 
 async def socket_admit(*, ip: str) -> bool:
     """Count a new socket from `ip`; False (and not counted) when it is over the cap."""
-    client = redis_client()
-    key = _ip_key(ip)
+    client = async_redis()
+    key = keys.sockets_of_address(ip)
     # One round trip for both; the expiry means a crashed process cannot pin an address for ever.
     async with client.pipeline(transaction=True) as pipe:
-        count, _ = await pipe.incr(key).expire(key, 3600).execute()
+        count, _ = await pipe.incr(key).expire(key, settings.DEMO_SOCKET_COUNT_TTL_S).execute()
     if count > settings.DEMO_SOCKETS_PER_IP:
         await client.decr(key)
         return False
@@ -83,7 +59,7 @@ async def socket_admit(*, ip: str) -> bool:
 
 
 async def socket_release(*, ip: str) -> None:
-    await redis_client().decr(_ip_key(ip))
+    await async_redis().decr(keys.sockets_of_address(ip))
 
 
 class MessageBudget:

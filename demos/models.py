@@ -33,4 +33,3 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"{self.demo} {self.id} ({self.status})"
-from demos.race_models import RaceCounter  # noqa: E402,F401

@@ -1,28 +1,55 @@
-"""Every demo, by slug: the modules in `demos/library/`, plus any named in
-settings.DEMO_EXTRA_MODULES (the test suite adds small demos of its own)."""
+"""Every demo, by slug: the packages and modules in `demos/library/`, plus any
+named in settings.DEMO_EXTRA_MODULES (the test suite adds small demos of its own).
+
+The registry checks each demo's declarations when it loads and names what is
+wrong, so a mistake shows at start-up, not when a reader presses Run.
+"""
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from types import ModuleType
+from typing import Any
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from demos import library
-from demos.base import Demo, JobQueue
+from demos.base import LANE_STATES, Demo, JobQueue, StepMode
+
+REQUIRED = ("slug", "title", "concept", "placement", "params", "time_limit_s", "lanes", "run")
+
+
+class DemoDeclarationError(TypeError):
+    """A demo module declares something the engine cannot use."""
+
+
+def _check(name: str, module: ModuleType) -> None:
+    missing = [attribute for attribute in REQUIRED if not hasattr(module, attribute)]
+    if missing:
+        raise DemoDeclarationError(f"{name} is not a demo: it lacks {', '.join(missing)}")
+    if module.placement not in ("loop", "worker"):
+        raise DemoDeclarationError(f"{name}: placement must be 'loop' or 'worker', not {module.placement!r}")
+    unknown_states = set(getattr(module, "lane_states", ())) - LANE_STATES
+    if unknown_states:
+        raise DemoDeclarationError(f"{name}: lane_states has {', '.join(sorted(unknown_states))}; "
+                                   f"the widget knows {', '.join(sorted(LANE_STATES))}")
+    if not all(isinstance(queue, JobQueue) for queue in getattr(module, "queues", ())):
+        raise DemoDeclarationError(f"{name}: queues must be demos.base.JobQueue values")
+    step_mode = getattr(module, "step_mode", None)
+    if step_mode is not None and not isinstance(step_mode, StepMode):
+        raise DemoDeclarationError(f"{name}: step_mode must be a demos.base.StepMode")
 
 
 def _load() -> dict[str, Demo]:
     names = [f"{library.__name__}.{info.name}" for info in pkgutil.iter_modules(library.__path__)]
     names += list(getattr(settings, "DEMO_EXTRA_MODULES", []))
-    demos: dict[str, Demo] = {}
+    demos: dict[str, Any] = {}
     for name in names:
         module = importlib.import_module(name)
-        if not isinstance(module, Demo):
-            raise TypeError(f"{name} is not a demo: it lacks one of slug, title, concept, placement, params, time_limit_s, lanes, run")
-        if module.placement not in ("loop", "worker"):
-            raise TypeError(f"{name}: placement must be 'loop' or 'worker'")
+        _check(name, module)
         if module.slug in demos:
-            raise TypeError(f"two demos are called {module.slug!r}")
+            raise DemoDeclarationError(f"two demos are called {module.slug!r}")
         demos[module.slug] = module
     return dict(sorted(demos.items()))
 
@@ -30,14 +57,14 @@ def _load() -> dict[str, Demo]:
 DEMOS: dict[str, Demo] = _load()
 
 
-def get_demo(slug: str) -> Demo | None:
+def get_demo(slug: object) -> Demo | None:
     """The demo called `slug`, or None."""
     return DEMOS.get(slug) if isinstance(slug, str) else None
 
 
 def library_demos() -> list[Demo]:
     """The demos readers can embed (the test suite's own are left out)."""
-    return [demo for demo in DEMOS.values() if demo.__name__.startswith(library.__name__ + ".")]
+    return [demo for demo in DEMOS.values() if demo.__name__.startswith(library.__name__ + ".")]  # type: ignore[attr-defined]
 
 
 def job_queues() -> list[JobQueue]:
@@ -49,8 +76,24 @@ def job_queues() -> list[JobQueue]:
     return list(queues.values())
 
 
+def step_mode_of(demo: Demo) -> StepMode | None:
+    """The demo's step mode, or None when it has none."""
+    return getattr(demo, "step_mode", None)
+
+
+def step_modes() -> dict[str, StepMode]:
+    """Slug to step mode, for every demo that has one."""
+    return {slug: mode for slug, demo in DEMOS.items() if (mode := step_mode_of(demo)) is not None}
+
+
+def step_consumer(slug: str) -> Any:
+    """The websocket consumer class of a demo's step mode."""
+    return import_string(step_modes()[slug].consumer)
+
+
 def describe(demo: Demo) -> dict:
     """The public description served by GET /api/demos/."""
+    step_mode = step_mode_of(demo)
     return {
         "slug": demo.slug,
         "title": demo.title,
@@ -58,5 +101,7 @@ def describe(demo: Demo) -> dict:
         "placement": demo.placement,
         "time_limit_s": demo.time_limit_s,
         "lanes": demo.lanes,
+        "lane_states": sorted(getattr(demo, "lane_states", LANE_STATES)),
+        "step_mode": None if step_mode is None else {"scenarios": list(step_mode.scenarios), "label": step_mode.label},
         "params": [param.describe() for param in demo.params],
     }

@@ -14,7 +14,7 @@ def _demo_queue_is_served() -> bool:
     """True when some live worker consumes the queue demo runs are sent to.
 
     Asking for queues, not a bare ping: a worker that only serves another
-    queue (the offload demo's job workers) cannot run a demo.
+    queue (a worker for one demo's own job queue) cannot run a demo.
     """
     demo_queue = celery_app.conf.task_default_queue
     # Two short tries: a worker that has just (re)started can miss the first.

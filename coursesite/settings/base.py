@@ -14,6 +14,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from coursesite import keys
+from demos.discovery import demo_apps
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("COURSESITE_VAR_DIR") or BASE_DIR / "var")
 SERVICES_FILE = VAR_DIR / "run" / "services.json"
@@ -99,6 +102,8 @@ INSTALLED_APPS = [
     "channels",
     "lessons",
     "demos",
+    # Demo packages with tables of their own are apps too (demos/discovery.py).
+    *demo_apps(),
 ]
 
 MIDDLEWARE = [
@@ -161,7 +166,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "coursesite",
+        "KEY_PREFIX": keys.CACHE_KEY_PREFIX,
     },
     # Rendered reader pages, per process: keyed by the content version kept in
     # Redis, so every process drops them together when an author saves.
@@ -175,7 +180,7 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "coursesite.channel_layer.ResilientRedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "coursesite:asgi", "capacity": 500, "expiry": 30},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": keys.CHANNEL_LAYER_PREFIX, "capacity": 500, "expiry": 30},
     }
 }
 
@@ -217,6 +222,24 @@ DEMO_RUNS_PER_SOCKET = env_int("DEMO_RUNS_PER_SOCKET", 2)
 DEMO_MAX_LOOP_RUNS = env_int("DEMO_MAX_LOOP_RUNS", 200)
 DEMO_MAX_WORKER_RUNS = env_int("DEMO_MAX_WORKER_RUNS", 8)
 DEMO_SOCKETS_PER_IP = env_int("DEMO_SOCKETS_PER_IP", 20)
+
+# Demo engine timing: every interval, silence and grace period in one block.
+# A run's events go out in one batch at most this often (caps a run at ~20 messages a second).
+DEMO_BATCH_INTERVAL_S = 0.05
+# A worker run says "still here" this often ...
+DEMO_HEARTBEAT_S = 1.0
+# ... and the socket takes its worker for dead after this long without a word.
+DEMO_WORKER_SILENCE_S = 5.0
+# How long a worker run may sit in the queue, on top of its time limit, before it is abandoned.
+DEMO_QUEUE_GRACE_S = 10.0
+# A run's site-wide slot expires this long after its time limit, should its process die holding it.
+DEMO_SLOT_GRACE_S = 15.0
+# How long the "please stop" flag of a worker run stays in Redis.
+DEMO_CANCEL_FLAG_TTL_S = 120
+# A per-address socket count outlives a crashed process by at most this long.
+DEMO_SOCKET_COUNT_TTL_S = 3600
+# A step session ends after this long without a step (its connections hold a row, maybe a lock).
+DEMO_STEP_IDLE_S = 120.0
 
 LOGGING = {
     "version": 1,

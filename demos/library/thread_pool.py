@@ -79,7 +79,6 @@ def run(params, emit):
         if nothing_left:  # the queue is empty: this thread will not be handed another request
             emit("state", lane=lane, state="done")
 
-    check_cancelled = getattr(emit, "check_cancelled", lambda: None)
     started = time.perf_counter()
     emit("metric", name="queue_depth", value=request_count, unit="requests")
     executor = ThreadPoolExecutor(max_workers=thread_count, thread_name_prefix="demo-pool")
@@ -90,7 +89,7 @@ def run(params, emit):
             done, pending = wait(pending, timeout=CANCEL_CHECK_S, return_when=FIRST_EXCEPTION)
             for future in done:
                 future.result()  # re-raises RunCancelled (or a bug) from the pool thread
-            check_cancelled()
+            emit.check_cancelled()
         total_ms = (time.perf_counter() - started) * 1000
     finally:
         executor.shutdown(wait=True, cancel_futures=True)

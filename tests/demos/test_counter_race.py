@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from django.db import connection
 
 from demos.library import counter_race
-from demos.race_models import RaceCounter
+from demos.library.counter_race.models import RaceCounter
 from tests.demos.helpers import demo_socket, receive_runs, receive_until_finished, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,10 +57,10 @@ def counter_rows() -> int:
 
 
 SQL_FRAGMENTS = {
-    "read-modify-write": ['SELECT "demos_racecounter"."n"', 'UPDATE "demos_racecounter" SET "n" = '],
-    "atomic-update": ['UPDATE "demos_racecounter" SET "n" = ("demos_racecounter"."n" + 1)'],
-    "select-for-update": ["BEGIN", "FOR UPDATE", 'UPDATE "demos_racecounter" SET "n" = ', "COMMIT"],
-    "optimistic": ['AND "demos_racecounter"."version" = ', '"version" = ("demos_racecounter"."version" + 1)'],
+    "read-modify-write": ['SELECT "race_counter"."n"', 'UPDATE "race_counter" SET "n" = '],
+    "atomic-update": ['UPDATE "race_counter" SET "n" = ("race_counter"."n" + 1)'],
+    "select-for-update": ["BEGIN", "FOR UPDATE", 'UPDATE "race_counter" SET "n" = ', "COMMIT"],
+    "optimistic": ['AND "race_counter"."version" = ', '"version" = ("race_counter"."version" + 1)'],
 }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from demos.jobs import JOBS_QUEUE, STEPS, starts_key
+from demos.library.offload.tasks import JOBS_QUEUE, STEPS, starts_key
 from tests.conftest import _test_database_url
 from tests.demos.helpers import demo_socket, receive_until_finished, start_run
 

@@ -9,9 +9,9 @@ import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
 
-from demos import step_consumer
-from demos.race_models import RaceCounter
-from demos.stepping import APPLICATION_NAME
+from demos.library.counter_race import step_consumer
+from demos.library.counter_race.models import RaceCounter
+from demos.library.counter_race.steps import APPLICATION_NAME
 from tests.demos.helpers import demo_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def step_socket():
     """A connected /ws/steps/ socket; always disconnected."""
-    return demo_socket("/ws/steps/")
+    return demo_socket("/ws/steps/counter-race/")
 
 
 async def open_session(communicator, scenario: str) -> dict:
@@ -49,7 +49,7 @@ def _sandbox_pids(session: str) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"demos.sandboxes.race_stepper" in cmdline and session.encode() in cmdline:
+        if any(part.endswith(b"/stepper_sandbox.py") for part in cmdline) and session.encode() in cmdline:
             pids.append(int(proc.name))
     return pids
 
@@ -92,10 +92,10 @@ async def test_read_read_write_write_loses_one_update():
         read1 = await step(communicator, session, "T1", "read")
         read2 = await step(communicator, session, "T2", "read")
         assert read1["result"]["n"] == read2["result"]["n"] == 0
-        assert read1["sql"].startswith("SELECT n FROM demos_racecounter WHERE id = ")
+        assert read1["sql"].startswith("SELECT n FROM race_counter WHERE id = ")
         write1 = await step(communicator, session, "T1", "write")
         assert write1["result"] == {"n": 1, "rows": 1}
-        assert write1["sql"].startswith("UPDATE demos_racecounter SET n = 1 WHERE id = ")
+        assert write1["sql"].startswith("UPDATE race_counter SET n = 1 WHERE id = ")
         assert write1["counter_committed"] == 0  # T1 has not committed yet
         # T2's write waits for T1's row lock and goes through after T1 commits, writing the stale 0 + 1.
         await communicator.send_json_to({"type": "step", "session": session, "tx": "T2", "action": "write"})
@@ -145,7 +145,7 @@ async def test_atomic_update_counts_both_increments():
         await step(communicator, session, "T1", "begin")
         await step(communicator, session, "T2", "begin")
         update1 = await step(communicator, session, "T1", "update")
-        assert update1["sql"].startswith("UPDATE demos_racecounter SET n = n + 1") and update1["result"]["n"] == 1
+        assert update1["sql"].startswith("UPDATE race_counter SET n = n + 1") and update1["result"]["n"] == 1
         await communicator.send_json_to({"type": "step", "session": session, "tx": "T2", "action": "update"})
         assert (await communicator.receive_json_from(timeout=10))["status"] == "blocked"
         await step(communicator, session, "T1", "commit")

@@ -1,7 +1,7 @@
 """Step mode of the counter race: one reader, two transactions, one statement at a time.
 
 A step session owns a fresh RaceCounter row and a sandbox subprocess
-(`demos.sandboxes.race_stepper`) holding the two transactions' connections.
+(`stepper_sandbox.py` beside this module) holding the two transactions' connections.
 Statements that wait for a row lock wait in that subprocess; this side only
 writes JSON lines to its stdin and reads its stdout with asyncio, so the web
 event loop never blocks. Ending a session stops the subprocess (which closes
@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import uuid
+from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from channels.db import database_sync_to_async
@@ -22,10 +23,12 @@ from django.conf import settings
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
-from demos.race_models import RaceCounter
-from demos.sandboxes.race_stepper import ACTIONS, APPLICATION_NAME
+from demos.library.counter_race.models import RaceCounter
+from demos.library.counter_race.stepper_sandbox import ACTIONS, APPLICATION_NAME
 
-logger = logging.getLogger("demos.stepping")
+logger = logging.getLogger("demos.counter_race.steps")
+# Run by path, not with -m: it imports nothing from the project, so nothing of the site loads into it.
+SANDBOX_SCRIPT = Path(__file__).with_name("stepper_sandbox.py")
 
 SCENARIOS = tuple(ACTIONS)
 StepErrorCode = Literal["bad_message", "unknown_session", "invalid_step", "busy", "unavailable", "rate_limited"]
@@ -119,7 +122,7 @@ class StepSession:
         try:
             # stderr is inherited: a sandbox's traceback belongs in the web server's log.
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "demos.sandboxes.race_stepper",
+                sys.executable, str(SANDBOX_SCRIPT),
                 "--session", session_id, "--scenario", scenario,
                 "--table", RaceCounter._meta.db_table, "--row-id", str(row_id),
                 cwd=str(settings.BASE_DIR), env={**os.environ, "STEPPER_CONNINFO": conninfo},

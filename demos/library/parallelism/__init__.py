@@ -6,7 +6,7 @@ one after another: the baseline. Then the same jobs go to the chosen workers:
 process) or `processes` (one process per job). A `cpu` job hashes in a
 pure-Python loop for about 200 ms, holding the GIL; an `io` job sleeps 200 ms,
 as a wait on a database would. Every phase runs in fresh child processes
-(demos/sandboxes/parallel_worker.py), started before the clock starts, so
+(sandbox.py beside this module), started before the clock starts, so
 neither start-up nor the host worker's own threads blur the comparison.
 
 A reader should see CPU jobs finish sooner on processes, up to the number of
@@ -42,13 +42,13 @@ params = (
 )
 smoke_params = {"work": "io", "workers": 2}
 
-WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "sandboxes" / "parallel_worker.py"
+WORKER_SCRIPT = Path(__file__).with_name("sandbox.py")
 SAMPLE_EVERY_S = 0.1
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 class _Workers:
-    """Child processes running demos/sandboxes/parallel_worker.py; their reports arrive on `reports`."""
+    """Child processes running sandbox.py beside this module; their reports arrive on `reports`."""
 
     def __init__(self, work: str) -> None:
         self.work = work
@@ -157,14 +157,13 @@ def _run_phase(phase: _Phase, workers: _Workers, lane_count: int, emit) -> float
 
     Returns how long starting the processes took, in ms: kept out of the timed part.
     """
-    check_cancelled = getattr(emit, "check_cancelled", lambda: None)
     starting = time.perf_counter()
     ready = finished = 0
     startup_ms = None
     last_cpu = last_sample = None
     deadline = starting + time_limit_s - 5
     while finished < lane_count:
-        check_cancelled()
+        emit.check_cancelled()
         if time.perf_counter() > deadline:
             raise RuntimeError(f"the workers did not finish in time ({finished} of {lane_count} done)")
         try:

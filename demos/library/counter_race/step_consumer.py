@@ -15,14 +15,15 @@ import logging
 import time
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from demos.limits import MessageBudget
-from demos.stepping import SCENARIOS, ClosedMessage, OpenedMessage, SandboxError, StepErrorMessage, StepSession
+from demos.library.counter_race.steps import SCENARIOS, ClosedMessage, OpenedMessage, SandboxError, StepErrorMessage, StepSession
 
-logger = logging.getLogger("demos.step_consumer")
+logger = logging.getLogger("demos.counter_race.step_consumer")
 
 # A session ends after this long without a step from its reader (its connections hold a row and maybe a lock).
-IDLE_LIMIT_S = 120.0
+IDLE_LIMIT_S = settings.DEMO_STEP_IDLE_S
 MAX_SESSIONS_PER_SOCKET = 2
 # Each session is a subprocess with three PostgreSQL connections; this caps them per web process.
 MAX_SESSIONS_PER_PROCESS = 12

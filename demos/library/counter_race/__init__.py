@@ -30,7 +30,7 @@ from django.db import connection, connections, transaction
 from django.db.models import F
 
 from demos.params import ChoiceParam, IntParam, ParamError
-from demos.race_models import RaceCounter
+from demos.base import StepMode
 
 slug = "counter-race"
 title = "The counter race"
@@ -38,6 +38,14 @@ concept = "Read, add one in Python, write back: concurrent clients overwrite eac
 placement = "worker"  # threads, real connections, blocking sleeps
 time_limit_s = 90.0
 lanes = "client"
+# A client thread holds the CPU only between statements; waiting on PostgreSQL (or a row lock) is `blocked`.
+lane_states = frozenset({"running", "blocked", "done", "failed"})
+step_mode = StepMode(
+    consumer="demos.library.counter_race.step_consumer.StepConsumer",
+    scenarios=("read-modify-write", "select-for-update", "atomic-update"),
+    label="Step through two transactions",
+    fallback="Step mode: run two real PostgreSQL transactions one statement at a time and watch an update get lost.",
+)
 
 MODES = ("read-modify-write", "atomic-update", "select-for-update", "optimistic")
 # Modes in which one increment (with its pause) excludes every other client's.
@@ -68,6 +76,14 @@ STATE_EVENT_BUDGET = 4_000
 OVERHEAD_MS = {"read-modify-write": 1.0, "atomic-update": 1.0, "select-for-update": 4.0, "optimistic": 8.0}
 RUN_BUDGET_MS = 40_000
 
+
+
+def counters():
+    """The demo's counter rows. Imported here, not at the top: this package is a
+    Django app, and its models cannot load while Django is still importing apps."""
+    from demos.library.counter_race.models import RaceCounter
+
+    return RaceCounter.objects
 
 def estimated_ms(values: dict[str, Any]) -> float:
     """About how long a run with these values takes on a busy machine."""
@@ -171,11 +187,11 @@ def _pause(window_s: float) -> None:
 def _read_modify_write(trial: _Trial, client: _Client, sql: "_SqlCapture | None") -> None:
     client.begin_attempt()
     client.show("running", "read")
-    value = RaceCounter.objects.filter(pk=trial.counter_id).values_list("n", flat=True)[0]
+    value = counters().filter(pk=trial.counter_id).values_list("n", flat=True)[0]
     client.show("waiting", "gap")
     _pause(trial.window_s)
     client.show("running", "write")
-    RaceCounter.objects.filter(pk=trial.counter_id).update(n=value + 1)  # may overwrite a newer value
+    counters().filter(pk=trial.counter_id).update(n=value + 1)  # may overwrite a newer value
 
 
 def _atomic_update(trial: _Trial, client: _Client, sql: "_SqlCapture | None") -> None:
@@ -184,7 +200,7 @@ def _atomic_update(trial: _Trial, client: _Client, sql: "_SqlCapture | None") ->
     client.show("waiting", "gap")
     _pause(trial.window_s)
     client.show("running", "update")
-    RaceCounter.objects.filter(pk=trial.counter_id).update(n=F("n") + 1)
+    counters().filter(pk=trial.counter_id).update(n=F("n") + 1)
 
 
 def _select_for_update(trial: _Trial, client: _Client, sql: "_SqlCapture | None") -> None:
@@ -194,12 +210,12 @@ def _select_for_update(trial: _Trial, client: _Client, sql: "_SqlCapture | None"
         if sql is not None:
             sql.note("BEGIN")
         asked = time.perf_counter()
-        value = RaceCounter.objects.select_for_update().filter(pk=trial.counter_id).values_list("n", flat=True)[0]
+        value = counters().select_for_update().filter(pk=trial.counter_id).values_list("n", flat=True)[0]
         client.lock_wait_s += time.perf_counter() - asked
         client.show("waiting", "gap, holding the lock")
         _pause(trial.window_s)
         client.show("running", "write")
-        RaceCounter.objects.filter(pk=trial.counter_id).update(n=value + 1)
+        counters().filter(pk=trial.counter_id).update(n=value + 1)
     if sql is not None:
         sql.note("COMMIT")
 
@@ -208,11 +224,11 @@ def _optimistic(trial: _Trial, client: _Client, sql: "_SqlCapture | None") -> No
     while not trial.stop.is_set():
         client.begin_attempt()
         client.show("running", "read")
-        value, version = RaceCounter.objects.filter(pk=trial.counter_id).values_list("n", "version")[0]
+        value, version = counters().filter(pk=trial.counter_id).values_list("n", "version")[0]
         client.show("waiting", "gap")
         _pause(trial.window_s)
         client.show("running", "write")
-        written = RaceCounter.objects.filter(pk=trial.counter_id, version=version).update(
+        written = counters().filter(pk=trial.counter_id, version=version).update(
             n=value + 1, version=F("version") + 1
         )
         if written:
@@ -298,7 +314,7 @@ def _client_thread(trial: _Trial, client: _Client) -> None:
 
 
 def _read_counter(trial: _Trial) -> int:
-    return RaceCounter.objects.filter(pk=trial.counter_id).values_list("n", flat=True)[0]
+    return counters().filter(pk=trial.counter_id).values_list("n", flat=True)[0]
 
 
 def _monitor_thread(trial: _Trial) -> None:
@@ -365,7 +381,7 @@ def _run_trial(*, number: int, values: dict[str, Any], emit: Any) -> dict[str, A
     every = max(1, math.ceil(increments * attempts * states_per_attempt / per_lane_budget))
     if every > 1 and number == 0:
         emit("log", text=f"-- too many attempts to draw them all: the lanes show one attempt in {every} of each client")
-    counter_id = _with_own_connection(lambda: RaceCounter.objects.create(run_id=uuid.uuid4()).pk)
+    counter_id = _with_own_connection(lambda: counters().create(run_id=uuid.uuid4()).pk)
     trial = _Trial(
         counter_id=counter_id, mode=values["mode"], window_s=values["window_ms"] / 1000, increments=increments,
         clients=[_Client(index=i, emit=emit, every=every, budget=per_lane_budget) for i in range(workers)],
@@ -385,8 +401,7 @@ def _run_trial(*, number: int, values: dict[str, Any], emit: Any) -> dict[str, A
             pass
         trial.started_at = time.perf_counter()
         while alive := [thread for thread in threads if thread.is_alive()]:
-            if hasattr(emit, "check_cancelled"):
-                emit.check_cancelled()
+            emit.check_cancelled()
             alive[0].join(timeout=0.05)
         trial.clients_done.set()
         monitor.join()
@@ -401,7 +416,7 @@ def _run_trial(*, number: int, values: dict[str, Any], emit: Any) -> dict[str, A
         for thread in [*threads, monitor]:
             if thread.is_alive():
                 thread.join()
-        _with_own_connection(lambda: RaceCounter.objects.filter(pk=counter_id).delete())
+        _with_own_connection(lambda: counters().filter(pk=counter_id).delete())
 
     elapsed_s = max(client.finished_at for client in trial.clients) - trial.started_at
     expected = trial.increments_done()

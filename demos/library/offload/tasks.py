@@ -25,6 +25,10 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from coursesite import keys
+from coursesite.redis_clients import sync_redis
+
+SLUG = "offload"  # the demo's slug (the package's __init__ imports this module, so it cannot import that)
 JOBS_QUEUE = "offload-jobs"
 STEPS = 20  # progress reports per job
 KEY_TTL_S = 600
@@ -33,8 +37,6 @@ SOFT_LIMIT_CEILING_S = 20
 HARD_LIMIT_CEILING_S = 25
 FAILURES = ("none", "raise", "timeout", "kill-worker")
 
-_redis_client = None
-_redis_pid = None
 _iterations_per_cpu_ms: float | None = None
 
 
@@ -50,29 +52,17 @@ def time_limits(job_ms: int) -> tuple[float, float]:
 
 def reports_key(run_key: str) -> str:
     """The Redis list a run's jobs push their reports to, oldest first."""
-    return f"coursesite:offload:{run_key}"
+    return keys.demo_key(SLUG, run_key, "reports")
 
 
 def starts_key(job_id: str) -> str:
     """A Redis counter: how many times this job started (more than once means it ran twice)."""
-    return f"coursesite:offload-job:{job_id}:starts"
+    return keys.demo_key(SLUG, "job", job_id, "starts")
 
 
 def open_key(run_key: str) -> str:
     """Present while the run still wants its jobs; a job finding it gone stops."""
-    return f"coursesite:offload:{run_key}:open"
-
-
-def redis_client():
-    """One synchronous Redis client per process, made on first use (prefork children each get their own)."""
-    global _redis_client, _redis_pid
-    if _redis_client is None or _redis_pid != os.getpid():
-        from django.conf import settings
-        from redis import Redis
-
-        _redis_client = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-        _redis_pid = os.getpid()
-    return _redis_client
+    return keys.demo_key(SLUG, run_key, "open")
 
 
 def iterations_per_cpu_ms() -> float:
@@ -93,7 +83,7 @@ def iterations_per_cpu_ms() -> float:
 
 def _report(run_key: str, message: dict[str, Any]) -> bool:
     """Push one report; True while the run still wants this job."""
-    pipe = redis_client().pipeline(transaction=False)
+    pipe = sync_redis().pipeline(transaction=False)
     pipe.rpush(reports_key(run_key), json.dumps({**message, "at": time.time()}))
     pipe.expire(reports_key(run_key), KEY_TTL_S)
     pipe.exists(open_key(run_key))
@@ -107,7 +97,7 @@ def hash_job(*, job_id: str, run_key: str, job_ms: int, worker: str, failure: st
     `timeout` turns out to need far more work than declared (so only its time
     limit stops it), `kill-worker` kills the process running it.
     """
-    client = redis_client()
+    client = sync_redis()
     # Counted before anything else, so a second run of the job shows even after its run is over.
     client.incr(starts_key(job_id))
     client.expire(starts_key(job_id), KEY_TTL_S)

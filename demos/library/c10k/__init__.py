@@ -1,6 +1,6 @@
 """Why one thread can hold ten thousand connections: what a waiting connection costs.
 
-A real server runs in its own process (demos/sandboxes/c10k.py) with its
+A real server runs in its own process (sandbox.py beside this module) with its
 descriptor limit raised, and a client process opens real loopback connections
 to it. Every connection sits idle for a while, then sends one request and gets
 its answer, and stays open. In `event-loop` mode the server is an
@@ -45,7 +45,7 @@ params = (
 )
 smoke_params = {"connections": 200, "hold_ms": 100}
 
-SCRIPT = Path(__file__).resolve().parent.parent / "sandboxes" / "c10k.py"
+SCRIPT = Path(__file__).with_name("sandbox.py")
 SAMPLE_EVERY_S = 0.1
 SETTLE_S = 0.1  # let the server finish writing its last answers before the final reading
 MIB = 1024 * 1024
@@ -109,7 +109,6 @@ def run(params, emit):
     deadline = started + time_limit_s - 8
     max_seconds = int(time_limit_s) + 5
     lines: queue.Queue = queue.Queue()
-    check_cancelled = getattr(emit, "check_cancelled", lambda: None)
     server_label = "server: one event loop" if mode == "event-loop" else "server: thread per connection"
     emit("lanes", count=2, labels=[server_label, "client"])
     if target < params["connections"]:
@@ -121,7 +120,7 @@ def run(params, emit):
         server = _start(["server", mode], lines, "server", max_seconds)
         port = None
         while port is None:
-            check_cancelled()
+            emit.check_cancelled()
             if time.perf_counter() > deadline:
                 raise RuntimeError("the sandbox server did not start in time")
             try:

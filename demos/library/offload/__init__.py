@@ -1,6 +1,6 @@
 """Offloading CPU work: the same heavy job inside a request, or on a Celery worker.
 
-The demo starts a sandbox web server (demos/sandboxes/offload_server.py: a real
+The demo starts a sandbox web server (demos/library/offload/server.py: a real
 HTTP server on loopback, in a process of its own, answering one request at a
 time like one web worker). A probe client calls its cheap `/ping` every 20 ms
 for the whole run: first for a second with nothing else going on, to learn
@@ -35,8 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from demos.jobs import FAILURES, JOBS_QUEUE, STEPS, open_key, reports_key, starts_key, time_limits
+from coursesite.redis_clients import async_redis, close_async_redis
 from demos.base import JobQueue
+from demos.library.offload.tasks import FAILURES, JOBS_QUEUE, STEPS, open_key, reports_key, starts_key, time_limits
 from demos.params import ChoiceParam, IntParam, ParamError
 
 slug = "offload"
@@ -275,23 +276,17 @@ class Offload:
             self.settled.set()
 
     async def read_reports(self) -> None:
-        from django.conf import settings
-        from redis.asyncio import Redis
-
-        redis = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+        redis = async_redis()  # this run's loop's client, closed when the run ends
         last_poll = time.perf_counter()
-        try:
-            while True:
-                raw = await redis.lpop(reports_key(self.run_key), 200)
-                for item in raw or ():
-                    self.on_report(json.loads(item))
-                if self.mode == "celery" and time.perf_counter() - last_poll > RESULT_POLL_S:
-                    last_poll = time.perf_counter()
-                    await self.check_results()
-                if not raw:
-                    await asyncio.sleep(0.01)
-        finally:
-            await redis.aclose()
+        while True:
+            raw = await redis.lpop(reports_key(self.run_key), 200)
+            for item in raw or ():
+                self.on_report(json.loads(item))
+            if self.mode == "celery" and time.perf_counter() - last_poll > RESULT_POLL_S:
+                last_poll = time.perf_counter()
+                await self.check_results()
+            if not raw:
+                await asyncio.sleep(0.01)
 
     async def check_results(self) -> None:
         """Ask Celery's result backend about unfinished jobs: a killed process cannot report for itself."""
@@ -357,7 +352,7 @@ async def start_server(run_key: str) -> tuple[asyncio.subprocess.Process, int]:
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE, "PYTHONUNBUFFERED": "1"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "demos.sandboxes.offload_server", run_key, "--max-seconds", str(int(time_limit_s) + 10),
+        sys.executable, "-m", "demos.library.offload.server", run_key, "--max-seconds", str(int(time_limit_s) + 10),
         cwd=settings.BASE_DIR, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -406,15 +401,12 @@ async def _settle(tasks: list[asyncio.Task], what: str) -> None:
 
 
 async def _offload(params: dict, emit) -> dict:
-    from django.conf import settings
-    from redis.asyncio import Redis
-
     mode, job_count, job_ms = params["mode"], params["jobs"], params["job_ms"]
     run_started = time.perf_counter()
     run_key = uuid.uuid4().hex
     t0_ms = emit("lanes", count=job_count, labels=[f"job {lane + 1}" for lane in range(job_count)])
     p0 = time.perf_counter()
-    redis = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    redis = async_redis()
     await redis.set(open_key(run_key), 1, ex=int(time_limit_s) + 30)
     server, helpers = None, []
     run = None
@@ -459,7 +451,7 @@ async def _offload(params: dict, emit) -> dict:
             task.cancel()
         await _settle(leftovers, "the run's probes and readers")
         await redis.delete(open_key(run_key), reports_key(run_key))
-        await redis.aclose()
+        await close_async_redis()
         if server is not None:
             await stop_server(server)
         if run is not None:

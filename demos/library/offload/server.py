@@ -1,6 +1,6 @@
 """The `offload` demo's web server: one process, one thread, three endpoints.
 
-    python -m demos.sandboxes.offload_server RUN_KEY --max-seconds S
+    python -m demos.library.offload.server RUN_KEY --max-seconds S
 
 It stands in for one web worker of a site (a sync Gunicorn worker, or one
 event loop of an ASGI server): it answers one request at a time, so whatever a
@@ -27,7 +27,8 @@ import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from coursesite.celery import app as celery_app
-from demos.jobs import FAILURES, JOBS_QUEUE, hash_job, iterations_per_cpu_ms, offload_job, redis_client, time_limits
+from coursesite.redis_clients import sync_redis
+from demos.library.offload.tasks import FAILURES, JOBS_QUEUE, hash_job, iterations_per_cpu_ms, offload_job, time_limits
 
 PR_SET_PDEATHSIG = 1
 JOB_EXPIRES_S = 60  # a job still queued after this is dropped by the worker, not run late
@@ -97,7 +98,7 @@ def guard_process(max_seconds: int) -> None:
 def warm_up() -> None:
     """Pay the one-off costs before the demo starts measuring: calibration and connections."""
     iterations_per_cpu_ms()
-    redis_client().ping()
+    sync_redis().ping()
     celery_app.finalize(auto=True)
     celery_app.backend  # noqa: B018  (imported on first use otherwise: ~50 ms inside the first request)
     with celery_app.producer_or_acquire() as producer:

@@ -1,6 +1,6 @@
 """Step mode's sandbox: two real transactions on one counter row, one statement per command.
 
-    STEPPER_CONNINFO=... python -m demos.sandboxes.race_stepper --session ID --scenario S --table T --row-id N
+    STEPPER_CONNINFO=... python stepper_sandbox.py --session ID --scenario S --table T --row-id N
 
 The reader is the scheduler. Each transaction (T1, T2) owns a psycopg
 connection and a thread that runs its statements, so a statement that waits
