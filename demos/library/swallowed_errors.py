@@ -33,7 +33,6 @@ import asyncio
 import gc
 import time
 
-from demos.base import RunCancelled, RunTimedOut
 from demos.params import BoolParam, ChoiceParam, IntParam, ParamError
 
 slug = "swallowed-errors"
