@@ -45,7 +45,7 @@ params = (
 # Small enough for the test suite's run over every demo.
 smoke_params = {"steps": 20_000, "chain_steps": 3, "chain_step_ms": 10}
 
-REPEATS = 5
+REPEATS = 7  # the best of seven: a shared 2-core machine disturbs some runs by more than the gap measured
 MODULUS = 2_147_483_647  # a Park-Miller generator: results stay below 2**31, exact in JSON and JavaScript
 MULTIPLIER = 48_271
 SEED = 1
