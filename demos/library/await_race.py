@@ -5,9 +5,12 @@ to it `increments` times by reading it, awaiting something (as code awaits a
 cache or a payment service between checking and acting), then writing back
 what it read plus one. In `unsafe` mode the other tasks run during that await
 and read the same old value, so their writes overwrite each other; in `locked`
-mode an `asyncio.Lock` spans read, await and write. A reader should see the
-unsafe total come up short although nothing ran in parallel, and the locked
-total land exactly on the number of increments, with the tasks taking turns.
+mode an `asyncio.Lock` spans read, await and write; in `no-await` mode the
+task reads and writes with no await in between and awaits only afterwards, so
+the tasks still take turns at every increment, but never inside one. A reader
+should see the unsafe total come up short although nothing ran in parallel,
+and the locked and no-await totals land exactly on the number of increments:
+on one thread, other tasks can only run where a task awaits.
 """
 import asyncio
 
@@ -20,8 +23,9 @@ placement = "loop"  # only awaits, bounded work: safe on the web loop
 time_limit_s = 30.0
 lanes = "task"
 params = (
-    ChoiceParam("mode", "unsafe", ("unsafe", "locked"), label="Mode",
-                help="unsafe: read, await, write; locked: the same inside an asyncio.Lock."),
+    ChoiceParam("mode", "unsafe", ("unsafe", "locked", "no-await"), label="Mode",
+                help="unsafe: read, await, write; locked: the same inside an asyncio.Lock; "
+                     "no-await: read and write, then await."),
     IntParam("tasks", 10, 1, 200, label="Tasks", help="How many asyncio tasks share the counter."),
     IntParam("increments", 20, 1, 500, label="Increments per task", help="How many times each task adds 1."),
     IntParam("await_ms", 2, 0, 20, label="Await (ms)",
@@ -45,13 +49,14 @@ def check_params(values):
         raise ParamError("locked mode takes turns, so these values would outlast the time limit; shorten the await")
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+def _count(number: int, noun: str, nouns: str | None = None) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {nouns or noun + 's'}"
 
 
 async def run(params, emit):
     """Let the tasks increment the shared counter; return how many increments survived."""
     locked = params["mode"] == "locked"
+    await_between = params["mode"] != "no-await"
     task_count, increments = params["tasks"], params["increments"]
     pause_s = params["await_ms"] / 1000
     detailed = task_count * increments <= MAX_LANE_EVENTS // 3
@@ -60,25 +65,35 @@ async def run(params, emit):
     counter = 0
     performed = 0
     overwrites_logged = 0
+    last_writer = None
+    task_switches = 0  # increments written by a different task than the one before: how often they took turns
     emit("lanes", count=task_count)
     emit("counter", name="counter", value=0)
 
     async def add_one(lane: int) -> None:
-        nonlocal counter, performed, overwrites_logged
+        nonlocal counter, performed, overwrites_logged, last_writer, task_switches
         if detailed:
             emit("state", lane=lane, state="running", label="read")
         seen = counter
-        if detailed:
-            emit("state", lane=lane, state="waiting", label=f"read {seen}, awaiting")
-        await asyncio.sleep(pause_s)  # the gap: other tasks run here
+        if await_between:
+            if detailed:
+                emit("state", lane=lane, state="waiting", label=f"read {seen}, awaiting")
+            await asyncio.sleep(pause_s)  # the gap: other tasks run here
         if counter != seen and overwrites_logged < MAX_LOGGED_OVERWRITES:
             overwrites_logged += 1
             emit("log", text=f"task {lane + 1} read {seen}, then wrote {seen + 1} over {counter}: "
                              f"{counter - seen} lost")
         counter = seen + 1
         performed += 1
+        if last_writer is not None and last_writer != lane:
+            task_switches += 1
+        last_writer = lane
         if performed % counter_step == 0:
             emit("counter", name="counter", value=counter)
+        if not await_between:
+            if detailed:
+                emit("state", lane=lane, state="waiting", label=f"wrote {counter}, awaiting")
+            await asyncio.sleep(pause_s)  # the same pause, after the write: other tasks run here instead
 
     async def worker(lane: int) -> None:
         for _ in range(increments):
@@ -104,7 +119,12 @@ async def run(params, emit):
                 f"but the counter reads {counter}: "
                 f"{lost} updates ({lost / performed:.0%}) were lost to writes based on stale reads.")
     else:
-        how = " behind an asyncio.Lock" if locked else ""
+        how = {"locked": " behind an asyncio.Lock",
+               "no-await": " with no await between each read and its write"}.get(params["mode"], "")
         text = (f"{_count(task_count, 'task')} performed {_count(performed, 'increment')}{how} "
                 f"and the counter reads {counter}: no update was lost.")
-    return {"text": text, "expected": performed, "final": counter, "lost": lost, "tasks": task_count}
+        if params["mode"] == "no-await" and task_switches:
+            text += (f" The tasks still took turns ({_count(task_switches, 'switch', 'switches')} between writers), "
+                     f"but only at their awaits, never between a read and its write.")
+    return {"text": text, "expected": performed, "final": counter, "lost": lost, "tasks": task_count,
+            "task_switches": task_switches}

@@ -39,3 +39,31 @@ def test_the_race_conditions_lesson_embeds_the_await_race():
     rendered = render_lesson_markdown((shipped_courses()[0] / LESSON).read_text())
     assert "await-race" in rendered.demo_slugs
     assert 'data-demo="await-race"' in rendered.html
+
+
+async def test_no_await_between_read_and_write_loses_nothing_though_the_tasks_take_turns():
+    from demos.events import EventRecorder
+    from demos.library import await_race
+    from demos.params import validate_params
+
+    params = validate_params(await_race, {"mode": "no-await"})
+    summary = await await_race.run(params, EventRecorder())
+    assert summary["expected"] == params["tasks"] * params["increments"] == summary["final"]
+    assert summary["lost"] == 0
+    # They interleaved at the await after each write: nearly every increment came from another task.
+    assert summary["task_switches"] >= summary["expected"] // 2
+    assert "no update was lost" in summary["text"]
+
+
+def test_await_race_refuses_an_unknown_mode():
+    from demos.library import await_race
+    from demos.params import ParamError, validate_params
+
+    with pytest.raises(ParamError):
+        validate_params(await_race, {"mode": "no-lock"})
+
+
+def test_the_race_conditions_lesson_compares_no_await_with_unsafe():
+    rendered = render_lesson_markdown((shipped_courses()[0] / LESSON).read_text())
+    assert rendered.demo_slugs.count("await-race") == 2
+    assert "no-await" in rendered.html
