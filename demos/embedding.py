@@ -77,7 +77,7 @@ STEP_DEMOS = {"counter-race"}
 
 
 def _render_steps_fence(*, slug: str, configs: list[dict[str, str]]) -> str:
-    from demos.stepping import SCENARIOS
+    from demos.stepping import SCENARIOS, STEP_TEXT
 
     if slug not in STEP_DEMOS:
         raise DemoEmbedError(f"only {', '.join(sorted(STEP_DEMOS))} has a step mode, not {slug!r}")
@@ -92,7 +92,7 @@ def _render_steps_fence(*, slug: str, configs: list[dict[str, str]]) -> str:
         raise DemoEmbedError(f"scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
     return (
         f'<section class="demo-steps" data-demo="{html.escape(slug)}" data-scenario="{html.escape(scenario)}" '
-        f'aria-label="Step through two transactions">'
+        f'data-step-mode="{html.escape(json.dumps(STEP_TEXT), quote=True)}" aria-label="Step through two transactions">'
         f'<p class="demo-fallback"><strong>Step mode:</strong> run two real PostgreSQL transactions one statement '
         f"at a time and watch an update get lost. It needs JavaScript.</p></section>\n"
     )
