@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test superuser browser wrk bench clean-data help
+.PHONY: run test superuser browser wrk bench clean-data help jscheck jstest
 
 help:
 	@echo "make run        start the site (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:$${PORT:-8000}/"
@@ -21,8 +21,19 @@ $(INSTALLED): requirements.txt
 run: $(INSTALLED)
 	$(PY) -m coursesite.stack run
 
-test: $(INSTALLED) browser wrk
+test: $(INSTALLED) browser wrk jscheck jstest
 	$(PY) -m coursesite.stack test $(ARGS)
+
+# Front end: type-check static/js with tsc --checkJs (no build step) and run the pure modules' node tests.
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+jscheck: node_modules/.package-lock.json
+	npx --no-install tsc --noEmit -p .
+
+jstest:
+	node --test tests/js/
 
 superuser: $(INSTALLED)
 	$(PY) manage.py createsuperuser

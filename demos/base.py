@@ -64,14 +64,17 @@ class StepMode:
 
     `consumer` is the dotted path of its websocket consumer (a
     demos.sockets.GuardedJsonConsumer); `scenarios` what a lesson block may
-    choose with `scenario:`, the first being the default; `fallback` the
-    sentence shown where JavaScript is off.
+    choose with `scenario:`, the first being the default; `label` names the
+    widget for screen readers; `fallback` is the sentence shown where
+    JavaScript is off; `text` every word the step widget shows (the page
+    carries it, so the front end names no demo).
     """
 
     consumer: str
     scenarios: tuple[str, ...]
     label: str
     fallback: str
+    text: dict[str, Any]
 
 
 @runtime_checkable

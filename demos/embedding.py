@@ -92,6 +92,7 @@ def _render_steps_fence(*, slug: str, configs: list[dict[str, str]]) -> str:
         raise DemoEmbedError(f"scenario must be one of {', '.join(scenarios)}, not {scenario!r}")
     return (
         f'<section class="demo-steps" data-demo="{html.escape(slug)}" data-scenario="{html.escape(scenario)}" '
+        f'data-step-mode="{html.escape(json.dumps(step_mode.text), quote=True)}" '
         f'aria-label="{html.escape(step_mode.label)}">'
         f'<p class="demo-fallback">{html.escape(step_mode.fallback)} It needs JavaScript.</p></section>\n'
     )

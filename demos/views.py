@@ -14,8 +14,11 @@ from demos.registry import DEMOS, describe, get_demo
 
 
 def demo_list(request):
-    """GET /api/demos/: every demo with its parameters and placement."""
-    return JsonResponse({"demos": [describe(demo) for demo in DEMOS.values()]})
+    """GET /api/demos/: every demo with its parameters and placement, and the limits a page's widgets must respect."""
+    return JsonResponse({
+        "demos": [describe(demo) for demo in DEMOS.values()],
+        "limits": {"runs_per_socket": settings.DEMO_RUNS_PER_SOCKET},
+    })
 
 
 def demo_detail(request, slug: str):

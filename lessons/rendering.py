@@ -32,7 +32,7 @@ ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "img": {"src", "alt", "title", "width", "height"},
     "ol": {"start"},
-    "section": {"data-demo", "data-configs", "data-scenario", "aria-label"},
+    "section": {"data-demo", "data-configs", "data-scenario", "data-step-mode", "aria-label"},
 }
 ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
 

@@ -31,6 +31,8 @@ from django.db.models import F
 
 from demos.params import ChoiceParam, IntParam, ParamError
 from demos.base import StepMode
+from demos.library.counter_race.step_text import STEP_TEXT
+from demos.library.counter_race.stepper_sandbox import ACTIONS
 
 slug = "counter-race"
 title = "The counter race"
@@ -42,9 +44,10 @@ lanes = "client"
 lane_states = frozenset({"running", "blocked", "done", "failed"})
 step_mode = StepMode(
     consumer="demos.library.counter_race.step_consumer.StepConsumer",
-    scenarios=("read-modify-write", "select-for-update", "atomic-update"),
+    scenarios=tuple(ACTIONS),
     label="Step through two transactions",
     fallback="Step mode: run two real PostgreSQL transactions one statement at a time and watch an update get lost.",
+    text=STEP_TEXT,
 )
 
 MODES = ("read-modify-write", "atomic-update", "select-for-update", "optimistic")

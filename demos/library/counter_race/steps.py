@@ -39,7 +39,6 @@ STOP_TIMEOUT_S = 5
 
 __all__ = ["APPLICATION_NAME", "SCENARIOS", "SandboxError", "StepSession", "database_conninfo"]
 
-
 class OpenedMessage(TypedDict):
     type: Literal["opened"]
     session: str

@@ -9,6 +9,17 @@
 import { formatTick, niceStep } from "./format.js";
 
 /**
+ * The 2D context of a canvas; every browser this site supports has one, so its absence is a bug.
+ * @param {HTMLCanvasElement} canvas
+ * @returns {CanvasRenderingContext2D}
+ */
+export function context2d(canvas) {
+  const ctx = canvas.getContext("2d");
+  if (!ctx) throw new Error("this browser gives no 2D canvas context");
+  return ctx;
+}
+
+/**
  * Size `canvas` to cssWidth × cssHeight CSS pixels, backed by device pixels;
  * returns its 2D context with CSS-pixel coordinates, or null when hidden.
  */
@@ -20,7 +31,7 @@ export function prepareCanvas(canvas, cssWidth, cssHeight) {
   if (canvas.width !== width) canvas.width = width;
   if (canvas.height !== height) canvas.height = height;
   canvas.style.height = `${cssHeight}px`; // CSSOM, which the CSP allows
-  const ctx = canvas.getContext("2d");
+  const ctx = context2d(canvas);
   ctx.setTransform(scale, 0, 0, scale, 0, 0);
   ctx.clearRect(0, 0, cssWidth, cssHeight);
   return ctx;

@@ -30,7 +30,11 @@ export class MetricCharts {
     this.legendKey = "";
   }
 
-  /** Draw every metric of `records` against `scale`. */
+  /**
+   * Draw every metric of `records` against `scale`.
+   * @param {{records: import("./run-record.js").RunRecord[], titles: string[], scale: import("./canvas.js").TimeScale,
+   *   width: number, palette: Record<string, any>, force?: boolean}} frame
+   */
   update({ records, titles, scale, width, palette, force = false }) {
     const names = [];
     for (const record of records) for (const name of record.metrics.keys()) if (!names.includes(name)) names.push(name);

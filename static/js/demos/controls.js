@@ -9,6 +9,13 @@
  */
 import { el, uniqueId } from "./dom.js";
 
+/**
+ * One parameter's input element.
+ * @param {Record<string, any>} param  the declaration's entry for it
+ * @param {unknown} value
+ * @param {{id: string, describedBy?: string, label?: string}} attributes  `label` names it when no <label> does (compare mode)
+ * @returns {HTMLInputElement | HTMLSelectElement | null}
+ */
 function inputFor(param, value, { id, describedBy, label }) {
   const common = { id, name: param.name, "aria-describedby": describedBy, "aria-label": label };
   if (param.type === "int") {
@@ -129,10 +136,16 @@ export class ParamControls {
     return el("div", { className: "demo-compare-grid" }, head, rows);
   }
 
-  /** The current values per column, or {invalid: input, label} for the first invalid input. */
+  /**
+   * The current values per column, or {invalid: input, label} for the first invalid input.
+   * @returns {{invalid: HTMLInputElement | HTMLSelectElement, label: string, columns?: undefined}
+   *   | {invalid?: undefined, label?: undefined, columns: Record<string, unknown>[]}}
+   */
   read() {
+    /** @type {Record<string, unknown>[]} */
     const columns = [];
     for (const inputs of this.inputs) {
+      /** @type {Record<string, unknown>} */
       const values = {};
       for (const param of this.params) {
         const input = inputs.get(param.name);

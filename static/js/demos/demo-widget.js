@@ -12,7 +12,6 @@ import { el, uniqueId } from "./dom.js";
 import { formatClock, formatDuration } from "./format.js";
 import { RunRecord } from "./run-record.js";
 import { RunView } from "./run-view.js";
-import { MAX_RUNS_PER_SOCKET } from "./socket.js";
 
 const TAGS = ["A", "B"];
 
@@ -84,30 +83,37 @@ export class DemoWidget {
     this.controls = new ParamControls({ params });
     this.view = new RunView({ noun: this.noun, placeholder: `Press Run: each ${this.noun} gets a lane here, coloured by what it is doing.` });
     this.view.onFrame = () => this.tick();
-    this.build(headingLevel);
-    this.renderControls();
-    this.unsubscribe = socket.onStatus((status) => this.connectionChanged(status));
-  }
-
-  build(headingLevel) {
-    const demo = this.demo;
+    // The widget's parts are made here, in the constructor, so each field always holds its element.
     const titleId = `${this.id}-title`;
+    /** @type {HTMLButtonElement[]} */
     this.modeButtons = [
       el("button", { type: "button", className: "demo-toggle", "aria-pressed": "false", onclick: () => this.setCompare(false) }, "One run"),
       el("button", { type: "button", className: "demo-toggle", "aria-pressed": "false", onclick: () => this.setCompare(true) }, "Compare A/B"),
     ];
+    /** @type {HTMLSpanElement} */
     this.runLabel = el("span", {}, "Run");
+    /** @type {HTMLButtonElement} */
     this.runButton = el("button", { type: "submit", className: "demo-button demo-run", disabled: true }, icon("▶"), this.runLabel);
+    /** @type {HTMLButtonElement} */
     this.stopButton = el("button", { type: "button", className: "demo-button demo-stop", disabled: true, onclick: () => this.stop() }, icon("■"), "Stop");
+    /** @type {HTMLSpanElement} */
     this.status = el("span", { className: "demo-status", role: "status" }, "Ready.");
+    /** @type {HTMLSpanElement} */
     this.elapsed = el("span", { className: "demo-elapsed", "aria-hidden": "true" });
+    /** @type {HTMLButtonElement} */
     this.tableButton = el("button", { type: "button", className: "demo-toggle demo-table-toggle", "aria-pressed": "false", onclick: () => this.toggleTable() }, "Table");
+    /** @type {HTMLDivElement} */
     this.alert = el("div", { className: "demo-alert", role: "alert" });
+    /** @type {HTMLButtonElement} */
     this.retryButton = el("button", { type: "button", className: "demo-link-button", onclick: () => this.socket.retryNow() }, "Retry now");
     // The sentence is announced once; the ticking countdown beside it is not.
+    /** @type {HTMLSpanElement} */
     this.connectionText = el("span", { role: "status" });
+    /** @type {HTMLSpanElement} */
     this.countdownText = el("span", { "aria-hidden": "true" });
+    /** @type {HTMLParagraphElement} */
     this.connection = el("p", { className: "demo-connection", hidden: true }, this.connectionText, " ", this.countdownText, " ", this.retryButton);
+    /** @type {HTMLFormElement} */
     this.form = el(
       "form",
       { className: "demo-form", novalidate: true, onsubmit: (event) => this.submit(event) },
@@ -123,6 +129,7 @@ export class DemoWidget {
       this.alert,
       this.connection,
     );
+    /** @type {HTMLDetailsElement} */
     this.codePanel = el("details", { className: "demo-code" }, el("summary", {}, "Code that ran"));
     if (demo.source_html) {
       this.codePanel.append(
@@ -146,6 +153,8 @@ export class DemoWidget {
       this.view.element,
       this.codePanel,
     );
+    this.renderControls();
+    this.unsubscribe = socket.onStatus((status) => this.connectionChanged(status));
   }
 
   renderControls() {
@@ -183,11 +192,16 @@ export class DemoWidget {
     clearTimeout(this.connectingNotice);
     if (status.state === "open") {
       this.connection.hidden = true;
-    } else if (status.state === "connecting" && previous === "closed") {
+    } else if (status.state === "connecting" && (previous === "closed" || previous === "refused")) {
       this.countdownText.textContent = "Retrying now…"; // keep the announced sentence as it is
     } else if (status.state === "connecting") {
       // Say so only if connecting takes a noticeable while (normally it takes milliseconds).
       this.connectingNotice = setTimeout(() => this.showConnection("Connecting to the demo server…", false), 1000);
+    } else if (status.state === "refused") {
+      this.showConnection(`The demo server closed the connection (${status.refusal}), so Run is off.`, true);
+      this.countdownText.textContent = "";
+    } else if (status.state === "closed" && status.retryInMs === null) {
+      this.showConnection("The demo server closed the connection, so Run is off.", true);
     } else if (status.state === "closed") {
       this.showConnection("Not connected to the demo server, so Run is off until it reconnects.", true);
       const tick = () => {
@@ -217,7 +231,7 @@ export class DemoWidget {
     this.controls.setDisabled(busy);
     for (const button of this.modeButtons) button.disabled = busy;
     // A disabled element drops keyboard focus to <body>; hand it to the button that matters now.
-    if (hadFocus && focused.disabled) {
+    if (hadFocus && focused && "disabled" in focused && focused.disabled) {
       const next = busy ? this.stopButton : this.runButton.disabled ? null : this.runButton;
       next?.focus();
     }
@@ -254,7 +268,7 @@ export class DemoWidget {
       this.showAlert("Not connected to the demo server yet; Run works again once it reconnects.");
       return;
     }
-    const free = MAX_RUNS_PER_SOCKET - this.socket.busyCount;
+    const free = this.socket.freeRuns;
     if (columns.length > free) {
       this.showAlert(
         free <= 0
@@ -297,9 +311,14 @@ export class DemoWidget {
         if (message.code !== "unknown_run" || !record.isFinal) this.showAlert(errorText(message, record.tag));
         this.changed();
       },
-      onLost: () => {
+      onLost: (refusal) => {
         record.lose();
-        this.showAlert(`${record.tag ? `Run ${record.tag}: the` : "The"} connection to the demo server dropped, so the run was stopped. Run it again once reconnected.`);
+        const subject = record.tag ? `Run ${record.tag}: the` : "The";
+        this.showAlert(
+          refusal
+            ? `${subject} demo server closed the connection (${refusal}), so the run was stopped.`
+            : `${subject} connection to the demo server dropped, so the run was stopped. Run it again once reconnected.`,
+        );
         this.changed();
       },
     };

@@ -7,9 +7,19 @@
  */
 
 /**
+ * What may be appended: nodes, text, nested lists; null, undefined and false are skipped.
+ * @typedef {Node | string | number | boolean | null | undefined | any[]} Child
+ */
+
+/**
  * el("button", {className: "x", type: "button", onclick: fn}, "Run")
  * Attributes: `className`, `dataset` (object), `on<event>` (listeners),
  * booleans (set when true), everything else via setAttribute.
+ * @template {string} K
+ * @param {K} tag
+ * @param {Record<string, any>} [attributes]
+ * @param {...Child} children
+ * @returns {K extends keyof HTMLElementTagNameMap ? HTMLElementTagNameMap[K] : HTMLElement}
  */
 export function el(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
@@ -23,9 +33,13 @@ export function el(tag, attributes = {}, ...children) {
     else element.setAttribute(name, String(value));
   }
   append(element, children);
-  return element;
+  return /** @type {any} */ (element);
 }
 
+/**
+ * @param {Node & ParentNode} parent
+ * @param {Child[]} children
+ */
 function append(parent, children) {
   for (const child of children) {
     if (child === undefined || child === null || child === false) continue;
@@ -34,7 +48,11 @@ function append(parent, children) {
   }
 }
 
-/** Replace all children of `parent`. */
+/**
+ * Replace all children of `parent`.
+ * @param {Node & ParentNode} parent
+ * @param {...Child} children
+ */
 export function replaceChildren(parent, ...children) {
   parent.replaceChildren();
   append(parent, children);
@@ -42,9 +60,12 @@ export function replaceChildren(parent, ...children) {
 
 let nextId = 0;
 
-/** A page-unique id with a readable prefix. */
+/**
+ * A page-unique id with a readable prefix.
+ * @param {string} prefix
+ * @returns {string}
+ */
 export function uniqueId(prefix) {
   nextId += 1;
   return `${prefix}-${nextId}`;
 }
-

@@ -14,7 +14,11 @@ function numberFormat(maximumFractionDigits) {
   return numberFormats.get(maximumFractionDigits);
 }
 
-/** A plain number with a sensible precision: 3,012 / 41.7 / 0.0123. */
+/**
+ * A plain number with a sensible precision: 3,012 / 41.7 / 0.0123.
+ * @param {unknown} value
+ * @returns {string}
+ */
 export function formatNumber(value) {
   if (typeof value !== "number" || !Number.isFinite(value)) return String(value);
   const size = Math.abs(value);
@@ -24,7 +28,11 @@ export function formatNumber(value) {
   return new Intl.NumberFormat("en", { maximumSignificantDigits: 3 }).format(value);
 }
 
-/** A duration given in ms, in the unit a reader expects: "320 ms", "3.01 s", "1 min 5 s". */
+/**
+ * A duration given in ms, in the unit a reader expects: "320 ms", "3.01 s", "1 min 5 s".
+ * @param {unknown} ms
+ * @returns {string}
+ */
 export function formatDuration(ms) {
   if (typeof ms !== "number" || !Number.isFinite(ms)) return "—";
   const size = Math.abs(ms);
@@ -36,12 +44,21 @@ export function formatDuration(ms) {
   return `${minutes} min ${Math.round((ms - minutes * 60_000) / 1000)} s`;
 }
 
-/** The short running clock: "0.0 s", "12.4 s". */
+/**
+ * The short running clock: "0.0 s", "12.4 s".
+ * @param {number} ms
+ * @returns {string}
+ */
 export function formatClock(ms) {
   return `${numberFormat(1).format(Math.max(0, ms) / 1000)} s`;
 }
 
-/** An axis tick label; `step` (ms) decides between ms and s. */
+/**
+ * An axis tick label; `step` (ms) decides between ms and s.
+ * @param {number} ms
+ * @param {number} step
+ * @returns {string}
+ */
 export function formatTick(ms, step) {
   if (ms === 0) return "0";
   if (step >= 1000 || (ms >= 1000 && step >= 100)) {
@@ -51,7 +68,12 @@ export function formatTick(ms, step) {
   return `${numberFormat(step < 1 ? 2 : 0).format(ms)} ms`;
 }
 
-/** The smallest step of 1, 2 or 5 × 10^k giving at most `count` intervals over `span`. */
+/**
+ * The smallest step of 1, 2 or 5 × 10^k giving at most `count` intervals over `span`.
+ * @param {number} span
+ * @param {number} [count]
+ * @returns {number}
+ */
 export function niceStep(span, count = 5) {
   if (!(span > 0)) return 1;
   const raw = span / Math.max(1, count);
@@ -61,7 +83,11 @@ export function niceStep(span, count = 5) {
   return factor * power;
 }
 
-/** `total_ms` → "total ms", `longestWait` → "longest wait". */
+/**
+ * `total_ms` → "total ms", `longestWait` → "longest wait".
+ * @param {unknown} key
+ * @returns {string}
+ */
 export function humanizeKey(key) {
   return String(key)
     .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
@@ -70,7 +96,11 @@ export function humanizeKey(key) {
     .toLowerCase();
 }
 
-/** Any summary value as text: numbers formatted, booleans as yes/no, lists joined, objects as JSON. */
+/**
+ * Any summary value as text: numbers formatted, booleans as yes/no, lists joined, objects as JSON.
+ * @param {unknown} value
+ * @returns {string}
+ */
 export function formatValue(value) {
   if (typeof value === "number") return formatNumber(value);
   if (typeof value === "boolean") return value ? "yes" : "no";
@@ -82,7 +112,12 @@ export function formatValue(value) {
   return String(value);
 }
 
-/** "request" → "requests", "process" → "processes", "query" → "queries". */
+/**
+ * "request" → "requests", "process" → "processes", "query" → "queries".
+ * @param {string} noun
+ * @param {number} count
+ * @returns {string}
+ */
 export function plural(noun, count) {
   if (count === 1) return noun;
   if (/(s|x|z|ch|sh)$/.test(noun)) return `${noun}es`;
@@ -90,12 +125,22 @@ export function plural(noun, count) {
   return `${noun}s`;
 }
 
-/** "10 requests", "1 request", "10,000 requests". */
+/**
+ * "10 requests", "1 request", "10,000 requests".
+ * @param {number} count
+ * @param {string} noun
+ * @returns {string}
+ */
 export function countOf(count, noun) {
   return `${formatNumber(count)} ${plural(noun, count)}`;
 }
 
-/** A metric's title: "heartbeat_lag_ms" with unit "ms" → "heartbeat lag (ms)". */
+/**
+ * A metric's title: "heartbeat_lag_ms" with unit "ms" → "heartbeat lag (ms)".
+ * @param {string} name
+ * @param {string | null | undefined} unit
+ * @returns {string}
+ */
 export function metricTitle(name, unit) {
   const words = humanizeKey(name).split(" ");
   if (unit && words.length > 1 && words[words.length - 1] === String(unit).toLowerCase()) words.pop();

@@ -2,7 +2,7 @@
  * Per-lane progress bars, under a run's overall bar in its strip.
  *
  * Only for runs whose `progress` events also name a lane (lane, lane_done,
- * lane_total), such as the offload demo's jobs: one compact row per lane with
+ * lane_total), such as a demo whose jobs run on workers: one compact row per lane with
  * its name (and the process its `running` state named), a progressbar and its
  * state in words, so colour is never the only cue. At most MAX_SHOWN_LANES
  * rows, then a "+N more" line. RunView's frame loop calls update(), which

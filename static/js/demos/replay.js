@@ -31,11 +31,9 @@ export class ReplayWidget {
     this.view = new RunView({ noun: this.noun, showRunLinks: false });
     this.view.onFrame = () => this.tick();
     this.player = null;
-    this.build(headingLevel);
-    this.showComplete();
-  }
-
-  build(headingLevel) {
+    /** @type {RunRecord | null} the complete recording, once built */
+    this.record = null;
+    // The widget's parts are made here, in the constructor, so each field always holds its element.
     const titleId = uniqueId("replay-title");
     this.replayLabel = el("span", {}, "Replay");
     this.replayIcon = icon("▶");
@@ -75,6 +73,7 @@ export class ReplayWidget {
       this.view.element,
       code,
     );
+    this.showComplete();
   }
 
   newRecord() {
@@ -102,7 +101,7 @@ export class ReplayWidget {
   play() {
     const record = this.newRecord();
     const complete = this.record;
-    const duration = Math.max(1, complete.now());
+    const duration = Math.max(1, complete ? complete.now() : 0);
     const speed = duration > MAX_REPLAY_MS ? duration / MAX_REPLAY_MS : 1;
     const startedAt = performance.now();
     record.clock = () => (performance.now() - startedAt) * speed;

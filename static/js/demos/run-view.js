@@ -8,12 +8,14 @@
  * once, continuing frame by frame only while a run is live (its open lanes
  * grow with the clock).
  */
-import { domainEnd, TimeScale } from "./canvas.js";
+import { context2d, domainEnd, TimeScale } from "./canvas.js";
 import { MetricCharts } from "./charts.js";
 import { el, replaceChildren } from "./dom.js";
 import { countOf, formatNumber, plural } from "./format.js";
 import { ResultsTables } from "./results-table.js";
 import { BAR_STATES } from "./run-record.js";
+
+/** @typedef {import("./run-record.js").RunRecord} RunRecord */
 import { SummaryPanel } from "./summary.js";
 import { CounterBoard, LogPanel, RunStrip } from "./text-panels.js";
 import { onThemeChange, PATTERN_MIN_ROW, readPalette, stateFill } from "./theme.js";
@@ -34,7 +36,9 @@ export class RunView {
     this.noun = noun;
     this.showRunLinks = showRunLinks;
     this.placeholder = placeholder;
+    /** @type {RunRecord[]} */
     this.records = [];
+    /** @type {string[]} */
     this.titles = [];
     this.strips = [];
     this.tableVisible = false;
@@ -167,7 +171,7 @@ export class RunView {
         const scale = window.devicePixelRatio || 1;
         swatch.width = 28 * scale;
         swatch.height = 14 * scale;
-        const ctx = swatch.getContext("2d");
+        const ctx = context2d(swatch);
         ctx.scale(scale, scale);
         ctx.fillStyle = stateFill(ctx, palette, state, { rowHeight, scale });
         ctx.fillRect(state === "failed" ? 12 : 0, 0, state === "failed" ? 4 : 28, 14);

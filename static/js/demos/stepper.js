@@ -1,67 +1,78 @@
 /*
  * Step mode (loaded as its own <script type="module"> by lesson pages).
  *
- * Replaces each <section class="demo-steps" data-scenario> with a widget in
- * which the reader schedules two real PostgreSQL transactions, T1 and T2, one
- * statement at a time, over /ws/steps/ (protocol: demos/step_consumer.py).
- * Each widget opens its own socket when the reader presses Start, so a page
- * that is only read costs the server nothing. Sections get
+ * Replaces each <section class="demo-steps" data-demo data-scenario
+ * data-step-mode> with a widget in which the reader schedules two real
+ * database transactions, T1 and T2, one statement at a time, over
+ * /ws/steps/<demo>/ (the protocol belongs to the demo's step consumer). The
+ * words about the demo come from data-step-mode (see stepper-text.js). Each
+ * widget opens its own socket when the reader presses Start, so a page that
+ * is only read costs the server nothing. Sections get
  * data-widget-state="ready" | "error" and, while a session is open,
  * data-session-state="open" | "finished" for tests and styling.
  */
 import { el, replaceChildren, uniqueId } from "./dom.js";
+import { JsonSocket, socketUrl } from "./socket.js";
+import { actionLabel, lockHolders, lostUpdates, parseStepModeText, resultText, transactionStateText, verdictText } from "./stepper-text.js";
 
-const SCENARIOS = [
-  { id: "read-modify-write", label: "Read, then write back (no lock)" },
-  { id: "select-for-update", label: "SELECT … FOR UPDATE (row lock)" },
-  { id: "atomic-update", label: "Atomic UPDATE n = n + 1" },
-];
-const ACTION_LABELS = { begin: "BEGIN", read: "Read n", write: "Write n + 1", update: "UPDATE n + 1", commit: "COMMIT" };
+/**
+ * @typedef {import("./stepper-text.js").StepModeText} StepModeText
+ * @typedef {import("./socket.js").CloseInfo} CloseInfo
+ */
+
+/**
+ * The step consumer's messages (mirroring its OpenedMessage, StepMessage, ClosedMessage, StepErrorMessage).
+ * @typedef {{type: "opened", session: string, scenario: string, actions: Record<string, string[]>, counter: number, ref: unknown}} OpenedMessage
+ * @typedef {{type: "step", session: string, tx: string, action: string, sql: string, status: "done" | "blocked" | "error",
+ *   result: Record<string, any>, counter_committed: number | null}} StepMessage
+ * @typedef {{type: "closed", session: string, reason: "closed" | "idle" | "failed"}} ClosedMessage
+ * @typedef {{type: "error", code?: string, message?: string, session?: string, tx?: string, action?: string, ref?: unknown}} StepErrorMessage
+ * @typedef {OpenedMessage | StepMessage | ClosedMessage | StepErrorMessage} StepServerMessage
+ */
+
+/**
+ * @typedef {object} LogEntry
+ * @property {number} number
+ * @property {boolean} answered
+ * @property {HTMLLIElement} item
+ */
+
+/**
+ * @typedef {object} TransactionState
+ * @property {number} next
+ * @property {boolean} busy
+ * @property {string | null} blocked
+ * @property {boolean} failed
+ * @property {boolean} [refocus]
+ * @property {LogEntry[]} entries
+ */
+
+/**
+ * @typedef {object} Column
+ * @property {HTMLElement} root
+ * @property {HTMLDivElement} buttons
+ * @property {HTMLParagraphElement} state
+ * @property {HTMLOListElement} log
+ * @property {Map<string, HTMLButtonElement>} buttonByAction
+ */
+
 const TRANSACTIONS = ["T1", "T2"];
 const OPEN_TIMEOUT_MS = 20_000;
 
-export function stepSocketUrl(location = window.location) {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws/steps/`;
+/**
+ * The step socket URL of one demo on this page's host.
+ * @param {string} slug  the section's data-demo
+ * @param {{protocol: string, host: string}} [location]
+ * @returns {string}
+ */
+export function stepSocketUrl(slug, location = globalThis.location) {
+  return socketUrl(`/ws/steps/${encodeURIComponent(slug)}/`, location);
 }
 
-/** What one step's result says, in a few words. */
-export function resultText(message) {
-  const result = message.result || {};
-  if (message.status === "blocked") {
-    const holders = (result.waiting_for || []).join(" and ") || "the other transaction";
-    return `blocked — waiting for ${holders}'s lock`;
-  }
-  if (message.status === "error") return `error: ${result.message || "the statement failed"} (rolled back)`;
-  switch (message.action) {
-    case "read":
-      return `n = ${result.n}`;
-    case "write":
-      return `wrote n = ${result.n}`;
-    case "update":
-      return `n is now ${result.n} (for this transaction)`;
-    case "commit":
-      return "committed";
-    case "begin":
-      return "transaction open";
-    default:
-      return "done";
-  }
-}
-
-/** The closing sentence once both transactions have ended. */
-export function verdictText({ start, final, committed, failed }) {
-  if (failed) {
-    return `A transaction failed and was rolled back; the counter went from ${start} to ${final}.`;
-  }
-  const expected = start + committed;
-  if (final === expected) {
-    return `Both transactions added one, and the counter went from ${start} to ${final}: nothing lost.`;
-  }
-  const lost = expected - final;
-  return `Both transactions added one, but the counter went from ${start} to ${final}: ${lost === 1 ? "one update was" : `${lost} updates were`} lost.`;
-}
-
+/**
+ * @param {Element} section
+ * @returns {number}
+ */
 function headingLevelFor(section) {
   const headings = [...document.querySelectorAll("h1, h2, h3, h4, h5")].filter(
     (heading) => heading.compareDocumentPosition(section) & Node.DOCUMENT_POSITION_FOLLOWING,
@@ -70,18 +81,50 @@ function headingLevelFor(section) {
   return nearest ? Math.min(5, Number(nearest.tagName[1]) + 1) : 2;
 }
 
+/**
+ * One step-mode widget in place of its section.
+ */
 export class StepperWidget {
-  constructor(section, { scenario, headingLevel = 3 }) {
+  /**
+   * @param {HTMLElement} section
+   * @param {{slug: string, scenario?: string, text: StepModeText, headingLevel?: number}} options
+   */
+  constructor(section, { slug, scenario, text, headingLevel = 3 }) {
     this.section = section;
+    this.text = text;
     this.id = uniqueId("stepper");
-    this.scenario = SCENARIOS.some((known) => known.id === scenario) ? scenario : SCENARIOS[0].id;
-    this.socket = null;
-    this.socketReady = null;
+    this.scenario = text.scenarios.some((known) => known.id === scenario) ? /** @type {string} */ (scenario) : text.scenarios[0].id;
+    // Opened on the first Start; after an abnormal close it comes back by itself, with backoff.
+    this.socket = new JsonSocket(stepSocketUrl(slug));
+    this.socket.onMessage((message) => this.receive(/** @type {StepServerMessage} */ (message)));
+    this.socket.onClose((info) => this.socketClosed(info));
+    /** @type {string | null} */
     this.session = null;
+    /** @type {string | null} */
     this.pendingRef = null;
-    this.openTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.openTimer = undefined;
+    /** @type {Record<string, string[]>} */
+    this.actions = {};
+    /** @type {Record<string, TransactionState>} */
+    this.tx = {};
+    /** @type {number | null} */
+    this.startCounter = null;
+    /** @type {number | null} */
+    this.committedCounter = null;
+    this.commits = 0;
+    this.stepNumber = 0;
+    this.finished = false;
     this.resetState();
-    this.build(headingLevel);
+    /** @type {Record<string, Column>} */
+    this.columns = {};
+    const parts = this.build(headingLevel);
+    this.select = parts.select;
+    this.startButton = parts.startButton;
+    this.status = parts.status;
+    this.counterOutput = parts.counterOutput;
+    this.alert = parts.alert;
+    this.verdict = parts.verdict;
     this.render();
   }
 
@@ -97,65 +140,64 @@ export class StepperWidget {
 
   // --- building ---------------------------------------------------------------------------------
 
+  /**
+   * @param {number} headingLevel
+   */
   build(headingLevel) {
     const selectId = `${this.id}-scenario`;
-    this.select = el(
+    const select = el(
       "select",
       { id: selectId, className: "stepper-select", onchange: () => this.scenarioChanged() },
-      SCENARIOS.map((scenario) => el("option", { value: scenario.id, selected: scenario.id === this.scenario }, scenario.label)),
+      this.text.scenarios.map((scenario) => el("option", { value: scenario.id, selected: scenario.id === this.scenario }, scenario.label)),
     );
-    this.startButton = el("button", { type: "button", className: "stepper-button stepper-start", onclick: () => this.start() }, "Start");
-    this.status = el("p", { className: "stepper-status", role: "status", "aria-live": "polite" });
-    this.counterOutput = el("output", { className: "stepper-counter-value", "aria-live": "polite" }, "—");
-    this.alert = el("p", { className: "stepper-alert", role: "alert" });
-    this.verdict = el("p", { className: "stepper-verdict", role: "status", "aria-live": "polite", hidden: true });
-    this.columns = {};
+    const startButton = el("button", { type: "button", className: "stepper-button stepper-start", onclick: () => this.start() }, "Start");
+    const status = el("p", { className: "stepper-status", role: "status", "aria-live": "polite" });
+    const counterOutput = el("output", { className: "stepper-counter-value", "aria-live": "polite" }, "—");
+    const alert = el("p", { className: "stepper-alert", role: "alert" });
+    const verdict = el("p", { className: "stepper-verdict", role: "status", "aria-live": "polite", hidden: true });
     const columns = TRANSACTIONS.map((name) => this.buildColumn(name, headingLevel + 1));
     const root = el(
       "div",
       { className: "stepper", role: "group", "aria-labelledby": `${this.id}-title` },
-      el(`h${headingLevel}`, { id: `${this.id}-title`, className: "stepper-title" }, "Step through it: you are the scheduler"),
-      el(
-        "p",
-        { className: "stepper-intro" },
-        "Two real transactions on two real PostgreSQL connections share one counter row that starts at 0. " +
-          "Press one statement at a time, in any order you like, and watch what each one sees.",
-      ),
+      el(`h${headingLevel}`, { id: `${this.id}-title`, className: "stepper-title" }, this.text.title),
+      el("p", { className: "stepper-intro" }, this.text.intro),
       el(
         "div",
         { className: "stepper-toolbar" },
         el("label", { className: "stepper-label", for: selectId }, "Scenario"),
-        this.select,
-        this.startButton,
+        select,
+        startButton,
       ),
-      this.status,
-      el("p", { className: "stepper-counter" }, "Committed counter: ", this.counterOutput),
+      status,
+      el("p", { className: "stepper-counter" }, `${this.text.value_label}: `, counterOutput),
       el("div", { className: "stepper-columns" }, columns),
-      this.verdict,
-      this.alert,
+      verdict,
+      alert,
     );
     replaceChildren(this.section, root);
+    return { select, startButton, status, counterOutput, alert, verdict };
   }
 
+  /**
+   * @param {string} name
+   * @param {number} level
+   * @returns {HTMLElement}
+   */
   buildColumn(name, level) {
     const titleId = `${this.id}-${name}`;
-    const column = {
-      root: null,
-      buttons: el("div", { className: "stepper-actions", role: "group", "aria-label": `${name} statements` }),
-      state: el("p", { className: "stepper-state" }),
-      log: el("ol", { className: "stepper-log", "aria-live": "polite", "aria-label": `What ${name} ran` }),
-      buttonByAction: new Map(),
-    };
-    column.root = el(
+    const buttons = el("div", { className: "stepper-actions", role: "group", "aria-label": `${name} statements` });
+    const state = el("p", { className: "stepper-state" });
+    const log = el("ol", { className: "stepper-log", "aria-live": "polite", "aria-label": `What ${name} ran` });
+    const root = el(
       "section",
       { className: "stepper-tx", dataset: { tx: name }, "aria-labelledby": titleId },
       el(`h${Math.min(6, level)}`, { id: titleId, className: "stepper-tx-title" }, name),
-      column.buttons,
-      column.state,
-      column.log,
+      buttons,
+      state,
+      log,
     );
-    this.columns[name] = column;
-    return column.root;
+    this.columns[name] = { root, buttons, state, log, buttonByAction: new Map() };
+    return root;
   }
 
   // --- rendering ----------------------------------------------------------------------------------
@@ -169,6 +211,10 @@ export class StepperWidget {
     for (const name of TRANSACTIONS) this.renderColumn(name, open);
   }
 
+  /**
+   * @param {string} name
+   * @param {boolean} open
+   */
   renderColumn(name, open) {
     const column = this.columns[name];
     const tx = this.tx[name];
@@ -179,12 +225,13 @@ export class StepperWidget {
       replaceChildren(
         column.buttons,
         actions.map((action) => {
+          const label = actionLabel(this.text, action);
           const button = el(
             "button",
             { type: "button", className: "stepper-button stepper-action", dataset: { action }, onclick: () => this.step(name, action) },
-            ACTION_LABELS[action] || action,
+            label,
           );
-          button.setAttribute("aria-label", `${name}: ${ACTION_LABELS[action] || action}`);
+          button.setAttribute("aria-label", `${name}: ${label}`);
           column.buttonByAction.set(action, button);
           return button;
         }),
@@ -198,69 +245,61 @@ export class StepperWidget {
     column.root.classList.toggle("is-blocked", tx.blocked !== null);
     const started = open || this.finished;
     column.root.classList.toggle("is-finished", started && (tx.failed || tx.next >= actions.length));
-    let state;
-    if (!started) state = "Not connected.";
-    else if (tx.blocked !== null) state = `Blocked — waiting for ${tx.blocked}'s lock.`;
-    else if (tx.busy) state = "Running…";
-    else if (tx.failed) state = "Rolled back.";
-    else if (tx.next >= actions.length) state = "Committed.";
-    else if (tx.next === 0) state = "Idle: no transaction yet.";
-    else state = `In a transaction; next: ${ACTION_LABELS[actions[tx.next]]}.`;
-    column.state.textContent = state;
+    column.state.textContent = transactionStateText(this.text, { started, blocked: tx.blocked, busy: tx.busy, failed: tx.failed, next: tx.next, actions });
   }
 
+  /** @returns {string[]} the chosen scenario's statements, before the server names them */
   previewActions() {
-    return this.select.value === "atomic-update" ? ["begin", "update", "commit"] : ["begin", "read", "write", "commit"];
+    return this.text.scenarios.find((scenario) => scenario.id === this.select.value)?.actions ?? [];
   }
 
+  /**
+   * @param {string} text
+   */
   setStatus(text) {
     this.status.textContent = text;
   }
 
+  /**
+   * @param {string} text
+   */
   showAlert(text) {
     this.alert.textContent = text;
   }
 
   // --- the socket ---------------------------------------------------------------------------------
 
-  connect() {
-    if (this.socket && this.socket.readyState <= WebSocket.OPEN) return this.socketReady;
-    const socket = new WebSocket(stepSocketUrl());
-    this.socket = socket;
-    this.socketReady = new Promise((resolve, reject) => {
-      socket.addEventListener("open", () => resolve(socket), { once: true });
-      socket.addEventListener("error", () => reject(new Error("cannot reach the server")), { once: true });
-    });
-    socket.addEventListener("message", (event) => this.receive(event.data));
-    socket.addEventListener("close", () => this.socketClosed(socket));
-    return this.socketReady;
-  }
-
+  /**
+   * @param {Record<string, unknown>} message
+   */
   send(message) {
-    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+    this.socket.send(message);
   }
 
-  socketClosed(socket) {
-    if (this.socket !== socket) return;
-    this.socket = null;
-    this.socketReady = null;
+  /**
+   * @param {CloseInfo} info
+   */
+  socketClosed(info) {
+    const refusal = info.decision.refusal;
     if (this.session !== null || this.pendingRef !== null) {
       this.session = null;
       this.pendingRef = null;
       clearTimeout(this.openTimer);
-      this.setStatus("The connection to the server dropped; the server closed both transactions. Press Start to begin again.");
+      this.setStatus(
+        refusal
+          ? `The server closed the connection (${refusal}) and both transactions with it. Press Start to begin again.`
+          : "The connection to the server dropped; the server closed both transactions. Press Start to begin again.",
+      );
       this.render();
+    } else if (refusal) {
+      this.showAlert(`The server closed the step-mode connection (${refusal}).`);
     }
   }
 
-  receive(data) {
-    let message;
-    try {
-      message = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (!message || typeof message !== "object") return;
+  /**
+   * @param {StepServerMessage} message
+   */
+  receive(message) {
     switch (message.type) {
       case "opened":
         this.opened(message);
@@ -292,21 +331,23 @@ export class StepperWidget {
     for (const name of TRANSACTIONS) replaceChildren(this.columns[name].log);
     this.verdict.hidden = true;
     this.verdict.textContent = "";
-    this.pendingRef = uniqueId(`${this.id}-open`);
+    const ref = uniqueId(`${this.id}-open`);
+    this.pendingRef = ref;
     this.setStatus("Opening two connections…");
     this.render();
     try {
-      await this.connect();
+      await this.socket.whenOpen();
     } catch (error) {
+      if (this.pendingRef !== ref) return;
       this.pendingRef = null;
       this.setStatus("Not connected.");
-      this.showAlert(`Step mode could not connect (${error.message}). Try again in a moment.`);
+      this.showAlert(`Step mode could not connect (${error instanceof Error ? error.message : String(error)}). Try again in a moment.`);
       this.render();
       return;
     }
-    this.send({ type: "open", scenario: this.scenario, ref: this.pendingRef });
+    if (this.pendingRef !== ref) return;
+    this.send({ type: "open", scenario: this.scenario, ref });
     clearTimeout(this.openTimer);
-    const ref = this.pendingRef;
     this.openTimer = setTimeout(() => {
       if (this.pendingRef !== ref) return;
       this.pendingRef = null;
@@ -323,6 +364,10 @@ export class StepperWidget {
     }
   }
 
+  /**
+   * @param {string} name
+   * @param {string} action
+   */
   step(name, action) {
     const tx = this.tx[name];
     if (this.session === null || tx.busy) return;
@@ -331,13 +376,10 @@ export class StepperWidget {
     tx.refocus = this.columns[name].buttons.contains(document.activeElement);
     tx.busy = true;
     this.stepNumber += 1;
-    const entry = {
-      number: this.stepNumber,
-      answered: false,
-      item: el("li", { className: "stepper-entry is-running" }),
-    };
+    /** @type {LogEntry} */
+    const entry = { number: this.stepNumber, answered: false, item: el("li", { className: "stepper-entry is-running" }) };
     tx.entries.push(entry);
-    replaceChildren(entry.item, el("span", { className: "stepper-entry-number" }, `${entry.number}.`), " ", ACTION_LABELS[action] || action, "…");
+    replaceChildren(entry.item, el("span", { className: "stepper-entry-number" }, `${entry.number}.`), " ", actionLabel(this.text, action), "…");
     this.columns[name].log.append(entry.item);
     this.send({ type: "step", session: this.session, tx: name, action });
     this.render();
@@ -345,6 +387,9 @@ export class StepperWidget {
 
   // --- the server's answers -----------------------------------------------------------------------
 
+  /**
+   * @param {OpenedMessage} message
+   */
   opened(message) {
     if (message.ref !== this.pendingRef) {
       // An answer to an open we gave up on: close that session rather than leave it idle.
@@ -357,11 +402,14 @@ export class StepperWidget {
     this.actions = message.actions;
     this.startCounter = message.counter;
     this.committedCounter = message.counter;
-    this.setStatus(`Two connections open; the counter is ${message.counter}. Start with BEGIN in either column.`);
+    this.setStatus(`Two connections open. Start with ${actionLabel(this.text, this.actions.T1[0])} in either column.`);
     this.render();
     this.columns.T1.buttonByAction.get(this.actions.T1[0])?.focus();
   }
 
+  /**
+   * @param {StepMessage} message
+   */
   stepAnswered(message) {
     const tx = this.tx[message.tx];
     if (!tx) return;
@@ -370,6 +418,7 @@ export class StepperWidget {
     // focus of a disabled button at their own pace, so the pressed button may still hold it.)
     const active = document.activeElement;
     const hadFocus = tx.refocus && (!active || active === document.body || this.columns[message.tx].buttons.contains(active));
+    const said = resultText(this.text, message);
     if (entry) {
       entry.answered = true;
       entry.item.className = `stepper-entry is-${message.status}`;
@@ -378,11 +427,11 @@ export class StepperWidget {
         el("span", { className: "stepper-entry-number" }, `${entry.number}.`),
         " ",
         el("code", { className: "stepper-sql" }, message.sql),
-        el("span", { className: "stepper-result" }, resultText(message)),
+        el("span", { className: "stepper-result" }, said),
       );
     }
     if (message.status === "blocked") {
-      tx.blocked = (message.result?.waiting_for || []).join(" and ") || "the other transaction";
+      tx.blocked = lockHolders(message);
       this.setStatus(`${message.tx} is blocked: its statement waits for ${tx.blocked}'s lock on the row.`);
       this.render();
       return;
@@ -396,8 +445,8 @@ export class StepperWidget {
       tx.next += 1;
       if (message.action === "commit") this.commits += 1;
     }
-    if (Number.isFinite(message.counter_committed)) this.committedCounter = message.counter_committed;
-    this.setStatus(`${message.tx}: ${message.sql} → ${resultText(message)}.`);
+    if (typeof message.counter_committed === "number" && Number.isFinite(message.counter_committed)) this.committedCounter = message.counter_committed;
+    this.setStatus(`${message.tx}: ${message.sql} → ${said}.`);
     this.checkFinished();
     this.render();
     if (hadFocus) {
@@ -406,6 +455,9 @@ export class StepperWidget {
     }
   }
 
+  /**
+   * @param {string} name
+   */
   focusNext(name) {
     const action = this.actions[name][this.tx[name].next];
     const button = this.columns[name].buttonByAction.get(action);
@@ -413,7 +465,7 @@ export class StepperWidget {
       button.focus();
       return;
     }
-    const other = TRANSACTIONS.find((candidate) => candidate !== name);
+    const other = TRANSACTIONS.find((candidate) => candidate !== name) ?? name;
     this.columns[other].buttonByAction.get(this.actions[other][this.tx[other].next])?.focus();
   }
 
@@ -422,28 +474,36 @@ export class StepperWidget {
     if (!ended || this.finished) return;
     this.finished = true;
     const failed = TRANSACTIONS.some((name) => this.tx[name].failed);
-    this.verdict.textContent = verdictText({ start: this.startCounter, final: this.committedCounter, committed: this.commits, failed });
+    const outcome = { start: this.startCounter ?? 0, final: this.committedCounter ?? 0, committed: this.commits, failed };
+    this.verdict.textContent = verdictText(this.text, outcome);
     this.verdict.hidden = false;
-    this.verdict.classList.toggle("is-lost", !failed && this.committedCounter !== this.startCounter + this.commits);
+    this.verdict.classList.toggle("is-lost", lostUpdates(outcome));
     this.send({ type: "close", session: this.session });
     this.session = null;
     this.setStatus("Both transactions have ended; their connections are closed. Press Start to try another order.");
   }
 
+  /**
+   * @param {ClosedMessage} message
+   */
   closed(message) {
     this.session = null;
     for (const name of TRANSACTIONS) {
       this.tx[name].busy = false;
       this.tx[name].blocked = null;
     }
+    /** @type {Record<string, string>} */
     const reasons = {
-      idle: "The session ended after two minutes without a step, and its connections were closed. Press Start to begin again.",
+      idle: "The session ended after a while without a step, and its connections were closed. Press Start to begin again.",
       failed: "The database sandbox stopped unexpectedly. Press Start to begin again.",
     };
     this.setStatus(reasons[message.reason] || "Session closed. Press Start to begin again.");
     this.render();
   }
 
+  /**
+   * @param {StepErrorMessage} message
+   */
   errorReceived(message) {
     if (message.ref !== undefined && message.ref === this.pendingRef) {
       clearTimeout(this.openTimer);
@@ -454,7 +514,7 @@ export class StepperWidget {
     }
     const tx = message.tx ? this.tx[message.tx] : undefined;
     const last = tx?.entries[tx.entries.length - 1];
-    if (last && !last.answered) {
+    if (tx && last && !last.answered) {
       // The step was refused, so it never ran: take back its log line.
       tx.entries.pop();
       last.item.remove();
@@ -466,10 +526,18 @@ export class StepperWidget {
   }
 }
 
-function boot() {
+/** Boot every step-mode section on the page. */
+export function bootSteppers() {
   for (const section of document.querySelectorAll("section.demo-steps[data-scenario]")) {
+    if (!(section instanceof HTMLElement)) continue;
     try {
-      new StepperWidget(section, { scenario: section.dataset.scenario, headingLevel: headingLevelFor(section) });
+      const text = parseStepModeText(section.dataset.stepMode);
+      new StepperWidget(section, {
+        slug: section.dataset.demo ?? "",
+        scenario: section.dataset.scenario,
+        text,
+        headingLevel: headingLevelFor(section),
+      });
       section.dataset.widgetState = "ready";
     } catch (error) {
       console.error("step mode widget", error);
@@ -478,4 +546,6 @@ function boot() {
   }
 }
 
-boot(); // modules run after the document is parsed, so the sections are there
+// Modules run after the document is parsed, so the sections are there. Outside a browser
+// (node's test runner) there is nothing to boot.
+if (typeof document !== "undefined") bootSteppers();

@@ -13,6 +13,8 @@ import { el, replaceChildren } from "./dom.js";
 import { formatDuration, formatNumber, humanizeKey } from "./format.js";
 import { LaneProgressList } from "./lane-progress.js";
 
+/** @typedef {import("./run-record.js").RunRecord} RunRecord */
+
 const MAX_LOG_LINES = 500;
 
 export class LogPanel {
@@ -22,6 +24,11 @@ export class LogPanel {
     // A focusable region (so keyboard users can scroll it), not role=log: SQL lines should not be read aloud as they stream.
     this.scroller = el("div", { className: "demo-log", tabindex: "0", role: "region", "aria-label": "Run log" }, this.lines);
     this.element = el("div", { className: "demo-log-wrap", hidden: true }, el("h4", { className: "demo-panel-title" }, "Log"), this.scroller, this.note);
+    /** @type {RunRecord[]} */
+    this.records = [];
+    /** @type {number[]} */
+    this.cursors = [];
+    this.lineCount = 0;
     this.reset([]);
   }
 
@@ -58,7 +65,7 @@ export class LogPanel {
     const atBottom = this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight < 24;
     this.lines.append(fragment);
     this.lineCount += added;
-    while (this.lines.childElementCount > MAX_LOG_LINES) this.lines.firstElementChild.remove();
+    while (this.lines.childElementCount > MAX_LOG_LINES) this.lines.firstElementChild?.remove();
     if (this.lineCount > MAX_LOG_LINES) {
       this.note.hidden = false;
       this.note.textContent = `Showing the last ${formatNumber(MAX_LOG_LINES)} of ${formatNumber(this.lineCount)} lines.`;
@@ -71,6 +78,12 @@ export class LogPanel {
 export class CounterBoard {
   constructor() {
     this.element = el("div", { className: "demo-counters", hidden: true });
+    /** @type {RunRecord[]} */
+    this.records = [];
+    /** @type {Map<string, HTMLSpanElement>} "index|name" -> value element */
+    this.tiles = new Map();
+    /** @type {HTMLDivElement[]} */
+    this.groups = [];
     this.reset([]);
   }
 

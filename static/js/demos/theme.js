@@ -8,6 +8,7 @@
  * well as colour (waiting is hatched, queued dotted, blocked cross-hatched),
  * so the timeline does not rely on colour alone.
  */
+import { context2d } from "./canvas.js";
 
 let probe = null;
 
@@ -73,7 +74,7 @@ function makePattern(ctx, state, palette, scale) {
   const size = Math.round(6 * scale);
   const tile = document.createElement("canvas");
   tile.width = tile.height = size;
-  const paint = tile.getContext("2d");
+  const paint = context2d(tile);
   paint.fillStyle = palette.states[state];
   paint.fillRect(0, 0, size, size);
   paint.strokeStyle = palette.ink[state];

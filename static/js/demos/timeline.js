@@ -8,7 +8,7 @@
  * showing how many of them were active. In compare mode the runs are drawn
  * as stacked groups over one shared time axis.
  */
-import { fitText, prepareCanvas } from "./canvas.js";
+import { context2d, fitText, prepareCanvas } from "./canvas.js";
 import { countOf, formatDuration } from "./format.js";
 import { BAR_STATES, FAILED, LANE_STATES } from "./run-record.js";
 import { stateFill } from "./theme.js";
@@ -61,7 +61,7 @@ export class Timeline {
 
   /** Positions of every group for the given records at `width` CSS px. */
   layout({ records, compare, width, palette }) {
-    const ctx = this.canvas.getContext("2d");
+    const ctx = context2d(this.canvas);
     ctx.font = `${LABEL_FONT_PX}px ${palette.font}`;
     let widest = ctx.measureText("0 s").width;
     const groups = [];
@@ -84,7 +84,11 @@ export class Timeline {
     return { groups, gutter, axisTop, height: empty ? axisTop : axisTop + AXIS_HEIGHT, width, compare, empty };
   }
 
-  /** Draw everything; `titles[i]` heads group i in compare mode. */
+  /**
+   * Draw everything; `titles[i]` heads group i in compare mode.
+   * @param {{layout: ReturnType<Timeline["layout"]>, scale: import("./canvas.js").TimeScale, palette: Record<string, any>,
+   *   titles?: string[], placeholder?: string}} frame
+   */
   draw({ layout, scale, palette, titles = [], placeholder = "" }) {
     const ctx = prepareCanvas(this.canvas, layout.width, layout.height);
     if (!ctx) return;

@@ -7,7 +7,7 @@
  * All live widgets share one websocket. Each section gets
  * data-widget-state="loading" | "ready" | "error" for tests and styling.
  */
-import { fetchDemo } from "./api.js";
+import { fetchDemo, fetchLimits } from "./api.js";
 import { DemoWidget } from "./demo-widget.js";
 import { el } from "./dom.js";
 import { bootReplay } from "./replay.js";
@@ -40,7 +40,8 @@ function showBootError(section, what, error) {
 async function bootDemo(section, socket) {
   section.dataset.widgetState = "loading";
   try {
-    const demo = await fetchDemo(section.dataset.demo);
+    const [demo, limits] = await Promise.all([fetchDemo(section.dataset.demo ?? ""), fetchLimits()]);
+    socket.runsPerSocket = limits.runs_per_socket;
     new DemoWidget(section, { demo, configs: parseConfigs(section), socket, headingLevel: headingLevelFor(section) });
     section.dataset.widgetState = "ready";
   } catch (error) {

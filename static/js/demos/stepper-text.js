@@ -1,0 +1,164 @@
+/*
+ * What the step-mode widget says, kept apart from the widget so node can test it.
+ *
+ * The words about a particular demo (its title, scenarios, statement labels,
+ * what a result means, the closing verdict) are not written here: the server
+ * renders them into the section's data-step-mode attribute from the demo's
+ * own package, and these functions fill them in. Only the step protocol's own
+ * vocabulary (transactions, locks, rollback) is worded here.
+ */
+
+/**
+ * @typedef {object} StepScenario
+ * @property {string} id  what `open` sends as `scenario`
+ * @property {string} label  the option's text
+ * @property {string[]} actions  the statements each transaction runs, shown before a session opens
+ */
+
+/**
+ * The data-step-mode attribute, parsed.
+ * @typedef {object} StepModeText
+ * @property {string} title
+ * @property {string} intro
+ * @property {string} value_label  what the committed value is called ("Committed counter")
+ * @property {StepScenario[]} scenarios
+ * @property {Record<string, string>} actions  button label per action
+ * @property {Record<string, string>} results  template per action for a done step, filled from its `result`
+ * @property {{failed: string, kept: string, lost_one: string, lost_many: string}} verdicts  filled from {start}, {final}, {lost}
+ */
+
+/**
+ * The step consumer's answer to one statement (a subset of its StepMessage).
+ * @typedef {object} StepResult
+ * @property {string} [action]
+ * @property {"done" | "blocked" | "error"} [status]
+ * @property {{waiting_for?: string[], message?: string, [field: string]: unknown}} [result]
+ */
+
+/**
+ * The verdict's inputs once both transactions have ended.
+ * @typedef {object} VerdictInput
+ * @property {number} start  the committed value when the session opened
+ * @property {number} final  the committed value now
+ * @property {number} committed  how many transactions committed
+ * @property {boolean} failed  whether either transaction rolled back
+ */
+
+/**
+ * Replace each {name} with values[name]; names without a value stay as they are.
+ * @param {string} template
+ * @param {Record<string, unknown>} values
+ * @returns {string}
+ */
+export function fillTemplate(template, values) {
+  return template.replace(/\{([a-z_][a-z0-9_]*)\}/gi, (whole, name) => (Object.hasOwn(values, name) ? String(values[name]) : whole));
+}
+
+/**
+ * Parse and check a data-step-mode attribute; throws with the first thing missing.
+ * @param {string | undefined} raw
+ * @returns {StepModeText}
+ */
+export function parseStepModeText(raw) {
+  if (!raw) throw new Error("the section has no data-step-mode");
+  const text = JSON.parse(raw);
+  for (const key of ["title", "intro", "value_label"]) {
+    if (typeof text?.[key] !== "string") throw new Error(`data-step-mode has no ${key}`);
+  }
+  if (!Array.isArray(text.scenarios) || !text.scenarios.length) throw new Error("data-step-mode lists no scenarios");
+  for (const scenario of text.scenarios) {
+    if (typeof scenario?.id !== "string" || typeof scenario.label !== "string" || !Array.isArray(scenario.actions)) {
+      throw new Error("a data-step-mode scenario needs id, label and actions");
+    }
+  }
+  for (const key of ["actions", "results", "verdicts"]) {
+    if (!text[key] || typeof text[key] !== "object") throw new Error(`data-step-mode has no ${key}`);
+  }
+  for (const key of ["failed", "kept", "lost_one", "lost_many"]) {
+    if (typeof text.verdicts[key] !== "string") throw new Error(`data-step-mode has no verdicts.${key}`);
+  }
+  return text;
+}
+
+/**
+ * A statement's button label.
+ * @param {StepModeText} text
+ * @param {string} action
+ * @returns {string}
+ */
+export function actionLabel(text, action) {
+  return text.actions[action] || action;
+}
+
+/**
+ * The transactions that hold the lock a blocked statement waits for, as words.
+ * @param {StepResult} message
+ * @returns {string}
+ */
+export function lockHolders(message) {
+  return (message.result?.waiting_for || []).join(" and ") || "the other transaction";
+}
+
+/**
+ * What one step's result says, in a few words.
+ * @param {StepModeText} text
+ * @param {StepResult} message
+ * @returns {string}
+ */
+export function resultText(text, message) {
+  const result = message.result || {};
+  if (message.status === "blocked") return `blocked — waiting for ${lockHolders(message)}'s lock`;
+  if (message.status === "error") return `error: ${result.message || "the statement failed"} (rolled back)`;
+  const template = message.action === undefined ? undefined : text.results[message.action];
+  return template === undefined ? "done" : fillTemplate(template, result);
+}
+
+/**
+ * The closing sentence once both transactions have ended. Each commit adds one
+ * to the committed value, so whatever falls short of start + commits was lost.
+ * @param {StepModeText} text
+ * @param {VerdictInput} input
+ * @returns {string}
+ */
+export function verdictText(text, { start, final, committed, failed }) {
+  const lost = start + committed - final;
+  const values = { start, final, lost };
+  if (failed) return fillTemplate(text.verdicts.failed, values);
+  if (lost === 0) return fillTemplate(text.verdicts.kept, values);
+  return fillTemplate(lost === 1 ? text.verdicts.lost_one : text.verdicts.lost_many, values);
+}
+
+/**
+ * Whether the verdict reports a loss (the widget marks it for styling).
+ * @param {VerdictInput} input
+ * @returns {boolean}
+ */
+export function lostUpdates({ start, final, committed, failed }) {
+  return !failed && final !== start + committed;
+}
+
+/**
+ * @typedef {object} TransactionView
+ * @property {boolean} started  a session is open or has finished
+ * @property {string | null} blocked  who holds the lock it waits for
+ * @property {boolean} busy
+ * @property {boolean} failed
+ * @property {number} next  index of its next statement
+ * @property {string[]} actions
+ */
+
+/**
+ * The one-line state under a transaction's column.
+ * @param {StepModeText} text
+ * @param {TransactionView} tx
+ * @returns {string}
+ */
+export function transactionStateText(text, { started, blocked, busy, failed, next, actions }) {
+  if (!started) return "Not connected.";
+  if (blocked !== null) return `Blocked — waiting for ${blocked}'s lock.`;
+  if (busy) return "Running…";
+  if (failed) return "Rolled back.";
+  if (next >= actions.length) return "Committed.";
+  if (next === 0) return "Idle: no transaction yet.";
+  return `In a transaction; next: ${actionLabel(text, actions[next])}.`;
+}
