@@ -78,3 +78,26 @@ def site_processes(*, host: str, port: int, run_dir: Path, job_queues: list[JobQ
         processes.append(Process(f"celery worker for {queue.name}", job_worker_argv(queue),
                                  queue.does or f"runs the jobs a demo sends to the {queue.name} queue"))
     return processes
+
+
+def process_table_markdown(processes: list[Process]) -> str:
+    """The README's table of processes, generated from the table itself (a test keeps them equal)."""
+    rows = ["| process | started as | what it does |", "|---|---|---|"]
+    for process in processes:
+        started_as = " ".join(Path(process.argv[0]).name if index == 0 else part for index, part in enumerate(process.argv))
+        rows.append(f"| {process.name} | `{started_as}` | {process.does} |")
+    return "\n".join(rows)
+
+
+def readme_processes() -> list[Process]:
+    """The process table as the README shows it: `make run`'s defaults, with the demos' declared job queues."""
+    from demos.registry import job_queues
+
+    return site_processes(host="127.0.0.1", port=8000, run_dir=Path("var/run"), job_queues=job_queues())
+
+
+if __name__ == "__main__":  # python -m coursesite.processes: print the README's table
+    import django
+
+    django.setup()
+    print(process_table_markdown(readme_processes()))
