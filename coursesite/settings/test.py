@@ -10,5 +10,6 @@ WHITENOISE_USE_FINDERS = True
 # Fast hashing: the admin login in tests need not resist brute force.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Small demos of the suite's own, e.g. a worker demo that blocks its own loop.
-DEMO_EXTRA_MODULES = ["tests.sample_demos.blocking_worker", "tests.sample_demos.failing", "tests.sample_demos.slow_worker",
+DEMO_EXTRA_MODULES = ["tests.sample_demos.blocking_worker", "tests.sample_demos.failing", "tests.sample_demos.failing_worker",
+                      "tests.sample_demos.slow_worker",
                       "tests.sample_demos.long_worker"]
