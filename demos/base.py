@@ -27,7 +27,7 @@ from coursesite.processes import JobQueueSpec as JobQueue  # noqa: F401  (what a
 
 Placement = Literal["loop", "worker"]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "timed_out"]
-ErrorCode = Literal["bad_message", "unknown_demo", "invalid_params", "busy", "unavailable", "unknown_run", "rate_limited"]
+ErrorCode = Literal["bad_message", "unknown_demo", "invalid_params", "busy", "unavailable", "unknown_run", "rate_limited", "too_big", "internal"]
 
 
 @runtime_checkable

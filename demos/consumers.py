@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import threading
 import time
@@ -17,20 +16,19 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from coursesite.loop_db import DatabaseUnavailable
 from demos import workers
-from demos.base import ErrorMessage
-from demos.limits import MessageBudget, acquire_slot, redis_client, release_slot, socket_admit, socket_release
+from demos.limits import acquire_slot, redis_client, release_slot, socket_admit, socket_release
 from demos.models import Run
 from demos.params import ParamError, validate_params
 from demos.registry import get_demo
 from demos.runner import WORKER_SILENCE_S, run_on_loop
 from demos.sender import cancel_key, run_group
 from demos.services import run_create_on_loop, run_finish_on_loop
+from demos.sockets import ClientError, GuardedJsonConsumer
 from demos.tasks import run_worker_demo
 
 logger = logging.getLogger("demos.consumers")
@@ -38,8 +36,6 @@ logger = logging.getLogger("demos.consumers")
 MAX_REF_LENGTH = 100
 # How long a worker run may sit in the queue, on top of its time limit, before it is abandoned.
 QUEUE_GRACE_S = 10
-# A run or cancel message is a few hundred bytes; anything this big is abuse.
-MAX_FRAME_CHARS = 16 * 1024
 
 
 # Runs this process is serving. If the server stops without its consumers
@@ -64,15 +60,6 @@ def _record_runs_left_at_exit() -> None:
 atexit.register(_record_runs_left_at_exit)
 
 
-class ClientError(Exception):
-    """Something the client did wrong, reported as an `error` message."""
-
-    def __init__(self, code: str, message: str, **extra) -> None:
-        super().__init__(message)
-        self.code = code
-        self.extra = extra
-
-
 @dataclass
 class InFlightRun:
     run_id: str
@@ -82,7 +69,7 @@ class InFlightRun:
     last_heard: float | None = None  # worker runs: when the worker last spoke
 
 
-class DemoConsumer(AsyncJsonWebsocketConsumer):
+class DemoConsumer(GuardedJsonConsumer):
     async def dispatch(self, message: dict) -> None:
         """As channels' own, minus its `close_old_connections` before every message.
 
@@ -98,7 +85,6 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.runs: dict[str, InFlightRun] = {}
-        self.budget = MessageBudget()
         self.client_ip = (self.scope.get("client") or ["unknown"])[0]
         self.counted_ip = False
         try:
@@ -112,35 +98,7 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.accept()
 
-    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
-        size = len(text_data) if text_data is not None else len(bytes_data or b"")
-        if size > MAX_FRAME_CHARS:
-            await self.close(code=1009)  # message too big
-            return
-        verdict = self.budget.spend()
-        if verdict == "close":
-            await self._safe_send({"type": "error", "code": "rate_limited", "message": "Too many messages; closing this connection."})
-            await self.close(code=1008)
-            return
-        if verdict == "refuse":
-            await self.send_error(ClientError("rate_limited", "Too many messages at once; slow down and try again in a second.", retry_after_s=1))
-            return
-        if text_data is None:
-            await self.send_error(ClientError("bad_message", "Send JSON text frames, not binary."))
-            return
-        try:
-            content = json.loads(text_data)
-        except ValueError:
-            await self.send_error(ClientError("bad_message", "That frame is not valid JSON."))
-            return
-        try:
-            await self.receive_json(content)
-        except ClientError as error:
-            await self.send_error(error)
-
-    async def receive_json(self, content, **kwargs) -> None:
-        if not isinstance(content, dict):
-            raise ClientError("bad_message", "A message must be a JSON object with a `type`.")
+    async def receive_json(self, content: dict, **kwargs) -> None:
         kind = content.get("type")
         if kind == "run":
             await self.start_run(content)
@@ -254,7 +212,7 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
         if in_flight.watchdog is not None and in_flight.watchdog is not asyncio.current_task():
             in_flight.watchdog.cancel()
         if recorded:
-            await self._safe_send({"type": "finished", "run": in_flight.run_id, "status": status, "summary": summary})
+            await self.safe_send({"type": "finished", "run": in_flight.run_id, "status": status, "summary": summary})
 
     async def _leave_group(self, in_flight: InFlightRun) -> None:
         try:
@@ -335,13 +293,3 @@ class DemoConsumer(AsyncJsonWebsocketConsumer):
             else:
                 await self._end_worker_run(in_flight, Run.Status.CANCELLED, {"text": reason})
         self.runs.clear()
-
-    async def send_error(self, error: ClientError) -> None:
-        message: ErrorMessage = {"type": "error", "code": error.code, "message": str(error), **error.extra}
-        await self._safe_send(message)
-
-    async def _safe_send(self, message: dict) -> None:
-        try:
-            await self.send_json(message)
-        except Exception:  # socket already closed
-            logger.debug("dropped a message for a closed socket")
