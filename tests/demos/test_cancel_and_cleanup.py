@@ -7,7 +7,7 @@ import pytest
 from demos.models import Run
 from tests.demos.helpers import demo_socket, receive_until_finished, start_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 LONG = {"requests": 50, "wait_ms": 2000, "jitter_ms": 0, "mode": "concurrent"}
 

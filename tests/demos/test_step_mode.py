@@ -14,7 +14,7 @@ from demos.race_models import RaceCounter
 from demos.stepping import APPLICATION_NAME
 from tests.demos.helpers import demo_socket
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 
 def step_socket():
