@@ -30,9 +30,6 @@ _sessions_in_process = 0
 
 
 class StepConsumer(GuardedJsonConsumer):
-    # A step message is smaller still than a run request.
-    max_frame_chars = 4 * 1024
-
     async def connect(self) -> None:
         self.sessions: dict[str, StepSession] = {}
         self.last_step: dict[str, float] = {}
