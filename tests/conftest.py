@@ -11,13 +11,9 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.error import URLError
-from urllib.request import urlopen
 
 import pytest
 from django.conf import settings
-
-from coursesite.embedded import free_port
 
 BASE_DIR = Path(settings.BASE_DIR)
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -99,33 +95,52 @@ def _test_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def site_url(django_db_setup, django_db_blocker):
-    """A real Daphne serving the ASGI app against the test database."""
+def daphne_server(django_db_setup, django_db_blocker):
+    """The suite's real Daphne, started as `make run` starts it, against the test database.
+
+    Every websocket test talks to it (tests.demos.helpers.demo_socket); its
+    log (`log_path`, `log_since(mark)`) lets a test assert the server stayed
+    free of tracebacks.
+    """
+    from tests.demos import helpers
+    from tests.servers import start_daphne, stop_daphne
+
     with django_db_blocker.unblock():
         database_url = _test_database_url()
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "coursesite.settings.test"}
-    log = open(BASE_DIR / "var" / f"daphne-test-{port}.log", "w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "coursesite.asgi:application"],
-        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urlopen(url + "/healthz", timeout=2)
-            break
-        except URLError as error:
-            if getattr(error, "code", None):
-                break  # an HTTP error status still means it is serving
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start; see {log.name}") from None
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    server = start_daphne(base_dir=BASE_DIR, database_url=database_url)
+    helpers.default_server = server
+    yield server
+    helpers.default_server = None
+    stop_daphne(server)
+
+
+@pytest.fixture
+def daphne_factory(django_db_setup, django_db_blocker):
+    """Start extra Daphnes with environment overrides (other limits); each stops after the test.
+
+    Settings changed in the test process never reach another process, so
+    this is how a test gets a server with, say, a site-wide cap of one run.
+    """
+    from tests.servers import start_daphne, stop_daphne
+
+    with django_db_blocker.unblock():
+        database_url = _test_database_url()
+    started = []
+
+    def start(**env_overrides: str):
+        server = start_daphne(base_dir=BASE_DIR, database_url=database_url, env_overrides=env_overrides)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        stop_daphne(server)
+
+
+@pytest.fixture(scope="session")
+def site_url(daphne_server):
+    """The address of the suite's real Daphne, for browser and HTTP tests."""
+    return daphne_server.url
 
 
 @asynccontextmanager

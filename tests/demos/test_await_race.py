@@ -5,7 +5,7 @@ from lessons.rendering import render_lesson_markdown
 from lessons.services import shipped_courses
 from tests.demos.helpers import demo_socket, receive_runs, start_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 LESSON = "06-race-conditions.md"
 

@@ -10,7 +10,7 @@ from lessons.rendering import render_lesson_markdown
 from lessons.services import shipped_courses
 from tests.demos.helpers import demo_socket, receive_runs, receive_until_finished, start_run
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker_thread", "reset_worker_cache")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server", "celery_worker_thread", "reset_worker_cache")]
 
 LESSON = "05-ten-thousand-connections.md"
 KIB = 1024

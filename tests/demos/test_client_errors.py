@@ -1,10 +1,9 @@
 """Every error a client can cause gets an `error` message with a code, and the socket keeps working."""
 import pytest
 
-from demos.models import Run
-from tests.demos.helpers import demo_socket, receive_until_finished, start_run
+from tests.demos.helpers import demo_socket, no_run_left_running, receive_until_finished, start_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 QUICK = {"requests": 2, "wait_ms": 10, "jitter_ms": 0}
 
@@ -56,7 +55,7 @@ async def test_invalid_params_name_the_culprit(params, named):
         await socket.send_json_to({"type": "run", "demo": "one-cook", "params": params, "ref": "p"})
         error = await _error_then_still_usable(socket, "invalid_params")
         assert named in error["message"]
-    assert not await Run.objects.filter(status="running").aexists()
+    assert await no_run_left_running()
 
 
 async def test_a_third_run_on_one_socket_is_busy():
@@ -73,10 +72,10 @@ async def test_a_third_run_on_one_socket_is_busy():
         await socket.send_json_to({"type": "cancel", "run": first["run"]})
 
 
-async def test_site_wide_cap_is_busy_with_a_retry_hint(settings):
-    settings.DEMO_MAX_LOOP_RUNS = 1
+async def test_site_wide_cap_is_busy_with_a_retry_hint(daphne_factory):
+    server = daphne_factory(DEMO_MAX_LOOP_RUNS="1")
     slow = {"requests": 2, "wait_ms": 1500, "jitter_ms": 0}
-    async with demo_socket() as first_reader, demo_socket() as second_reader:
+    async with demo_socket(server=server) as first_reader, demo_socket(server=server) as second_reader:
         accepted = await start_run(first_reader, "one-cook", slow)
         await second_reader.send_json_to({"type": "run", "demo": "one-cook", "params": slow, "ref": "late"})
         error = await second_reader.receive_json_from(timeout=5)
@@ -88,8 +87,9 @@ async def test_site_wide_cap_is_busy_with_a_retry_hint(settings):
         await receive_until_finished(second_reader, retry["run"])
 
 
-async def test_worker_demo_without_a_worker_is_unavailable(reset_worker_cache):
-    async with demo_socket() as socket:
+async def test_worker_demo_without_a_worker_is_unavailable(daphne_factory):
+    # A fresh server: the suite's own may still remember a worker an earlier module ran.
+    async with demo_socket(server=daphne_factory()) as socket:
         await socket.send_json_to({"type": "run", "demo": "test-blocking-worker", "params": {}, "ref": "w"})
         error = await _error_then_still_usable(socket, "unavailable")
         assert error["ref"] == "w"

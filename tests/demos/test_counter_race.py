@@ -15,7 +15,7 @@ from demos.library import counter_race
 from demos.library.counter_race.models import RaceCounter
 from tests.demos.helpers import demo_socket, receive_runs, receive_until_finished, start_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 RUNS_PER_CLAIM = 5
 # A socket may have two runs in flight at once.

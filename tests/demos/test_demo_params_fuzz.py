@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from demos.registry import library_demos
 from tests.demos.helpers import demo_socket
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("daphne_server")]
 
 WATCH_S = 2.0
 

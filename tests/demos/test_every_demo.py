@@ -7,7 +7,7 @@ from demos.registry import library_demos
 from lessons.services import shipped_courses
 from tests.demos.helpers import demo_socket, receive_until_finished, start_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 DEMOS = library_demos()
 IDS = [demo.slug for demo in DEMOS]

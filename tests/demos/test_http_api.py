@@ -4,7 +4,7 @@ import pytest
 from demos.registry import DEMOS
 from tests.demos.helpers import demo_socket, receive_until_finished, start_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 
 def test_demo_list_describes_every_demo(client):

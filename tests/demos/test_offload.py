@@ -20,7 +20,7 @@ from demos.library.offload.tasks import JOBS_QUEUE, STEPS, starts_key
 from tests.conftest import _test_database_url
 from tests.demos.helpers import demo_socket, receive_until_finished, start_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 BASE_DIR = Path(settings.BASE_DIR)
 

@@ -8,7 +8,7 @@ from lessons.rendering import render_lesson_markdown
 from lessons.services import shipped_courses
 from tests.demos.helpers import demo_socket, receive_until_finished, start_run
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker_thread", "reset_worker_cache")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server", "celery_worker_thread", "reset_worker_cache")]
 
 LESSON = "02-concurrency-vs-parallelism.md"
 GIL_BUILD = getattr(sys, "_is_gil_enabled", lambda: True)()

@@ -4,7 +4,7 @@ import pytest
 from demos.models import Run
 from tests.demos.helpers import demo_socket, receive_runs, receive_until_finished, start_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 
 async def test_run_streams_accepted_events_then_finished():

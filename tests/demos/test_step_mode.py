@@ -12,14 +12,14 @@ from django.db import connection
 from demos.library.counter_race import step_consumer
 from demos.library.counter_race.models import RaceCounter
 from demos.library.counter_race.steps import APPLICATION_NAME
-from tests.demos.helpers import demo_socket
+from tests.demos.helpers import STEP_PATH, demo_socket, in_process_socket
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 
 def step_socket():
-    """A connected /ws/steps/ socket; always disconnected."""
-    return demo_socket("/ws/steps/counter-race/")
+    """A step-mode socket to the real server; always closed."""
+    return demo_socket(STEP_PATH)
 
 
 async def open_session(communicator, scenario: str) -> dict:
@@ -208,7 +208,8 @@ async def test_closing_the_socket_ends_the_subprocess_and_its_connections():
 
 async def test_an_idle_session_ends_by_itself(monkeypatch):
     monkeypatch.setattr(step_consumer, "IDLE_LIMIT_S", 1.0)
-    async with step_socket() as communicator:
+    # In process on purpose: the shortened idle limit is patched into this process's consumer.
+    async with in_process_socket(STEP_PATH) as communicator:
         session = (await open_session(communicator, "read-modify-write"))["session"]
         await step(communicator, session, "T1", "begin")
         await step(communicator, session, "T1", "read")

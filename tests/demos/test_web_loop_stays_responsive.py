@@ -4,7 +4,7 @@ import gc
 import pytest
 
 from demos.models import Run
-from tests.demos.helpers import LoopLagMeter, demo_socket, receive_runs, start_run
+from tests.demos.helpers import LoopLagMeter, in_process_socket, receive_runs, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,7 +22,8 @@ async def test_web_loop_lag_stays_under_50ms_while_demos_run(celery_worker_proce
 
 
 async def _measure_lag_while_demos_run():
-    async with demo_socket() as socket:
+    # In process on purpose: the meter measures the loop the consumer runs on, which must be this one.
+    async with in_process_socket() as socket:
         async with LoopLagMeter() as meter:
             blocking = await start_run(socket, "test-blocking-worker", {"block_ms": 400, "steps": 4}, ref="block")
             crowd = await start_run(socket, "one-cook", {"requests": 3000, "wait_ms": 300, "mode": "concurrent"}, ref="crowd")

@@ -10,15 +10,13 @@ session when the socket closes or a session sits idle too long.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from demos.limits import MessageBudget
-from demos.library.counter_race.steps import SCENARIOS, ClosedMessage, OpenedMessage, SandboxError, StepErrorMessage, StepSession
+from demos.library.counter_race.steps import SCENARIOS, ClosedMessage, OpenedMessage, SandboxError, StepSession
+from demos.sockets import ClientError, GuardedJsonConsumer
 
 logger = logging.getLogger("demos.counter_race.step_consumer")
 
@@ -27,54 +25,20 @@ IDLE_LIMIT_S = settings.DEMO_STEP_IDLE_S
 MAX_SESSIONS_PER_SOCKET = 2
 # Each session is a subprocess with three PostgreSQL connections; this caps them per web process.
 MAX_SESSIONS_PER_PROCESS = 12
-MAX_FRAME_CHARS = 4 * 1024
 MAX_REF_LENGTH = 100
 TRANSACTIONS = ("T1", "T2")
 
 _sessions_in_process = 0
 
 
-class StepClientError(Exception):
-    """Something the client did wrong, reported as an `error` message."""
-
-    def __init__(self, code: str, message: str, **extra) -> None:
-        super().__init__(message)
-        self.code = code
-        self.extra = extra
-
-
-class StepConsumer(AsyncJsonWebsocketConsumer):
+class StepConsumer(GuardedJsonConsumer):
     async def connect(self) -> None:
         self.sessions: dict[str, StepSession] = {}
         self.last_step: dict[str, float] = {}
         self.idle_watchers: dict[str, asyncio.Task] = {}
         self.endings: set[asyncio.Task] = set()
         self.opening = 0
-        self.budget = MessageBudget()
         await self.accept()
-
-    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
-        size = len(text_data) if text_data is not None else len(bytes_data or b"")
-        if size > MAX_FRAME_CHARS:
-            await self.close(code=1009)
-            return
-        verdict = self.budget.spend()
-        if verdict == "close":
-            await self.close(code=1008)
-            return
-        if verdict == "refuse":
-            await self.send_error(StepClientError("rate_limited", "Too many messages at once; slow down."))
-            return
-        try:
-            content = json.loads(text_data) if text_data is not None else None
-        except ValueError:
-            content = None
-        try:
-            if not isinstance(content, dict):
-                raise StepClientError("bad_message", "A message must be a JSON object with a `type`.")
-            await self.receive_json(content)
-        except StepClientError as error:
-            await self.send_error(error)
 
     async def receive_json(self, content: dict, **kwargs) -> None:
         kind = content.get("type")
@@ -86,28 +50,28 @@ class StepConsumer(AsyncJsonWebsocketConsumer):
             session = self._session(content)
             await self.end_session(session, reason="closed")
         else:
-            raise StepClientError("bad_message", "Unknown message type; expected `open`, `step` or `close`.")
+            raise ClientError("bad_message", "Unknown message type; expected `open`, `step` or `close`.")
 
     def _session(self, content: dict) -> StepSession:
         session_id = content.get("session")
         session = self.sessions.get(session_id) if isinstance(session_id, str) else None
         if session is None:
-            raise StepClientError("unknown_session", "No open step session of yours has that id; open a new one.")
+            raise ClientError("unknown_session", "No open step session of yours has that id; open a new one.")
         return session
 
     async def open_session(self, content: dict) -> None:
         global _sessions_in_process
         ref = content.get("ref")
         if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH):
-            raise StepClientError("bad_message", f"`ref` must be a string of at most {MAX_REF_LENGTH} characters.")
+            raise ClientError("bad_message", f"`ref` must be a string of at most {MAX_REF_LENGTH} characters.")
         extra = {"ref": ref} if ref is not None else {}
         scenario = content.get("scenario")
         if scenario not in SCENARIOS:
-            raise StepClientError("bad_message", f"`scenario` must be one of {', '.join(SCENARIOS)}.", **extra)
+            raise ClientError("bad_message", f"`scenario` must be one of {', '.join(SCENARIOS)}.", **extra)
         if len(self.sessions) + self.opening >= MAX_SESSIONS_PER_SOCKET:
-            raise StepClientError("busy", f"You already have {MAX_SESSIONS_PER_SOCKET} step sessions open; close one first.", **extra)
+            raise ClientError("busy", f"You already have {MAX_SESSIONS_PER_SOCKET} step sessions open; close one first.", **extra)
         if _sessions_in_process >= MAX_SESSIONS_PER_PROCESS:
-            raise StepClientError("busy", "Too many readers are stepping through transactions right now; try again in a minute.", **extra)
+            raise ClientError("busy", "Too many readers are stepping through transactions right now; try again in a minute.", **extra)
         self.opening += 1
         _sessions_in_process += 1
         started = False
@@ -116,7 +80,7 @@ class StepConsumer(AsyncJsonWebsocketConsumer):
             started = True
         except SandboxError:
             logger.exception("could not start a step session")
-            raise StepClientError("unavailable", "The database sandbox could not start; try again shortly.", **extra) from None
+            raise ClientError("unavailable", "The database sandbox could not start; try again shortly.", **extra) from None
         finally:
             self.opening -= 1
             if not started:
@@ -135,7 +99,7 @@ class StepConsumer(AsyncJsonWebsocketConsumer):
         session = self._session(content)
         tx, action = content.get("tx"), content.get("action")
         if tx not in TRANSACTIONS or not isinstance(action, str) or len(action) > 20:
-            raise StepClientError("bad_message", "A step names `tx` (T1 or T2) and an `action`.", session=session.session_id)
+            raise ClientError("bad_message", "A step names `tx` (T1 or T2) and an `action`.", session=session.session_id)
         self.last_step[session.session_id] = time.monotonic()
         try:
             await session.send(tx=tx, action=action)
@@ -146,7 +110,7 @@ class StepConsumer(AsyncJsonWebsocketConsumer):
         """Relay the sandbox's answers; if it exits on its own, the session is over."""
         async for message in session.messages():
             if not session.ended:  # a statement cancelled by the ending itself is not news
-                await self._safe_send(message)
+                await self.safe_send(message)
         if not session.ended:
             # A new task: ending the session cancels this reader, which must not cancel the ending.
             ending = asyncio.create_task(self.end_session(session, reason="failed"))
@@ -174,18 +138,8 @@ class StepConsumer(AsyncJsonWebsocketConsumer):
             await session.stop()
         finally:
             closed: ClosedMessage = {"type": "closed", "session": session.session_id, "reason": reason}
-            await self._safe_send(closed)
+            await self.safe_send(closed)
 
     async def disconnect(self, code) -> None:
         sessions = list(getattr(self, "sessions", {}).values())
         await asyncio.gather(*(self.end_session(session, reason="closed") for session in sessions), return_exceptions=True)
-
-    async def send_error(self, error: StepClientError) -> None:
-        message: StepErrorMessage = {"type": "error", "code": error.code, "message": str(error), **error.extra}
-        await self._safe_send(message)
-
-    async def _safe_send(self, message: dict) -> None:
-        try:
-            await self.send_json(message)
-        except Exception:  # socket already closed
-            logger.debug("dropped a step message for a closed socket")

@@ -1,0 +1,87 @@
+"""Real Daphne processes for the tests, started exactly as `make run` starts its own.
+
+A test's websocket then meets the server's own rules (close codes, frame
+limits, the handshake) rather than an in-process stand-in. Settings reach
+such a process only through its environment, so a test that needs other
+limits starts a server of its own with overrides (the `daphne_factory`
+fixture in tests/conftest.py).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+from coursesite.embedded import free_port
+from coursesite.processes import daphne_argv
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 60
+
+
+@dataclass
+class DaphneServer:
+    """One running Daphne: where it listens and where it writes its log."""
+
+    host: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def ws_url(self, path: str) -> str:
+        """The websocket address of a route on this server."""
+        return f"ws://{self.host}:{self.port}{path}"
+
+    def log_mark(self) -> int:
+        """A position in the log; `log_since(mark)` reads what was written after it."""
+        return self.log_path.stat().st_size
+
+    def log_since(self, mark: int = 0) -> str:
+        """What the server wrote to its log after `mark`."""
+        with open(self.log_path, "rb") as log:
+            log.seek(mark)
+            return log.read().decode("utf-8", errors="replace")
+
+
+def start_daphne(*, base_dir: Path, database_url: str, env_overrides: dict[str, str] | None = None) -> DaphneServer:
+    """Start Daphne against the given database and wait until it answers /healthz."""
+    port = free_port(HOST)
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "coursesite.settings.test",
+           "PYTHONUNBUFFERED": "1", **(env_overrides or {})}
+    log_path = base_dir / "var" / f"daphne-test-{port}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(list(daphne_argv(HOST, port)), cwd=base_dir, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    server = DaphneServer(host=HOST, port=port, log_path=log_path, process=process)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            urlopen(server.url + "/healthz", timeout=2)
+            return server
+        except URLError as error:
+            if getattr(error, "code", None):
+                return server  # an HTTP error status still means it is serving
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_daphne(server)
+                raise RuntimeError(f"daphne did not start; see {log_path}") from None
+            time.sleep(0.2)  # a sync fixture, never inside a test's event loop
+
+
+def stop_daphne(server: DaphneServer) -> None:
+    """Stop Daphne as `make run` does (SIGTERM), then SIGKILL if it hangs."""
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, 15)
+        try:
+            server.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, 9)
+            server.process.wait()
