@@ -8,7 +8,7 @@ import pytest
 from demos.models import Run
 from tests.demos.helpers import demo_socket, receive_until_finished, start_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 LONG_LOOP = ("one-cook", {"requests": 5, "wait_ms": 2000, "jitter_ms": 0, "mode": "sequential"})
 LONG_WORKER = ("test-long-worker", {"seconds": 20})

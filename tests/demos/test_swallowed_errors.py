@@ -1,12 +1,11 @@
 """swallowed-errors: fire-and-forget and plain gather lose failures; a TaskGroup hands every one to its caller."""
-import threading
 
 import pytest
 
 from demos.events import EventRecorder
 from demos.library import swallowed_errors
 from demos.params import ParamError, validate_params
-from demos.runner import WorkerEmit
+from demos.supervisor import RunEmitter
 from lessons.rendering import render_lesson_markdown
 from lessons.services import shipped_courses
 
@@ -16,7 +15,7 @@ LESSON = "08-common-async-mistakes.md"
 def run_at_defaults(**overrides):
     """The demo's own run, as a worker runs it, at its defaults apart from `overrides`."""
     recorder = EventRecorder()
-    emit = WorkerEmit(recorder, threading.Event(), swallowed_errors.time_limit_s)
+    emit = RunEmitter(recorder, time_limit_s=swallowed_errors.time_limit_s)
     summary = swallowed_errors.run(validate_params(swallowed_errors, overrides), emit)
     return summary, recorder.stored
 

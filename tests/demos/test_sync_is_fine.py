@@ -1,12 +1,11 @@
 """sync-is-fine: on pure computation async adds cost and no speed; dependent steps take their sum however arranged."""
-import threading
 
 import pytest
 
 from demos.events import EventRecorder
 from demos.library import sync_is_fine
 from demos.params import ParamError, validate_params
-from demos.runner import WorkerEmit
+from demos.supervisor import RunEmitter
 from lessons.rendering import render_lesson_markdown
 from lessons.services import shipped_courses
 
@@ -16,7 +15,7 @@ LESSON = "09-when-sync-is-right.md"
 def test_at_defaults_async_costs_time_threads_buy_none_and_the_chain_takes_its_sum():
     params = validate_params(sync_is_fine, {})
     recorder = EventRecorder()
-    summary = sync_is_fine.run(params, WorkerEmit(recorder, threading.Event(), sync_is_fine.time_limit_s))
+    summary = sync_is_fine.run(params, RunEmitter(recorder, time_limit_s=sync_is_fine.time_limit_s))
 
     assert summary["result"] == sync_is_fine.compute_plain(params["steps"])
     total = summary["total_ms"]
