@@ -84,6 +84,13 @@ class ServerSocket:
             except TimeoutError:
                 raise TimeoutError from None
 
+    def put_back(self, messages: list) -> None:
+        """Return decoded messages to the front of the inbox, in their order (see `start_run`)."""
+        for message in reversed(messages):
+            self._inbox.appendleft(json.dumps(message))
+        if messages:
+            self._arrived.set()
+
     async def send_to(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Send one text or binary frame."""
         await self.connection.send(text_data if text_data is not None else bytes_data)
@@ -128,10 +135,16 @@ class ServerSocket:
 
 
 @asynccontextmanager
-async def demo_socket(path: str = DEMO_PATH, *, server: DaphneServer | None = None, origin: str | None = None):
-    """A websocket connected to a real Daphne (the suite's unless `server` is given); always closed."""
+async def demo_socket(path: str = DEMO_PATH, *, server: DaphneServer | None = None, origin: str | None = None,
+                      from_address: str | None = None):
+    """A websocket connected to a real Daphne (the suite's unless `server` is given); always closed.
+
+    `from_address` picks the client's loopback source address, so per-address
+    limits can be tested without other tests' sockets counting against them.
+    """
     server = _server(server)
-    connection = await connect(server.ws_url(path), origin=origin or server.url, max_size=None, open_timeout=10)
+    extra = {} if from_address is None else {"local_addr": (from_address, 0)}
+    connection = await connect(server.ws_url(path), origin=origin or server.url, max_size=None, open_timeout=10, **extra)
     socket = ServerSocket(connection)
     try:
         yield socket
@@ -139,13 +152,17 @@ async def demo_socket(path: str = DEMO_PATH, *, server: DaphneServer | None = No
         await socket.close()
 
 
-async def handshake_status(path: str = DEMO_PATH, *, server: DaphneServer | None = None, origin: str | None = "") -> int:
+async def handshake_status(path: str = DEMO_PATH, *, server: DaphneServer | None = None, origin: str | None = "",
+                           from_address: str | None = None) -> int:
     """The HTTP status a handshake gets: 101 when the socket opens (it is closed again at once).
 
     `origin=""` sends the server's own origin; None sends no Origin header.
+    `from_address` (another loopback address, e.g. 127.0.0.7) is the client's source address.
     """
     server = _server(server)
-    headers = {} if origin is None else {"origin": origin or server.url}
+    headers: dict = {} if origin is None else {"origin": origin or server.url}
+    if from_address is not None:
+        headers["local_addr"] = (from_address, 0)
     try:
         connection = await connect(server.ws_url(path), open_timeout=10, **headers)
     except InvalidStatus as refused:
@@ -225,13 +242,20 @@ async def receive_until_finished(communicator, run_id: str, timeout: float = 30)
 
 
 async def start_run(communicator, demo: str, params: dict | None = None, ref: str = "r1") -> dict:
+    """Ask for a run and return its `accepted`; other runs' messages that arrive meanwhile stay queued, in order."""
     await communicator.send_json_to({"type": "run", "demo": demo, "params": params or {}, "ref": ref})
-    while True:
-        accepted = await communicator.receive_json_from(timeout=10)
-        if accepted["type"] not in {"events", "finished"}:  # other runs' stream messages
-            break
-    assert accepted["type"] == "accepted", accepted
-    return accepted
+    held = []
+    try:
+        while True:
+            message = await communicator.receive_json_from(timeout=10)
+            if message["type"] not in {"events", "finished"}:
+                break
+            held.append(message)  # an earlier run's stream: the caller still wants every batch of it
+    finally:
+        if held:
+            communicator.put_back(held)
+    assert message["type"] == "accepted", message
+    return message
 
 
 class LoopLagMeter:

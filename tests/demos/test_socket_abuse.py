@@ -43,14 +43,16 @@ async def test_a_flood_is_rate_limited_then_closed_while_others_keep_streaming()
 
 async def test_too_many_sockets_from_one_address_are_refused(daphne_factory):
     server = daphne_factory(DEMO_SOCKETS_PER_IP="3")
+    address = "127.0.0.33"  # an address of this test's own: no other test's socket counts against it
     async with AsyncExitStack() as open_sockets:
         for _ in range(2):
-            await open_sockets.enter_async_context(demo_socket(server=server))
-        async with demo_socket(server=server):
+            await open_sockets.enter_async_context(demo_socket(server=server, from_address=address))
+        async with demo_socket(server=server, from_address=address):
             # Refused before the handshake completes: the client sees HTTP 403, not a close code.
-            assert await handshake_status(server=server) == 403
+            assert await handshake_status(server=server, from_address=address) == 403
+            assert await handshake_status(server=server, from_address="127.0.0.34") == 101  # other addresses still get in
         # Closing one frees a place (once the server has handled its disconnect).
         deadline = time.monotonic() + 5
-        while await handshake_status(server=server) != 101:
+        while await handshake_status(server=server, from_address=address) != 101:
             assert time.monotonic() < deadline, "closing a socket did not free its place"
             await asyncio.sleep(0.1)
