@@ -5,24 +5,31 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test superuser browser wrk bench clean-data help
+.PHONY: run test lint superuser browser wrk bench clean-data help
 
 help:
 	@echo "make run        start the site (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:$${PORT:-8000}/"
 	@echo "make test       run the whole test suite against real throwaway servers (ARGS=... passes pytest options)"
+	@echo "make lint       ruff and mypy over the Python code (make test runs it first)"
 	@echo "make superuser  create an admin login (while 'make run' is running)"
 	@echo "make bench      load a running copy of the site and write docs/benchmarks.md"
 
+# requirements.txt is the hashed lock compiled from requirements.in; a changed lock reinstalls.
 $(INSTALLED): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements.txt
 	@touch $@
 
 run: $(INSTALLED)
 	$(PY) -m coursesite.stack run
 
-test: $(INSTALLED) browser wrk
+test: $(INSTALLED) browser wrk lint
 	$(PY) -m coursesite.stack test $(ARGS)
+
+# Any ruff or mypy finding fails the target (and so `make test`); settings in pyproject.toml.
+lint: $(INSTALLED)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 superuser: $(INSTALLED)
 	$(PY) manage.py createsuperuser
