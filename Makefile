@@ -5,34 +5,52 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test superuser browser wrk bench clean-data help jscheck jstest
+.PHONY: run test lint superuser browser wrk bench clean-data help jscheck jstest node
 
 help:
 	@echo "make run        start the site (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:$${PORT:-8000}/"
 	@echo "make test       run the whole test suite against real throwaway servers (ARGS=... passes pytest options)"
+	@echo "make lint       ruff and mypy over the Python code (make test runs it first)"
 	@echo "make superuser  create an admin login (while 'make run' is running)"
 	@echo "make bench      load a running copy of the site and write docs/benchmarks.md"
 
+# requirements.txt is the hashed lock compiled from requirements.in; a changed lock reinstalls.
 $(INSTALLED): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements.txt
 	@touch $@
 
 run: $(INSTALLED)
 	$(PY) -m coursesite.stack run
 
-test: $(INSTALLED) browser wrk jscheck jstest
+test: $(INSTALLED) browser wrk lint jscheck jstest
 	$(PY) -m coursesite.stack test $(ARGS)
 
+# Any ruff or mypy finding fails the target (and so `make test`); settings in pyproject.toml.
+# LINT_PATHS="lessons bench" checks only those (mypy still reads what they import, but reports only on them).
+lint: $(INSTALLED)
+	$(PY) -m ruff check $(or $(LINT_PATHS),.)
+	$(PY) -m mypy $(if $(LINT_PATHS),--follow-imports=silent $(LINT_PATHS))
+
 # Front end: type-check static/js with tsc --checkJs (no build step) and run the pure modules' node tests.
-node_modules/.package-lock.json: package-lock.json
+node:
+	@if command -v node >/dev/null && command -v npm >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's nodejs and npm for the front-end checks..."; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm) >/dev/null || exit 1; \
+	else \
+	  echo "The front-end checks need Node.js 20+ and npm: run 'sudo apt-get install nodejs npm' (Debian/Ubuntu)."; \
+	  exit 1; \
+	fi
+
+node_modules/.package-lock.json: package-lock.json | node
 	npm ci --no-audit --no-fund
 	@touch $@
 
 jscheck: node_modules/.package-lock.json
 	npx --no-install tsc --noEmit -p .
 
-jstest:
+jstest: node
 	node --test tests/js/
 
 superuser: $(INSTALLED)

@@ -71,13 +71,15 @@ def verdict(met: bool | None, why: str = "") -> str:
 def run_all(sizes: dict, log) -> dict:
     results: dict = {"machine": machine(), "sizes": sizes}
     var_root = Path(tempfile.mkdtemp(prefix="bench-", dir=BASE_DIR / "var"))
-    site_env = {**SITE_ENV, "COURSESITE_VAR_DIR": str(var_root / "site"), "DEBUG": "0", "SECRET_KEY": "bench-only-" + os.urandom(24).hex()}
+    site_env = {**SITE_ENV, "COURSESITE_VAR_DIR": str(var_root / "site"), "DEBUG": "0",
+                "SECRET_KEY": "bench-only-" + os.urandom(24).hex()}
     site = start_site(var_root / "site", extra_env=site_env)
     try:
         log("memory, idle")
         results["memory_idle"] = memory.sample(site)
         log("pages (wrk)")
-        results["pages"] = pages.measure(site, connections=sizes["wrk_connections"], seconds=sizes["wrk_seconds"], env_extra=site_env)
+        results["pages"] = pages.measure(site, connections=sizes["wrk_connections"], seconds=sizes["wrk_seconds"],
+                                         env_extra=site_env)
         log(f"{sizes['viewers']} websocket viewers")
         results["viewers"] = viewers.measure(site, viewers=sizes["viewers"], params=sizes["viewer_params"], during=memory.sample)
         log("one-cook fidelity")
@@ -123,7 +125,8 @@ def render(results: dict, command: str) -> str:
         f"Written by `{command}` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. "
         "Every figure below comes from that one run; ratios compare things measured side by side in it.",
         "",
-        "Where a target is missed, [benchmark-notes.md](benchmark-notes.md) says where the time goes (py-spy profile) and what would move it.",
+        "Where a target is missed, [benchmark-notes.md](benchmark-notes.md) says where the time goes (py-spy profile) "
+        "and what would move it.",
         "",
         "## Machine",
         "",
@@ -138,24 +141,30 @@ def render(results: dict, command: str) -> str:
         "| target | command | req/s | p50 ms | p99 ms | non-2xx |",
         "|---|---|---|---|---|---|",
     ]
-    for name, label in (("hello_daphne", "hello view, Daphne"), ("lesson_daphne", "lesson page, Daphne"), ("lesson_uvicorn", "lesson page, Uvicorn")):
+    page_rows = (("hello_daphne", "hello view, Daphne"), ("lesson_daphne", "lesson page, Daphne"),
+                 ("lesson_uvicorn", "lesson page, Uvicorn"))
+    for name, label in page_rows:
         row = p[name]
-        lines.append(f"| {label} | `{row['command']}` | {row['rps']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['non_2xx']} |")
+        lines.append(f"| {label} | `{row['command']}` | {row['rps']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+                     f"| {row['non_2xx']} |")
+    pages_missed_why = ("cached lesson pages are answered on the event loop (lessons.middleware); "
+                        "a miss means they were not cached, see docs/benchmark-notes.md")
     lines += [
         "",
         f"- Lesson page ÷ hello view (Daphne): **{p['lesson_to_hello']:.2f}**. Target ≥ 0.80: "
-        + verdict(p["lesson_to_hello"] >= 0.8, "cached lesson pages are answered on the event loop (lessons.middleware); a miss means they were not cached, see docs/benchmark-notes.md" if p["lesson_to_hello"] < 0.8 else ""),
+        + verdict(p["lesson_to_hello"] >= 0.8, pages_missed_why if p["lesson_to_hello"] < 0.8 else ""),
         f"- Uvicorn ÷ Daphne on the lesson page: **{p['uvicorn_to_daphne']:.2f}**.",
         "",
         "## 2. Websocket viewers",
         "",
-        f"{v['viewers']} concurrent websockets (opened over one second, all held open together), each running `one-cook` with `{results['sizes']['viewer_params']}`.",
+        f"{v['viewers']} concurrent websockets (opened over one second, all held open together), "
+        f"each running `one-cook` with `{results['sizes']['viewer_params']}`.",
         "",
         f"- Finished: **{v['finished']} of {v['viewers']}**; batch gaps: **{v['gaps']}**, repeats: {v['repeats']}; "
         f"whole load took {v['elapsed_s']} s ({v['events']} events received).",
-        f"- Delay from an event's server time to the client's receipt: p50 **{v['delay_p50_ms']} ms**, p99 **{v['delay_p99_ms']} ms** "
-        "(the client's clock at receipt minus the server's at the event, one machine and one clock; it includes batching: "
-        "events wait up to 50 ms for their batch).",
+        f"- Delay from an event's server time to the client's receipt: p50 **{v['delay_p50_ms']} ms**, "
+        f"p99 **{v['delay_p99_ms']} ms** (the client's clock at receipt minus the server's at the event, "
+        "one machine and one clock; it includes batching: events wait up to 50 ms for their batch).",
     ]
     met = v["finished"] == v["viewers"] and v["gaps"] == 0 and v["delay_p99_ms"] is not None and v["delay_p99_ms"] <= 250
     lines.append(f"- Target {v['viewers']}/{v['viewers']} finished, 0 gaps, p99 ≤ 250 ms: " + verdict(met))
@@ -166,19 +175,21 @@ def render(results: dict, command: str) -> str:
     if _ok(oc):
         ratio = oc["total_ms"] / oc["longest_wait_ms"]
         lines.append(f"- `one-cook`, {oc['requests']} concurrent requests, once the viewers' runs had ended: a warm-up run "
-                     f"(ratio {_total_to_longest(oc['warmup_runs'])}, not counted), then {len(oc['runs'])} runs one after another "
-                     f"(ratios {_total_to_longest(oc['runs'])}); the median run: total {oc['total_ms']:.0f} ms, longest wait "
-                     f"{oc['longest_wait_ms']:.0f} ms, ratio **{ratio:.2f}**. Target ≤ 1.3: " + verdict(ratio <= 1.3))
+                     f"(ratio {_total_to_longest(oc['warmup_runs'])}, not counted), then {len(oc['runs'])} runs one after "
+                     f"another (ratios {_total_to_longest(oc['runs'])}); the median run: total {oc['total_ms']:.0f} ms, "
+                     f"longest wait {oc['longest_wait_ms']:.0f} ms, ratio **{ratio:.2f}**. Target ≤ 1.3: "
+                     + verdict(ratio <= 1.3))
     else:
         lines.append(f"- `one-cook`: {verdict(None, str(oc))}")
     ev, th = results["c10k_event_loop"], results["c10k_threads"]
     if _ok(ev) and _ok(th):
         per_ev, per_th = ev["rss_bytes_per_connection"], th["rss_bytes_per_connection"]
         lines += [
-            f"- `c10k` event loop: {ev['connections_held']} connections held, **{per_ev / 1024:.2f} KiB** resident per connection, "
-            f"{ev['threads_used']} thread(s). Target ≤ 4 KiB: " + verdict(per_ev <= 4096),
-            f"- `c10k` threads: {th['connections_held']} connections, **{per_th / 1024:.1f} KiB** per connection, {th['threads_used']} threads; "
-            f"**{per_th / max(per_ev, 1):.1f}×** the event loop's. Target ≥ 5×: " + verdict(per_th >= 5 * per_ev),
+            f"- `c10k` event loop: {ev['connections_held']} connections held, **{per_ev / 1024:.2f} KiB** resident per "
+            f"connection, {ev['threads_used']} thread(s). Target ≤ 4 KiB: " + verdict(per_ev <= 4096),
+            f"- `c10k` threads: {th['connections_held']} connections, **{per_th / 1024:.1f} KiB** per connection, "
+            f"{th['threads_used']} threads; **{per_th / max(per_ev, 1):.1f}×** the event loop's. Target ≥ 5×: "
+            + verdict(per_th >= 5 * per_ev),
         ]
     else:
         lines.append(f"- `c10k`: {verdict(None, 'demo unavailable or failed: ' + str(ev.get('text', ev))[:200])}")
@@ -200,11 +211,13 @@ def render(results: dict, command: str) -> str:
         lines += ["| mode | increments/s | ÷ atomic-update | lost |", "|---|---|---|---|"]
         for mode in RACE_MODES:
             row = race[mode]
-            lines.append(f"| {mode} | {row['increments_per_s']:.0f} | {row['increments_per_s'] / base:.2f} | {row['lost']} of {row['expected']} |")
+            lines.append(f"| {mode} | {row['increments_per_s']:.0f} | {row['increments_per_s'] / base:.2f} "
+                         f"| {row['lost']} of {row['expected']} |")
         rmw = race["read-modify-write"]
         lines.append(f"\n`read-modify-write` lost **{rmw['lost'] / rmw['expected']:.0%}** of its increments.")
     else:
-        lines.append(f"- `counter-race`: {verdict(None, 'demo unavailable or failed: ' + str(race['atomic-update'].get('text', race['atomic-update']))[:200])}")
+        broken = race["atomic-update"]
+        lines.append(f"- `counter-race`: {verdict(None, 'demo unavailable or failed: ' + str(broken.get('text', broken))[:200])}")
     idle, loaded = results["memory_idle"], v.get("sampled_during_load") or {}
     lines += ["", "## 6. Memory", "", "| process | idle MiB | during the websocket load MiB |", "|---|---|---|",
               f"| Daphne | {idle['daphne_mib']} | {loaded.get('daphne_mib', '—')} |",

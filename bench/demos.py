@@ -7,11 +7,12 @@ import time
 
 import psycopg
 import websockets
+from websockets.typing import Origin
 
 
 async def _run(site_url: str, slug: str, params: dict, timeout_s: float) -> dict:
     ws_url = site_url.replace("http://", "ws://") + "/ws/demos/"
-    async with websockets.connect(ws_url, origin=site_url, max_size=None) as socket:
+    async with websockets.connect(ws_url, origin=Origin(site_url), max_size=None) as socket:
         await socket.send(json.dumps({"type": "run", "demo": slug, "params": params, "ref": "bench"}))
         while True:
             message = json.loads(await asyncio.wait_for(socket.recv(), timeout=timeout_s))
@@ -30,7 +31,7 @@ def wait_until_settled(site, timeout_s: float = 60) -> int:
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(site.services["DATABASE_URL"], autocommit=True) as connection:
         while True:
-            running = connection.execute("SELECT count(*) FROM demos_run WHERE status = 'running'").fetchone()[0]
+            [(running,)] = connection.execute("SELECT count(*) FROM demos_run WHERE status = 'running'").fetchall()
             if running == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)

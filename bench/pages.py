@@ -22,15 +22,22 @@ def wrk(url: str, *, connections: int, seconds: int, threads: int = 2) -> dict:
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
         capture_output=True, text=True, check=True,
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    throughput = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if throughput is None:
+        raise RuntimeError(f"wrk printed no Requests/sec line:\n{output}")
+    rps = float(throughput.group(1))
     latencies = {pct: _ms(value) for pct, value in re.findall(r"^\s+(50|99)%\s+(\S+)", output, flags=re.M)}
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     return {"rps": rps, "p50_ms": latencies.get("50"), "p99_ms": latencies.get("99"),
-            "non_2xx": int(errors.group(1)) if errors else 0, "command": f"wrk -t{threads} -c{connections} -d{seconds}s --latency {url}"}
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "command": f"wrk -t{threads} -c{connections} -d{seconds}s --latency {url}"}
 
 
 def _ms(text: str) -> float:
-    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    parsed = re.match(r"([\d.]+)(\w+)", text)
+    if parsed is None:
+        raise ValueError(f"not a wrk latency: {text!r}")
+    number, unit = parsed.groups()
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 

@@ -12,11 +12,12 @@ import json
 import time
 
 import websockets
+from websockets.typing import Origin
 
 
 async def _one_viewer(ws_url: str, origin: str, params: dict, delays_ms: list[float], delay_s: float = 0.0) -> dict:
     await asyncio.sleep(delay_s)  # readers arrive over about a second, not in one instant
-    async with websockets.connect(ws_url, origin=origin, max_size=None, open_timeout=60) as socket:
+    async with websockets.connect(ws_url, origin=Origin(origin), max_size=None, open_timeout=60) as socket:
         await socket.send(json.dumps({"type": "run", "demo": "one-cook", "params": params, "ref": "bench"}))
         expected_seq, gaps, repeats = 0, 0, 0
         while True:
@@ -47,9 +48,16 @@ async def _run_viewers(site_url: str, viewers: int, params: dict) -> dict:
     )
     elapsed = time.perf_counter() - started
     finished = sum(1 for r in results if isinstance(r, dict) and r["status"] == "succeeded")
-    failures = [repr(r) if not isinstance(r, dict) else r["status"] for r in results if not (isinstance(r, dict) and r["status"] == "succeeded")]
+    failures = [r["status"] if isinstance(r, dict) else repr(r)
+                for r in results if not (isinstance(r, dict) and r["status"] == "succeeded")]
     delays.sort()
-    pick = lambda q: round(delays[min(len(delays) - 1, int(q * len(delays)))], 1) if delays else None  # noqa: E731
+
+    def pick(quantile: float) -> float | None:
+        """The delay at this quantile of every delay received, or None when none arrived."""
+        if not delays:
+            return None
+        return round(delays[min(len(delays) - 1, int(quantile * len(delays)))], 1)
+
     return {
         "viewers": viewers,
         "finished": finished,

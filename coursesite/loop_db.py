@@ -18,7 +18,8 @@ back.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import psycopg
 
@@ -57,7 +58,8 @@ class LoopConnections:
                 except psycopg.OperationalError:
                     continue
             try:
-                connection = await psycopg.AsyncConnection.connect(**self.params, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+                connection = await psycopg.AsyncConnection.connect(
+                    **self.params, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
             except psycopg.OperationalError as error:
                 raise DatabaseUnavailable(str(error)) from error
             try:

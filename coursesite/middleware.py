@@ -1,5 +1,6 @@
 """Security headers Django 5.2 does not set by itself, and a base for middleware that runs sync or async."""
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -36,6 +37,14 @@ class SyncAndAsyncMiddleware:
         if iscoroutinefunction(self):
             return self.acall(request)
         return self.call(request)
+
+    def call(self, request: HttpRequest) -> HttpResponseBase:
+        """Answer a request when the stack around this middleware runs synchronously."""
+        raise NotImplementedError
+
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
+        """Answer a request on the event loop when the stack around this middleware is async."""
+        raise NotImplementedError
 
 
 class ContentSecurityPolicyMiddleware(SyncAndAsyncMiddleware):

@@ -81,6 +81,14 @@ class Lesson(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def save(self, *args, **kwargs) -> None:
+        # Render on save so that reading a lesson does no Markdown work.
+        rendered = render_lesson_markdown(self.body)
+        self.body_html = rendered.html
+        self.toc = rendered.toc
+        super().save(*args, **kwargs)
+        content_changed()
+
     def get_absolute_url(self) -> str:
         return reverse("lessons:lesson", kwargs={"course_slug": self.course.slug, "lesson_slug": self.slug})
 
@@ -89,14 +97,6 @@ class Lesson(models.Model):
             render_lesson_markdown(self.body)
         except LessonRenderError as error:
             raise ValidationError({"body": str(error)}) from error
-
-    def save(self, *args, **kwargs) -> None:
-        # Render on save so that reading a lesson does no Markdown work.
-        rendered = render_lesson_markdown(self.body)
-        self.body_html = rendered.html
-        self.toc = rendered.toc
-        super().save(*args, **kwargs)
-        content_changed()
 
     def delete(self, *args, **kwargs):
         result = super().delete(*args, **kwargs)

@@ -8,11 +8,15 @@ reader. The table of contents comes from the same parse.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import nh3
 from django.utils.text import slugify
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
 from mdit_py_plugins.anchors import anchors_plugin
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -67,10 +71,11 @@ def _markdown() -> MarkdownIt:
     return md
 
 
-def _render_fence(md: MarkdownIt, demos_seen: list[str]):
-    default_fence = md.renderer.rules["fence"]
+FenceRule = Callable[[RendererHTML, Sequence[Token], int, OptionsDict, EnvType], str]
 
-    def fence(renderer, tokens, idx, options, env):
+
+def _render_fence(demos_seen: list[str]) -> FenceRule:
+    def fence(renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
         token = tokens[idx]
         words = token.info.split()
         if words and words[0] in DEMO_FENCES:
@@ -83,7 +88,8 @@ def _render_fence(md: MarkdownIt, demos_seen: list[str]):
             if words[0] == "demo":
                 demos_seen.append(slug)
             return rendered
-        return default_fence(tokens, idx, options, env)
+        # Any other fence: the renderer's own rule (code, highlighted through the `highlight` option).
+        return renderer.fence(tokens, idx, options, env)
 
     return fence
 
@@ -92,7 +98,7 @@ def render_lesson_markdown(source: str) -> RenderedLesson:
     """Render and sanitise a lesson body; raise LessonRenderError for a bad demo block."""
     md = _markdown()
     demos_seen: list[str] = []
-    md.add_render_rule("fence", _render_fence(md, demos_seen))
+    md.add_render_rule("fence", _render_fence(demos_seen))
     tokens = md.parse(source)
     toc = []
     for index, token in enumerate(tokens):

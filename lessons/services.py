@@ -33,17 +33,27 @@ CONTENT_VERSION_KEY = "lessons:content-version"
 # Each process remembers the version this long: one Redis round trip per page
 # instead of two, at the price of other processes seeing an edit up to a second late.
 VERSION_MEMO_S = 1.0
-_version_memo = {"value": None, "read_at": 0.0}
+
+
+@dataclass
+class _VersionMemo:
+    """The content version this process last read from Redis, and when (time.monotonic())."""
+
+    value: int | None = None
+    read_at: float = 0.0
+
+
+_version_memo = _VersionMemo()
 
 
 def _remembered_version() -> int | None:
-    if _version_memo["value"] is not None and time.monotonic() - _version_memo["read_at"] < VERSION_MEMO_S:
-        return _version_memo["value"]
+    if _version_memo.value is not None and time.monotonic() - _version_memo.read_at < VERSION_MEMO_S:
+        return _version_memo.value
     return None
 
 
 def _remember_version(version: int) -> int:
-    _version_memo.update(value=version, read_at=time.monotonic())
+    _version_memo.value, _version_memo.read_at = version, time.monotonic()
     return version
 
 
@@ -69,7 +79,7 @@ async def acontent_version() -> int:
 
 def content_changed() -> None:
     """Invalidate every cached reader page (prev/next links make them depend on each other)."""
-    _version_memo["value"] = None
+    _version_memo.value = None
     try:
         cache.incr(CONTENT_VERSION_KEY)
     except ValueError:  # not set yet: nothing cached under a version

@@ -4,10 +4,13 @@ Anonymous readers' pages are cached, keyed by a content version that every
 save bumps, and served from the cache by lessons.middleware; staff always get
 a fresh page (they may see drafts).
 """
+from typing import Any
+
 from django.core.cache import caches
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponseBase
 from django.shortcuts import get_object_or_404
-from django.views.generic import DetailView, ListView
+from django.template.response import SimpleTemplateResponse
+from django.views.generic import DetailView, ListView, View
 
 from lessons.models import Course, Lesson
 from lessons.services import CACHE_ERRORS, reader_page_key
@@ -15,20 +18,22 @@ from lessons.services import CACHE_ERRORS, reader_page_key
 READER_PAGE_TTL_S = 600
 
 
-class CachedForReadersMixin:
+class CachedForReadersMixin(View):
     """Cache what anonymous readers get; lessons.middleware serves the cached copies."""
 
-    def get(self, request, *args, **kwargs):
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """Answer the request; file an anonymous reader's GET (or HEAD) page under the current content version."""
         key = None
-        if not request.user.is_authenticated:
+        if request.method in ("GET", "HEAD") and not request.user.is_authenticated:
             try:
                 # The version is read before the content: an edit made meanwhile bumps it,
                 # so a page rendered from older content is never filed under the newer version.
                 key = reader_page_key(path=request.path)
             except CACHE_ERRORS:  # Redis down: readers still get the page, just uncached
                 pass
-        response = super().get(request, *args, **kwargs)
-        if key is not None:
+        response = super().dispatch(request, *args, **kwargs)
+        # The reader views answer with template responses; anything else would pass through uncached.
+        if key is not None and isinstance(response, SimpleTemplateResponse):
             response.add_post_render_callback(lambda rendered: _cache_quietly(key, rendered))
         return response
 
@@ -50,7 +55,7 @@ class HomeView(CachedForReadersMixin, ListView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         lessons = Lesson.objects.visible_to(self.request.user).select_related("course")
-        by_course = {}
+        by_course: dict[int, list[Lesson]] = {}
         for lesson in lessons:
             by_course.setdefault(lesson.course_id, []).append(lesson)
         context["course_lessons"] = [(course, by_course.get(course.id, [])) for course in context["courses"]]
@@ -72,7 +77,8 @@ class LessonDetailView(CachedForReadersMixin, DetailView):
         context = super().get_context_data(**kwargs)
         lesson = self.object
         # Neighbours among what this reader may see, in reading order.
-        siblings = list(Lesson.objects.visible_to(self.request.user).filter(course=lesson.course).only("id", "title", "slug", "position", "course"))
+        visible = Lesson.objects.visible_to(self.request.user).filter(course=lesson.course)
+        siblings = list(visible.only("id", "title", "slug", "position", "course"))
         index = next(i for i, sibling in enumerate(siblings) if sibling.id == lesson.id)
         context["previous_lesson"] = siblings[index - 1] if index > 0 else None
         context["next_lesson"] = siblings[index + 1] if index + 1 < len(siblings) else None
