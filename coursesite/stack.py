@@ -77,7 +77,7 @@ class Stack:
         return process
 
     def stop(self) -> None:
-        for name, process in reversed(self.children):
+        for _name, process in reversed(self.children):
             if process.poll() is None:
                 process.terminate()
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
@@ -149,13 +149,13 @@ def command_run(args: argparse.Namespace) -> int:
         say("Admin login: in another terminal run `make superuser`, then open /admin/")
         say("Ctrl-C stops everything.")
         while True:
-            for index, (name, process) in enumerate(stack.children):
-                if process.poll() is not None:
+            for index, (name, child) in enumerate(stack.children):
+                if child.poll() is not None:
                     # A crashed or killed server process comes back; the rest carry on.
-                    say(f"{name} exited with status {process.returncode}; restarting it")
+                    say(f"{name} exited with status {child.returncode}; restarting it")
                     time.sleep(RESTART_DELAY_S)
                     stack.children[index] = (name, subprocess.Popen(
-                        process.args, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, start_new_session=True
+                        child.args, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, start_new_session=True
                     ))
                     processes_file.write_text(json.dumps({n: p.pid for n, p in stack.children}))
             # make was killed without passing the signal on: stop rather than linger.
@@ -179,7 +179,8 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def command_test(args: argparse.Namespace) -> int:
-    test_root = Path(tempfile.mkdtemp(prefix="test-", dir=var_dir().mkdir(parents=True, exist_ok=True) or var_dir()))
+    var_dir().mkdir(parents=True, exist_ok=True)
+    test_root = Path(tempfile.mkdtemp(prefix="test-", dir=var_dir()))
     stack = Stack(test_root)
     signal.signal(signal.SIGTERM, _raise_stop)
     try:

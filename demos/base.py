@@ -31,8 +31,9 @@ from coursesite.processes import JobQueueSpec as JobQueue
 
 Placement = Literal["loop", "worker"]
 RunStatus = Literal["succeeded", "failed", "cancelled", "timed_out"]
+# Every `code` an `error` message may carry, on either websocket route (the step routes add the last two).
 ErrorCode = Literal["bad_message", "unknown_demo", "invalid_params", "busy", "unavailable", "unknown_run", "rate_limited",
-                    "too_big", "internal"]
+                    "too_big", "internal", "unknown_session", "invalid_step"]
 # The states a timeline lane can be in; what each means is in the widget's legend.
 LANE_STATES = frozenset({"running", "waiting", "queued", "blocked", "done", "failed"})
 

@@ -73,7 +73,7 @@ class DemoConsumer(GuardedJsonConsumer):
         ref = content.get("ref")
         if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH):
             raise ClientError("bad_message", f"`ref` must be a string of at most {MAX_REF_LENGTH} characters.")
-        extra = {"ref": ref} if ref is not None else {}
+        extra: dict[str, Any] = {"ref": ref} if ref is not None else {}
         demo = get_demo(content.get("demo"))
         if demo is None:
             raise ClientError("unknown_demo", "There is no demo by that name; GET /api/demos/ lists them.", **extra)
@@ -111,13 +111,13 @@ class DemoConsumer(GuardedJsonConsumer):
 
     async def run_message(self, event: dict[str, Any]) -> None:
         """A worker run's message, relayed from its group."""
-        run = self.runs.get(event["message"].get("run"))
+        run = self.runs.get(str(event["message"].get("run")))
         if run is not None:
             await run.relay(event)
 
     async def run_alive(self, event: dict[str, Any]) -> None:
         """A worker run's heartbeat: it is still going."""
-        run = self.runs.get(event.get("run"))
+        run = self.runs.get(str(event.get("run")))
         if run is not None:
             await run.relay(event)
 

@@ -12,7 +12,8 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from demos.models import MAX_STORED_EVENTS
 

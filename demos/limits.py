@@ -34,7 +34,8 @@ async def acquire_slot(*, placement: str, run_id: str, time_limit_s: float) -> f
     """Take a slot; None on success, else seconds after which one should free up."""
     now = time.time()
     deadline = now + time_limit_s + settings.DEMO_SLOT_GRACE_S
-    earliest = await async_redis().eval(ACQUIRE_SCRIPT, 1, keys.runs_in_flight(placement), now, cap_for(placement), deadline, run_id)
+    earliest = await async_redis().eval(
+        ACQUIRE_SCRIPT, 1, keys.runs_in_flight(placement), now, cap_for(placement), deadline, run_id)
     if not earliest:
         return None
     # Most runs end long before their deadline; suggest a short, honest wait.
@@ -51,7 +52,9 @@ async def socket_admit(*, ip: str) -> bool:
     key = keys.sockets_of_address(ip)
     # One round trip for both; the expiry means a crashed process cannot pin an address for ever.
     async with client.pipeline(transaction=True) as pipe:
-        count, _ = await pipe.incr(key).expire(key, settings.DEMO_SOCKET_COUNT_TTL_S).execute()
+        pipe.incr(key)
+        pipe.expire(key, settings.DEMO_SOCKET_COUNT_TTL_S)
+        count, _ = await pipe.execute()
     if count > settings.DEMO_SOCKETS_PER_IP:
         await client.decr(key)
         return False

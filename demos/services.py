@@ -59,7 +59,7 @@ FINISH_ONE_SQL = _finish_sql("s")
 
 def _finish_params(endings: list[tuple]) -> dict[str, Any]:
     """Endings are (run id, status, summary JSON, events JSON or None, dropped or None)."""
-    ids, statuses, summaries, events, dropped = zip(*endings)
+    ids, statuses, summaries, events, dropped = zip(*endings, strict=True)
     return {"running": Run.Status.RUNNING, "ids": list(ids), "statuses": list(statuses), "summaries": list(summaries),
             "finished": [timezone.now()] * len(endings), "events": list(events), "dropped": list(dropped)}
 
@@ -88,13 +88,15 @@ def run_finish_with_events(*, run_id: str, status: str, summary: dict[str, Any],
 CREATE_MANY_SQL = f"""
     INSERT INTO {Run._meta.db_table} (id, demo, placement, params, status, summary, events, events_dropped, created_at)
     SELECT id, demo, placement, params, %s, '{{}}', '[]', 0, created_at
-    FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::jsonb[], %b::timestamptz[]) AS new(id, demo, placement, params, created_at)
+    FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::jsonb[], %b::timestamptz[])
+         AS new(id, demo, placement, params, created_at)
 """
 
 
 async def _create_runs(rows: list[tuple]) -> list[None]:
-    ids, demos, placements, params, created = zip(*rows)
-    await loop_db.fetch_all(CREATE_MANY_SQL, (Run.Status.RUNNING, list(ids), list(demos), list(placements), list(params), list(created)))
+    ids, demos, placements, params, created = zip(*rows, strict=True)
+    await loop_db.fetch_all(
+        CREATE_MANY_SQL, (Run.Status.RUNNING, list(ids), list(demos), list(placements), list(params), list(created)))
     return [None] * len(rows)
 
 
@@ -122,7 +124,8 @@ async def run_finish_on_loop(*, run_id: str, status: str, summary: dict[str, Any
     return await _finish_batched((run_id, status, json.dumps(summary), None, None))
 
 
-async def run_finish_with_events_on_loop(*, run_id: str, status: str, summary: dict[str, Any], events_json: str, dropped: int) -> bool:
+async def run_finish_with_events_on_loop(*, run_id: str, status: str, summary: dict[str, Any], events_json: str,
+                                         dropped: int) -> bool:
     """As `run_finish_on_loop`, keeping the run's events for replay (see `_finish_sql`)."""
     return await _finish_batched((run_id, status, json.dumps(summary), events_json, dropped))
 

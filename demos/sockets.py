@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from demos.base import ErrorMessage
+from demos.base import ErrorCode, ErrorMessage
 from demos.limits import MessageBudget
 
 logger = logging.getLogger("demos.sockets")
@@ -36,9 +37,9 @@ _JSON_BRACKET = re.compile(r"[\[\]{}]")
 class ClientError(Exception):
     """Something the client did wrong, reported to it as an `error` message with a code."""
 
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, code: ErrorCode, message: str, **extra: Any) -> None:
         super().__init__(message)
-        self.code = code
+        self.code: ErrorCode = code
         self.extra = extra
 
 
@@ -81,7 +82,8 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
             return  # frames already in flight when this socket was closed
         size = len(text_data) if text_data is not None else len(bytes_data or b"")
         if size > self.max_frame_chars:
-            await self.send_error(ClientError("too_big", f"A frame may hold at most {self.max_frame_chars} characters; closing this connection."))
+            await self.send_error(ClientError(
+                "too_big", f"A frame may hold at most {self.max_frame_chars} characters; closing this connection."))
             await self.close_with(CLOSE_TOO_BIG)
             return
         verdict = self.message_budget.spend()
@@ -91,13 +93,15 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             if verdict == "refuse":
-                raise ClientError("rate_limited", "Too many messages at once; slow down and try again in a second.", retry_after_s=1)
+                raise ClientError("rate_limited", "Too many messages at once; slow down and try again in a second.",
+                                  retry_after_s=1)
             await self.receive_json(self.decode_frame(text_data))
         except ClientError as error:
             await self.send_error(error)
         except Exception:
             logger.exception("%s failed on a message", type(self).__name__)
-            await self.send_error(ClientError("internal", "Something went wrong on the server with that message; this connection still works."))
+            await self.send_error(ClientError(
+                "internal", "Something went wrong on the server with that message; this connection still works."))
 
     def decode_frame(self, text_data: str | None) -> dict:
         """The frame as a JSON object, or ClientError("bad_message")."""
@@ -122,10 +126,16 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_error(self, error: ClientError) -> None:
         """Report a ClientError to this socket as an `error` message."""
-        message: ErrorMessage = {"type": "error", "code": error.code, "message": str(error), **error.extra}  # type: ignore[typeddict-item]
+        message: ErrorMessage = {"type": "error", "code": error.code, "message": str(error)}
+        if "ref" in error.extra:
+            message["ref"] = error.extra["ref"]
+        if "run" in error.extra:
+            message["run"] = error.extra["run"]
+        if "retry_after_s" in error.extra:
+            message["retry_after_s"] = error.extra["retry_after_s"]
         await self.safe_send(message)
 
-    async def safe_send(self, message: dict) -> None:
+    async def safe_send(self, message: Mapping[str, Any]) -> None:
         """Send a message unless the socket has gone; a closed socket is not an error here."""
         try:
             await self.send_json(message)

@@ -34,7 +34,9 @@ from coursesite import keys
 from coursesite.loop_db import DatabaseUnavailable
 from coursesite.redis_clients import async_redis
 from demos import workers
-from demos.base import AcceptedMessage, Demo, FinishedMessage, ProtocolMessage, RunCancelled, RunStatus, RunTimedOut
+from demos.base import (
+    AcceptedMessage, Demo, ErrorCode, FinishedMessage, ProtocolMessage, RunCancelled, RunStatus, RunTimedOut,
+)
 from demos.events import EventRecorder, encode_events, encode_events_cooperatively
 from demos.limits import acquire_slot, release_slot
 from demos.models import Run
@@ -49,7 +51,7 @@ Send = Callable[[ProtocolMessage], Awaitable[None]]
 class RunRefused(Exception):
     """The run could not start; `code` and `retry_after_s` are what the reader is told."""
 
-    def __init__(self, code: str, message: str, *, retry_after_s: float | None = None, run_id: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, retry_after_s: float | None = None, run_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.retry_after_s = retry_after_s
@@ -353,7 +355,8 @@ class WorkerRun(SupervisedRun):
             await self._enqueue()
         except Exception:  # broker unreachable
             await self._finish_here("failed", {"text": "Not started: the job queue is unavailable.", "elapsed_ms": 0.0})
-            raise RunRefused("unavailable", "The job queue is unavailable right now; try again shortly.", run_id=self.run_id) from None
+            raise RunRefused("unavailable", "The job queue is unavailable right now; try again shortly.",
+                             run_id=self.run_id) from None
         self._watchdog = asyncio.create_task(self._watch())
 
     async def _enqueue(self) -> None:
@@ -484,9 +487,10 @@ async def settle(runs: Iterable[SupervisedRun], reason: str) -> None:
     runs = list(runs)
     if not runs:
         return
-    stopping = asyncio.ensure_future(asyncio.gather(*(run.cancel(reason) for run in runs), return_exceptions=True))
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(
+        asyncio.gather(*(run.cancel(reason) for run in runs), return_exceptions=True))
     while True:
-        pending = [task for task in (stopping,) if not task.done()]
+        pending: list[asyncio.Future[Any]] = [task for task in (stopping,) if not task.done()]
         pending += [asyncio.ensure_future(run.wait()) for run in runs if not run.ended]
         if not pending:
             return

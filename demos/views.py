@@ -10,7 +10,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from demos.models import Run
-from demos.registry import DEMOS, describe, get_demo
+from demos.registry import DEMOS, demo_module, describe, get_demo
 
 
 def demo_list(request):
@@ -26,8 +26,8 @@ def demo_detail(request, slug: str):
     demo = get_demo(slug)
     if demo is None:
         raise Http404("No such demo")
-    source = inspect.getsource(demo)
-    path = Path(inspect.getfile(demo)).resolve()
+    source = inspect.getsource(demo_module(demo))
+    path = Path(inspect.getfile(demo_module(demo))).resolve()
     try:
         path = path.relative_to(settings.BASE_DIR)
     except ValueError:

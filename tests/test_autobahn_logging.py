@@ -12,7 +12,7 @@ def test_autobahn_log_helpers_are_deferred_and_render_as_before():
     assert websocket_protocol.pformat is not pprint.pformat
     assert websocket_protocol.hltype is not util.hltype
     settings = [("openHandshakeTimeout", 5, "WebSocketServerFactory")]
-    assert "{attrs}".format(attrs=websocket_protocol.pformat(settings)) == pprint.pformat(settings)
-    assert "{value}".format(value=websocket_protocol.hlval(42)) == util.hlval(42)
+    assert f"{websocket_protocol.pformat(settings)}" == pprint.pformat(settings)
+    assert f"{websocket_protocol.hlval(42)}" == util.hlval(42)
     assert str(websocket_protocol.hltype(test_autobahn_log_helpers_are_deferred_and_render_as_before)) == util.hltype(
         test_autobahn_log_helpers_are_deferred_and_render_as_before)

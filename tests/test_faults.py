@@ -45,16 +45,17 @@ def http_status(url: str) -> tuple[int, dict | str]:
         return error.code, json.loads(body) if url.endswith("healthz") else body
 
 
-def wait_until(check, timeout_s: float, what: str):
+async def wait_until(check, timeout_s: float, what: str):
+    """Poll a blocking check (an HTTP call, a process table) off the loop until it holds."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            result = check()
+            result = await asyncio.to_thread(check)
             if result:
                 return result
         except OSError:
             pass
-        time.sleep(0.3)
+        await asyncio.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -116,10 +117,10 @@ async def test_killed_worker_fails_its_run_and_a_restarted_worker_takes_new_ones
     record = json.loads(http_status(f"{site.url}/api/runs/{accepted['run']}/")[1])
     assert record["status"] == "failed"
     # The supervisor brings a worker back, and it takes new runs.
-    wait_until(lambda: worker_count(site) >= 1, 60, "a restarted worker")
+    await wait_until(lambda: worker_count(site) >= 1, 60, "a restarted worker")
     assert (await run_to_end(site, *SHORT_WORKER_RUN))["status"] == "succeeded"
     # The killed job was acknowledged on receipt: it is not run a second time.
-    time.sleep(2)
+    await asyncio.sleep(2)
     assert json.loads(http_status(f"{site.url}/api/runs/{accepted['run']}/")[1])["status"] == "failed"
 
 
@@ -132,7 +133,7 @@ async def test_redis_down_means_unavailable_not_a_hang_and_recovery_needs_no_res
         streaming = await reader.send_run(*LONG_LOOP_RUN)
         assert streaming["type"] == "accepted"
         os.kill(int((redis_dir / "redis.pid").read_text()), signal.SIGKILL)
-        time.sleep(0.5)
+        await asyncio.sleep(0.5)
         asked = time.monotonic()
         refused = await reader.send_run(*SHORT_LOOP_RUN)
         assert refused["type"] == "error" and refused["code"] == "unavailable", refused
@@ -150,7 +151,7 @@ async def test_redis_down_means_unavailable_not_a_hang_and_recovery_needs_no_res
         again = await reader.send_run(*SHORT_LOOP_RUN)
         assert again["type"] == "accepted", again
         assert (await reader.until_finished(again["run"], timeout=15))["status"] == "succeeded"
-    wait_until(lambda: worker_count(site) >= 1, 60, "the worker reconnecting to Redis")
+    await wait_until(lambda: worker_count(site) >= 1, 60, "the worker reconnecting to Redis")
     finished = await run_to_end(site, *SHORT_WORKER_RUN, timeout=40)
     assert finished["status"] == "succeeded", finished
 
@@ -172,7 +173,7 @@ async def test_postgres_down_means_unavailable_and_a_restart_is_survived_by_site
 
         # Started the way `make run` starts it, so it listens where the site expects.
         assert EmbeddedPostgres(pgdata).start() == site.services["DATABASE_URL"]
-    status, page = wait_until(
+    status, page = await wait_until(
         lambda: (result := http_status(site.url + "/concurrency-and-async/the-event-loop/")) and result[0] == 200 and result,
         20, "the lesson page after the restart",
     )
@@ -185,7 +186,7 @@ async def test_worker_demos_say_unavailable_at_once_while_loop_demos_still_run(s
     worker_pid = site.pids["celery worker"]
     os.killpg(worker_pid, signal.SIGSTOP)  # a worker that answers nothing
     try:
-        time.sleep(6)  # outlast the site's 5 s memory of a live worker
+        await asyncio.sleep(6)  # outlast the site's 5 s memory of a live worker
         async with Reader(site) as reader:
             asked = time.monotonic()
             refused = await reader.send_run(*SHORT_WORKER_RUN)
@@ -206,7 +207,7 @@ async def test_daphne_sigterm_records_in_flight_runs_as_cancelled(site):
             while True:
                 await reader.next(10)
     # The supervisor restarts Daphne; the run was recorded as cancelled, not left running.
-    record = wait_until(
+    record = await wait_until(
         lambda: json.loads(http_status(f"{site.url}/api/runs/{accepted['run']}/")[1]), 30, "Daphne to come back"
     )
     assert record["status"] == "cancelled", record

@@ -5,7 +5,8 @@ from .base import STORAGES
 # Tests render templates without running collectstatic first.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 # Serve static files from the source folders: the suite never runs collectstatic.
-STATIC_ROOT = None
+# (base sets a Path; None is Django's own "no root", hence the ignore)
+STATIC_ROOT = None  # type: ignore[assignment]
 WHITENOISE_USE_FINDERS = True
 # Fast hashing: the admin login in tests need not resist brute force.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

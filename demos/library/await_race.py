@@ -18,7 +18,8 @@ from demos.params import ChoiceParam, IntParam, ParamError
 
 slug = "await-race"
 title = "A race condition across an await"
-concept = "One thread is enough for a race: tasks that read, await, then write a shared value lose updates unless a lock spans the await."
+concept = ("One thread is enough for a race: tasks that read, await, then write a shared value lose updates "
+           "unless a lock spans the await.")
 placement = "loop"  # only awaits, bounded work: safe on the web loop
 time_limit_s = 30.0
 lanes = "task"

@@ -23,7 +23,8 @@ from demos.params import ChoiceParam, IntParam
 
 slug = "blocking-the-loop"
 title = "Blocking the event loop"
-concept = "A blocking call inside async code freezes every task on the loop for as long as it blocks; awaiting or offloading it does not."
+concept = ("A blocking call inside async code freezes every task on the loop for as long as it blocks; "
+           "awaiting or offloading it does not.")
 placement = "worker"  # it blocks a loop on purpose: its own sandbox loop, in a worker
 time_limit_s = 30.0
 lanes = "request"
@@ -84,7 +85,7 @@ async def _serve(mode: str, block_s: float, request_count: int, emit, run_ms) ->
             await asyncio.sleep(block_s)
         elif mode == "block":
             emit("state", lane=0, state="blocked", label="time.sleep(...) on the loop")
-            time.sleep(block_s)  # the mistake this demo exists to show
+            time.sleep(block_s)  # noqa: ASYNC251  (the mistake this demo exists to show, on its own sandbox loop)
         else:
             emit("state", lane=0, state="waiting", label="await asyncio.to_thread(time.sleep, ...)")
             await asyncio.to_thread(time.sleep, block_s)

@@ -18,6 +18,7 @@ def test_sweep_marks_only_old_running_runs_failed(capsys):
     Run.objects.filter(id=done.id).update(created_at=timezone.now() - timedelta(hours=1))
     call_command("sweep_runs")
     assert "1 stale run(s)" in capsys.readouterr().out
-    stale.refresh_from_db(); fresh.refresh_from_db(); done.refresh_from_db()
+    for run in (stale, fresh, done):
+        run.refresh_from_db()
     assert (stale.status, fresh.status, done.status) == ("failed", "running", "succeeded")
     assert "interrupted" in stale.summary["text"]

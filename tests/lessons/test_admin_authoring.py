@@ -88,7 +88,8 @@ def test_reorder_and_unpublish_from_the_list(author):
     }
     response = client.post("/admin/lessons/lesson/", data)
     assert response.status_code == 302, response.content.decode()[:3000]
-    a.refresh_from_db(); b.refresh_from_db()
+    a.refresh_from_db()
+    b.refresh_from_db()
     assert (a.position, a.published, b.position) == (5, False, 1)
 
 

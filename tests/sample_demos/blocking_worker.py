@@ -21,7 +21,7 @@ def run(params, emit):
     async def sandbox():
         for step in range(params["steps"]):
             emit("state", lane=step, state="running")
-            time.sleep(params["block_ms"] / 1000)  # blocks this loop: exactly the point
+            time.sleep(params["block_ms"] / 1000)  # noqa: ASYNC251  (blocks this sandbox loop: exactly the point)
             emit("state", lane=step, state="done")
             emit("progress", done=step + 1, total=params["steps"])
 

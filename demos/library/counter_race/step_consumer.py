@@ -71,7 +71,8 @@ class StepConsumer(GuardedJsonConsumer):
         if len(self.sessions) + self.opening >= MAX_SESSIONS_PER_SOCKET:
             raise ClientError("busy", f"You already have {MAX_SESSIONS_PER_SOCKET} step sessions open; close one first.", **extra)
         if _sessions_in_process >= MAX_SESSIONS_PER_PROCESS:
-            raise ClientError("busy", "Too many readers are stepping through transactions right now; try again in a minute.", **extra)
+            raise ClientError("busy", "Too many readers are stepping through transactions right now; try again in a minute.",
+                              **extra)
         self.opening += 1
         _sessions_in_process += 1
         started = False
