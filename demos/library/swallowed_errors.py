@@ -246,7 +246,7 @@ def run(params, emit):
     failures, lines = sorted(box.failed_at), sorted(moment for moment, _, _ in box.logged)
     if failures and len(lines) == len(failures):
         # Each line against the failure it follows: how long the failed task object lived on.
-        log_delay_ms = round(max(line - failed for line, failed in zip(lines, failures)) * 1000, 1)
+        log_delay_ms = round(max(line - failed for line, failed in zip(lines, failures, strict=True)) * 1000, 1)
     else:
         log_delay_ms = None
     raised_after_return = sum(1 for moment in failures if moment > measured["returned_at"])
@@ -258,8 +258,10 @@ def run(params, emit):
             where = (f"asyncio logged nothing while the set held the tasks; {_count(at_teardown, 'line')} "
                      f"'{NEVER_RETRIEVED}' appeared only when the demo emptied the set at teardown")
         elif never_retrieved:
-            where = (f"the only trace is {_count(never_retrieved, 'line')} '{NEVER_RETRIEVED}', each logged "
-                     f"within {max(log_delay_ms, 0.1)} ms of its failure, when the unreferenced task object was freed")
+            # The delay is only known when every failure got its line; otherwise leave the figure out.
+            within = f" within {max(log_delay_ms, 0.1)} ms of its failure" if log_delay_ms is not None else ""
+            where = (f"the only trace is {_count(never_retrieved, 'line')} '{NEVER_RETRIEVED}', each logged"
+                     f"{within}, when the unreferenced task object was freed")
         else:
             where = "asyncio logged nothing about them"
         text = (f"{raised} after the caller had returned ({still_running} still running); "

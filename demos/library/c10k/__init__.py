@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from demos.params import ChoiceParam, IntParam
@@ -67,31 +68,41 @@ def _count_descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def _start(role_args: list[str], lines: queue.Queue, name: str, max_seconds: int) -> subprocess.Popen:
+@dataclass
+class _Side:
+    """One sandbox process (server or client) and the thread forwarding its output."""
+
+    process: subprocess.Popen[str]
+    forwarder: threading.Thread
+
+
+def _start(role_args: list[str], lines: queue.Queue[tuple[str, str | None]], name: str, max_seconds: int) -> _Side:
     """Start one side, with a thread forwarding its output lines (stderr included) to `lines`."""
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--max-seconds", str(max_seconds), *role_args],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    stdout = process.stdout
+    assert stdout is not None  # PIPE was asked for
 
     def forward() -> None:
-        with process.stdout:  # closed here, by its only reader
-            for line in process.stdout:
+        with stdout:  # closed here, by its only reader
+            for line in stdout:
                 lines.put((name, line.strip()))
         lines.put((name, None))
 
-    process.forwarder = threading.Thread(target=forward, name=f"c10k-{name}-output", daemon=True)
-    process.forwarder.start()
-    return process
+    forwarder = threading.Thread(target=forward, name=f"c10k-{name}-output", daemon=True)
+    forwarder.start()
+    return _Side(process, forwarder)
 
 
-def _stop(process: subprocess.Popen | None) -> None:
-    if process is None:
+def _stop(side: _Side | None) -> None:
+    if side is None:
         return
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=5)
-    process.forwarder.join(timeout=2)
+    if side.process.poll() is None:
+        side.process.kill()
+    side.process.wait(timeout=5)
+    side.forwarder.join(timeout=2)
 
 
 def _decode(line: str) -> dict:
@@ -108,7 +119,7 @@ def run(params, emit):
     started = time.perf_counter()
     deadline = started + time_limit_s - 8
     max_seconds = int(time_limit_s) + 5
-    lines: queue.Queue = queue.Queue()
+    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
     server_label = "server: one event loop" if mode == "event-loop" else "server: thread per connection"
     emit("lanes", count=2, labels=[server_label, "client"])
     if target < params["connections"]:
@@ -116,6 +127,7 @@ def run(params, emit):
 
     server = client = None
     diagnostics: list[str] = []
+    name: str | None  # the side a line came from; None when no line arrived in time
     try:
         server = _start(["server", mode], lines, "server", max_seconds)
         port = None
@@ -133,8 +145,8 @@ def run(params, emit):
             port = message.get("port")
             if port is None:
                 diagnostics.append(message.get("error") or message.get("text", ""))
-        baseline_rss, baseline_threads = _read_status(server.pid)
-        baseline_descriptors = _count_descriptors(server.pid)
+        baseline_rss, baseline_threads = _read_status(server.process.pid)
+        baseline_descriptors = _count_descriptors(server.process.pid)
         emit("state", lane=0, state="waiting", label="listening")
         emit("log", text=f"Idle server: {baseline_rss / MIB:.1f} MiB resident, {baseline_threads} thread(s), "
                          f"descriptor limit {message.get('descriptor_limit'):,}.")
@@ -178,8 +190,8 @@ def run(params, emit):
                     finished_at = now
             if now - last_sample >= SAMPLE_EVERY_S or finished_at is not None:
                 last_sample = now
-                rss, threads = _read_status(server.pid)
-                held = _count_descriptors(server.pid) - baseline_descriptors
+                rss, threads = _read_status(server.process.pid)
+                held = _count_descriptors(server.process.pid) - baseline_descriptors
                 peak_threads = max(peak_threads, threads)
                 emit("metric", name="open_connections", value=held, unit="connections")
                 emit("metric", name="server_rss_mib", value=round(rss / MIB, 2), unit="MiB")
@@ -189,8 +201,8 @@ def run(params, emit):
             if finished_at is not None and now - finished_at >= SETTLE_S:
                 break
 
-        held_rss, held_threads = _read_status(server.pid)
-        held = _count_descriptors(server.pid) - baseline_descriptors
+        held_rss, held_threads = _read_status(server.process.pid)
+        held = _count_descriptors(server.process.pid) - baseline_descriptors
         peak_threads = max(peak_threads, held_threads)
         elapsed_ms = (time.perf_counter() - started) * 1000
     finally:
@@ -201,7 +213,7 @@ def run(params, emit):
     growth = held_rss - baseline_rss
     per_connection = growth / held if held > 0 else 0.0
     projected_mib = per_connection * 10_000 / MIB
-    summary = {
+    summary: dict[str, int | float | str] = {
         "connections_held": held,
         "rss_bytes_per_connection": round(per_connection),
         "threads_used": peak_threads,
@@ -213,7 +225,8 @@ def run(params, emit):
     }
     if mode == "event-loop":
         summary["text"] = (
-            f"{peak_threads} thread{'s' if peak_threads > 1 else ''} held {held:,} open connections and answered {answered:,} requests; the server grew "
+            f"{peak_threads} thread{'s' if peak_threads > 1 else ''} held {held:,} open connections "
+            f"and answered {answered:,} requests; the server grew "
             f"by {growth / MIB:.1f} MiB, about {per_connection / 1024:.1f} KiB per connection."
         )
     else:

@@ -36,6 +36,7 @@ import socket
 import socketserver
 import sys
 import threading
+from typing import Any
 
 REQUEST_BYTES = 64
 PR_SET_PDEATHSIG = 1
@@ -67,7 +68,10 @@ def listening_socket() -> socket.socket:
 class EchoProtocol(asyncio.Protocol):
     """One connection on the loop: this object and its transport, called back when bytes arrive."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a TCP server hands each protocol a full transport
         self.transport = transport
         self.partial_line = b""  # a request split across two reads waits here
 
@@ -155,7 +159,8 @@ async def open_and_hold(port: int, count: int, hold_ms: int) -> None:
     reporter = asyncio.create_task(report())
     connections = asyncio.gather(*(one_connection(index) for index in range(count)))
     waiting_for_all = asyncio.create_task(all_open.wait())
-    await asyncio.wait([connections, waiting_for_all], return_when=asyncio.FIRST_COMPLETED)
+    first_to_finish: list[asyncio.Future[Any]] = [connections, waiting_for_all]
+    await asyncio.wait(first_to_finish, return_when=asyncio.FIRST_COMPLETED)
     if connections.done():
         connections.result()  # raises the first connection error
     emit(stage="all_open", opened=opened)

@@ -24,7 +24,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from django.db import connection, connections, transaction
 from django.db.models import F
@@ -36,7 +37,8 @@ from demos.library.counter_race.stepper_sandbox import ACTIONS
 
 slug = "counter-race"
 title = "The counter race"
-concept = "Read, add one in Python, write back: concurrent clients overwrite each other's increments unless the database does the adding, locks the row, or rejects stale writes."
+concept = ("Read, add one in Python, write back: concurrent clients overwrite each other's increments unless the "
+           "database does the adding, locks the row, or rejects stale writes.")
 placement = "worker"  # threads, real connections, blocking sleeps
 time_limit_s = 90.0
 lanes = "client"
@@ -159,10 +161,10 @@ class _Trial:
     clients: list[_Client]
     emit: Any
     capture_sql: bool
+    start: threading.Barrier  # every thread waits here until all connections are open
     stop: threading.Event = field(default_factory=threading.Event)
     clients_done: threading.Event = field(default_factory=threading.Event)
     errors: list[BaseException] = field(default_factory=list)
-    start: threading.Barrier | None = None
     started_at: float = 0.0
     final: int | None = None
     conflict_logged: bool = False
@@ -172,8 +174,7 @@ class _Trial:
         with self.lock:
             self.errors.append(error)
         self.stop.set()
-        if self.start is not None:
-            self.start.abort()
+        self.start.abort()
 
     def increments_done(self) -> int:
         return sum(client.increments_done for client in self.clients)
@@ -187,7 +188,7 @@ def _pause(window_s: float) -> None:
         time.sleep(window_s)
 
 
-def _read_modify_write(trial: _Trial, client: _Client, sql: "_SqlCapture | None") -> None:
+def _read_modify_write(trial: _Trial, client: _Client, sql: _SqlCapture | None) -> None:
     client.begin_attempt()
     client.show("running", "read")
     value = counters().filter(pk=trial.counter_id).values_list("n", flat=True)[0]
@@ -197,7 +198,7 @@ def _read_modify_write(trial: _Trial, client: _Client, sql: "_SqlCapture | None"
     counters().filter(pk=trial.counter_id).update(n=value + 1)  # may overwrite a newer value
 
 
-def _atomic_update(trial: _Trial, client: _Client, sql: "_SqlCapture | None") -> None:
+def _atomic_update(trial: _Trial, client: _Client, sql: _SqlCapture | None) -> None:
     client.begin_attempt()
     # Same pause as the other modes, so throughput compares like with like; nothing was read before it.
     client.show("waiting", "gap")
@@ -206,7 +207,7 @@ def _atomic_update(trial: _Trial, client: _Client, sql: "_SqlCapture | None") ->
     counters().filter(pk=trial.counter_id).update(n=F("n") + 1)
 
 
-def _select_for_update(trial: _Trial, client: _Client, sql: "_SqlCapture | None") -> None:
+def _select_for_update(trial: _Trial, client: _Client, sql: _SqlCapture | None) -> None:
     client.begin_attempt()
     client.show("blocked", "waiting for the row lock")
     with transaction.atomic():
@@ -223,7 +224,7 @@ def _select_for_update(trial: _Trial, client: _Client, sql: "_SqlCapture | None"
         sql.note("COMMIT")
 
 
-def _optimistic(trial: _Trial, client: _Client, sql: "_SqlCapture | None") -> None:
+def _optimistic(trial: _Trial, client: _Client, sql: _SqlCapture | None) -> None:
     while not trial.stop.is_set():
         client.begin_attempt()
         client.show("running", "read")
@@ -246,7 +247,7 @@ def _optimistic(trial: _Trial, client: _Client, sql: "_SqlCapture | None") -> No
     raise _Stopped()
 
 
-INCREMENT: dict[str, Callable[[_Trial, _Client, "_SqlCapture | None"], None]] = {
+INCREMENT: dict[str, Callable[[_Trial, _Client, _SqlCapture | None], None]] = {
     "read-modify-write": _read_modify_write,
     "atomic-update": _atomic_update,
     "select-for-update": _select_for_update,
@@ -389,9 +390,9 @@ def _run_trial(*, number: int, values: dict[str, Any], emit: Any) -> dict[str, A
         counter_id=counter_id, mode=values["mode"], window_s=values["window_ms"] / 1000, increments=increments,
         clients=[_Client(index=i, emit=emit, every=every, budget=per_lane_budget) for i in range(workers)],
         emit=emit, capture_sql=number == 0,
+        # The clients, the monitor and this thread; the timeout frees them all if a connection never opens.
+        start=threading.Barrier(workers + 2, timeout=30),
     )
-    # The clients, the monitor and this thread; the timeout frees them all if a connection never opens.
-    trial.start = threading.Barrier(workers + 2, timeout=30)
     threads = [threading.Thread(target=_client_thread, args=(trial, client), name=f"counter-race-client-{client.index}")
                for client in trial.clients]
     monitor = threading.Thread(target=_monitor_thread, args=(trial,), name="counter-race-monitor")
@@ -423,10 +424,12 @@ def _run_trial(*, number: int, values: dict[str, Any], emit: Any) -> dict[str, A
 
     elapsed_s = max(client.finished_at for client in trial.clients) - trial.started_at
     expected = trial.increments_done()
+    final = trial.final
+    assert final is not None  # the monitor's last reading: without it the trial raised its error above
     return {
         "expected": expected,
-        "final": trial.final,
-        "lost": expected - trial.final,
+        "final": final,
+        "lost": expected - final,
         "elapsed_s": elapsed_s,
         "retries": sum(client.retries for client in trial.clients),
         "lock_wait_ms_by_client": [round(client.lock_wait_s * 1000, 1) for client in trial.clients],
@@ -494,7 +497,8 @@ def run(params, emit):
         "elapsed_ms": round(elapsed_s * 1000, 1),
         "increments_per_s": round(increments_per_s, 1),
         "lock_wait_ms": round(lock_wait_ms, 1),
-        "lock_wait_ms_by_client": [round(sum(waits), 1) for waits in zip(*(r["lock_wait_ms_by_client"] for r in results))],
+        "lock_wait_ms_by_client": [round(sum(waits), 1)
+                                   for waits in zip(*(r["lock_wait_ms_by_client"] for r in results), strict=True)],
         "retries": retries,
         "connections": max(result["connections"] for result in results),
     }

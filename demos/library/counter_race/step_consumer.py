@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
 from django.conf import settings
 
@@ -126,7 +127,7 @@ class StepConsumer(GuardedJsonConsumer):
             await asyncio.sleep(IDLE_LIMIT_S - quiet_for)
         await self.end_session(session, reason="idle")
 
-    async def end_session(self, session: StepSession, *, reason: str) -> None:
+    async def end_session(self, session: StepSession, *, reason: Literal["closed", "idle", "failed"]) -> None:
         global _sessions_in_process
         if self.sessions.pop(session.session_id, None) is None:
             return  # already ending

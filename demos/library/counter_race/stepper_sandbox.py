@@ -32,6 +32,8 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
@@ -68,10 +70,21 @@ COMMIT = "COMMIT"
 TRANSACTIONS = ("T1", "T2")
 
 
+@dataclass(eq=False)
+class PendingStatement:
+    """The step a transaction is running, from the moment it is queued until it is reported."""
+
+    action: str
+    started: float  # time.monotonic() when the step was queued
+    sql: str = ""  # the statement as sent, once the transaction's thread has built it
+    reported_blocked: bool = False
+    waiting_for: list[str] = field(default_factory=list)  # the lock holders named when it was reported blocked
+
+
 class Transaction:
     """One transaction: its connection, its command queue, the thread that runs it."""
 
-    def __init__(self, name: str, conninfo: str, stepper: "Stepper") -> None:
+    def __init__(self, name: str, conninfo: str, stepper: Stepper) -> None:
         self.name = name
         self.stepper = stepper
         self.connection = psycopg.connect(
@@ -83,8 +96,8 @@ class Transaction:
         self.done_steps = 0  # index into ACTIONS[scenario] of the next allowed step
         self.failed = False
         self.value_read: int | None = None
-        # Set while a statement runs: (sql, action, started, reported_blocked); guarded by `lock`.
-        self.pending: dict | None = None
+        # Set while a statement runs; guarded by `lock`.
+        self.pending: PendingStatement | None = None
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._work, name=f"stepper-{name}", daemon=True)
         self.thread.start()
@@ -104,6 +117,12 @@ class Transaction:
             if action is None:
                 return
             self.stepper.run_step(self, action)
+
+
+def _first_int(row: tuple[Any, ...] | None) -> int:
+    """The first column, as an int, of a row the statement always returns (the row lives as long as the session)."""
+    assert row is not None
+    return int(row[0])
 
 
 class Stepper:
@@ -151,7 +170,8 @@ class Stepper:
             return
         if transaction.finished:
             ended = "failed and rolled back" if transaction.failed else "committed"
-            self.say({"error": "invalid_step", "message": f"{tx_name} has already {ended}; press Reset to start again.", **refuse})
+            self.say({"error": "invalid_step", "message": f"{tx_name} has already {ended}; press Reset to start again.",
+                      **refuse})
             return
         expected = steps[transaction.done_steps]
         if action != expected:
@@ -164,34 +184,40 @@ class Stepper:
             self.say({"error": "invalid_step", "message": message, **refuse})
             return
         with transaction.lock:
-            transaction.pending = {"action": action, "sql": "", "started": time.monotonic(), "reported_blocked": False}
+            transaction.pending = PendingStatement(action=action, started=time.monotonic())
         transaction.commands.put(action)
 
     def run_step(self, transaction: Transaction, action: str) -> None:
         """Run one statement on `transaction`'s thread and report it."""
-        template = STATEMENTS[self.scenario].get(action)
+        params: list[int]
         if action == "begin":
             query, params = BEGIN, []
         elif action == "commit":
             query, params = COMMIT, []
         elif action == "write":
-            query, params = template.format(table=self.table), [transaction.value_read + 1, self.row_id]
+            value_read = transaction.value_read
+            assert value_read is not None  # the scenario's read step always comes before its write
+            query, params = STATEMENTS[self.scenario][action].format(table=self.table), [value_read + 1, self.row_id]
         else:
-            query, params = template.format(table=self.table), [self.row_id]
+            query, params = STATEMENTS[self.scenario][action].format(table=self.table), [self.row_id]
         cursor = transaction.connection.cursor()
+        assert isinstance(cursor, psycopg.ClientCursor)  # the connection's cursor_factory; it can mogrify
         sql = cursor.mogrify(query, params) if params else query
         with transaction.lock:
-            transaction.pending["sql"] = sql
-        status, result = "done", {}
+            pending = transaction.pending
+            assert pending is not None  # command() set it before queueing this step
+            pending.sql = sql
+        status = "done"
+        result: dict[str, int | str] = {}
         try:
             cursor.execute(query, params or None)
             if action == "read":
-                transaction.value_read = int(cursor.fetchone()[0])
+                transaction.value_read = _first_int(cursor.fetchone())
                 result = {"n": transaction.value_read}
             elif action == "write":
-                result = {"n": transaction.value_read + 1, "rows": cursor.rowcount}
+                result = {"n": params[0], "rows": cursor.rowcount}  # params[0] is the value written
             elif action == "update":
-                result = {"n": int(cursor.fetchone()[0]), "rows": cursor.rowcount}
+                result = {"n": _first_int(cursor.fetchone()), "rows": cursor.rowcount}
             transaction.done_steps += 1
         except psycopg.Error as error:
             status = "error"
@@ -219,7 +245,9 @@ class Stepper:
         could see T2's answer before the T1 commit that released it.
         """
         with transaction.lock:
-            holders = transaction.pending.get("waiting_for", [])
+            pending = transaction.pending
+            assert pending is not None  # cleared only after this returns
+            holders = pending.waiting_for
         deadline = time.monotonic() + HOLDER_REPORT_WAIT_S
         for name in holders:
             holder = self.transactions.get(name)
@@ -235,9 +263,8 @@ class Stepper:
             for transaction in self.transactions.values():
                 with transaction.lock:
                     pending = transaction.pending
-                    due = pending is not None and not pending["reported_blocked"] and time.monotonic() - pending["started"] >= BLOCK_CHECK_S
-                if not due:
-                    continue
+                    if pending is None or pending.reported_blocked or time.monotonic() - pending.started < BLOCK_CHECK_S:
+                        continue  # nothing running, already reported, or too soon to ask
                 try:
                     with self.watcher_lock:
                         row = self.watcher_connection.execute(
@@ -252,10 +279,10 @@ class Stepper:
                 with transaction.lock:
                     if transaction.pending is not pending:
                         continue  # it finished while we asked
-                    pending["reported_blocked"] = True
-                    pending["waiting_for"] = holders
+                    pending.reported_blocked = True
+                    pending.waiting_for = holders
                     self.say({
-                        "tx": transaction.name, "action": pending["action"], "sql": pending["sql"], "status": "blocked",
+                        "tx": transaction.name, "action": pending.action, "sql": pending.sql, "status": "blocked",
                         "result": {"waiting_for": holders}, "counter_committed": None,
                     })
 

@@ -110,11 +110,14 @@ class StepSession:
         self.scenario = scenario
         self.row_id = row_id
         self.process = process
+        stdin, stdout = process.stdin, process.stdout
+        assert stdin is not None and stdout is not None  # start() asks for both pipes
+        self.stdin, self.stdout = stdin, stdout
         self.reader: asyncio.Task | None = None
         self.ended = False
 
     @classmethod
-    async def start(cls, *, scenario: str) -> tuple["StepSession", int]:
+    async def start(cls, *, scenario: str) -> tuple[StepSession, int]:
         """Create the row, start the sandbox, wait until it is connected; returns (session, counter)."""
         conninfo = await database_sync_to_async(database_conninfo)()
         session_id, row_id = await database_sync_to_async(_create_row)()
@@ -132,11 +135,11 @@ class StepSession:
             raise SandboxError(f"could not start the sandbox: {error}") from error
         session = cls(session_id=session_id, scenario=scenario, row_id=row_id, process=process)
         try:
-            line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)
+            line = await asyncio.wait_for(session.stdout.readline(), START_TIMEOUT_S)
             ready = json.loads(line) if line else {}
             if not ready.get("ready"):
                 raise SandboxError("the sandbox exited before it was ready")
-        except (asyncio.TimeoutError, ValueError, SandboxError) as error:
+        except (TimeoutError, ValueError, SandboxError) as error:
             await session.stop()
             raise SandboxError(str(error) or "the sandbox did not start in time") from error
         return session, int(ready["counter"])
@@ -146,13 +149,13 @@ class StepSession:
 
     async def send(self, *, tx: str, action: str) -> None:
         """Hand a step to the sandbox; its answer arrives through `messages()`."""
-        self.process.stdin.write((json.dumps({"tx": tx, "action": action}) + "\n").encode())
-        await self.process.stdin.drain()
+        self.stdin.write((json.dumps({"tx": tx, "action": action}) + "\n").encode())
+        await self.stdin.drain()
 
     async def messages(self):
         """The sandbox's answers, as protocol messages, until it exits."""
         while True:
-            line = await self.process.stdout.readline()
+            line = await self.stdout.readline()
             if not line:
                 return
             try:
@@ -167,7 +170,11 @@ class StepSession:
                 }
                 yield error
             else:
-                step: StepMessage = {"type": "step", "session": self.session_id, **answer}
+                step: StepMessage = {
+                    "type": "step", "session": self.session_id, "tx": answer["tx"], "action": answer["action"],
+                    "sql": answer["sql"], "status": answer["status"], "result": answer["result"],
+                    "counter_committed": answer["counter_committed"],
+                }
                 yield step
 
     async def stop(self) -> None:
@@ -178,14 +185,14 @@ class StepSession:
         process = self.process
         if process.returncode is None:
             try:
-                process.stdin.write(b'{"quit": true}\n')
-                await process.stdin.drain()
-                process.stdin.close()
+                self.stdin.write(b'{"quit": true}\n')
+                await self.stdin.drain()
+                self.stdin.close()
             except (BrokenPipeError, ConnectionResetError):
                 pass
             try:
                 await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 process.kill()
                 await process.wait()
         if self.reader is not None and self.reader is not asyncio.current_task():

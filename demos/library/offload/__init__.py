@@ -42,7 +42,8 @@ from demos.params import ChoiceParam, IntParam, ParamError
 
 slug = "offload"
 title = "Offloading CPU work to a job queue"
-concept = "CPU-heavy work done inside a request holds up every request behind it; handed to Celery workers, the web tier keeps answering quickly."
+concept = ("CPU-heavy work done inside a request holds up every request behind it; handed to Celery workers, "
+           "the web tier keeps answering quickly.")
 placement = "worker"  # starts a server process and burns CPU
 time_limit_s = 60.0
 lanes = "job"
@@ -122,6 +123,13 @@ class Job:
     def label(self) -> str:
         return f"job {self.lane + 1}"
 
+    @property
+    def answer_ms(self) -> float:
+        """How long its POST took to be answered, in ms; only known once it has been."""
+        if self.submitted is None or self.answered is None:
+            raise RuntimeError(f"{self.label} was never answered")
+        return (self.answered - self.submitted) * 1000
+
 
 @dataclass
 class Probe:
@@ -191,7 +199,7 @@ class Offload:
             status, _ = await asyncio.wait_for(http(self.port, "GET", "/ping"), PROBE_TIMEOUT_S)
             if status == 200:
                 probe.latency_ms = (time.perf_counter() - probe.sent) * 1000
-        except (OSError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, OSError, ValueError):
             pass
         probe.finished = True
 
@@ -280,12 +288,13 @@ class Offload:
         last_poll = time.perf_counter()
         while True:
             raw = await redis.lpop(reports_key(self.run_key), 200)
-            for item in raw or ():
+            reports = raw if isinstance(raw, list) else []  # with a count, LPOP answers a list, or nil when empty
+            for item in reports:
                 self.on_report(json.loads(item))
             if self.mode == "celery" and time.perf_counter() - last_poll > RESULT_POLL_S:
                 last_poll = time.perf_counter()
                 await self.check_results()
-            if not raw:
+            if not reports:
                 await asyncio.sleep(0.01)
 
     async def check_results(self) -> None:
@@ -339,8 +348,8 @@ async def http(port: int, method: str, path: str, body: dict | None = None) -> t
         response = await reader.read()  # HTTP/1.0: the server closes the connection after answering
     finally:
         writer.close()
-    head, _, content = response.partition(b"\r\n\r\n")
-    status_line = head.split(b" ", 2)
+    response_head, _, content = response.partition(b"\r\n\r\n")
+    status_line = response_head.split(b" ", 2)
     if len(status_line) < 2 or not status_line[1].isdigit():
         raise ValueError(f"not an HTTP response: {response[:80]!r}")
     return int(status_line[1]), content
@@ -355,10 +364,12 @@ async def start_server(run_key: str) -> tuple[asyncio.subprocess.Process, int]:
         sys.executable, "-m", "demos.library.offload.server", run_key, "--max-seconds", str(int(time_limit_s) + 10),
         cwd=settings.BASE_DIR, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
     )
+    stdout = process.stdout
+    assert stdout is not None  # PIPE was asked for
     try:
-        line = await asyncio.wait_for(process.stdout.readline(), SERVER_START_TIMEOUT_S)
+        line = await asyncio.wait_for(stdout.readline(), SERVER_START_TIMEOUT_S)
         return process, int(json.loads(line)["port"])
-    except (asyncio.TimeoutError, ValueError, KeyError):
+    except (TimeoutError, ValueError, KeyError):
         await stop_server(process)
         raise RuntimeError("the sandbox web server did not start") from None
 
@@ -369,7 +380,7 @@ async def stop_server(process: asyncio.subprocess.Process) -> None:
         process.kill()
     try:
         await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-    except asyncio.TimeoutError:  # SIGKILL cannot be refused; its guard alarm ends it at the latest
+    except TimeoutError:  # SIGKILL cannot be refused; its guard alarm ends it at the latest
         logger.warning("offload sandbox server %s not reaped within %s s", process.pid, STOP_TIMEOUT_S)
 
 
@@ -433,7 +444,8 @@ async def _offload(params: dict, emit) -> dict:
                 raise NoJobWorker(f"no worker took a job off the {JOBS_QUEUE} queue within "
                                   f"{NO_WORKER_AFTER_S:g} s; start one with `celery -A coursesite worker -Q offload-jobs`")
             await _wait(helpers, min(remaining, 0.5), until=run.settled)
-        work_to = max(job.ended for job in run.jobs)
+        # Settled: every job has an outcome, and end_job stamps each one's end with it.
+        work_to = max(job.ended for job in run.jobs if job.ended is not None)
         lost = [job for job in run.jobs if job.outcome == "lost"]
         await _wait(helpers, REDELIVERY_WATCH_S if lost else TAIL_S)
         await _settle(submissions, "the job submissions")
@@ -456,7 +468,8 @@ async def _offload(params: dict, emit) -> dict:
             await stop_server(server)
         if run is not None:
             if mode == "celery":
-                forgetting = asyncio.get_running_loop().run_in_executor(run.executor, _forget_results, [job.job_id for job in run.jobs])
+                forgetting = asyncio.get_running_loop().run_in_executor(
+                    run.executor, _forget_results, [job.job_id for job in run.jobs])
                 await asyncio.wait([forgetting], timeout=5)
             run.executor.shutdown(wait=False)
 
@@ -490,8 +503,8 @@ def _summary(run: Offload, mode: str, idle_from: float, idle_to: float, work_fro
     for _, change in moments:
         running += change
         parallel_max = max(parallel_max, running)
-    answers = [(job.answered - job.submitted) * 1000 for job in run.jobs]
-    summary = {
+    answers = [job.answer_ms for job in run.jobs]
+    summary: dict[str, int | float | str] = {
         "probe_p50_ms": round(_percentile(busy, 0.50), 2),
         "probe_p99_ms": round(_percentile(busy, 0.99), 2),
         "probe_max_ms": round(max(busy, default=0.0), 2),
@@ -514,7 +527,8 @@ def _summary(run: Offload, mode: str, idle_from: float, idle_to: float, work_fro
         summary["text"] = (
             f"Hashed inside the web server's requests, {jobs} jobs of about {cpu_ms:.0f} ms of CPU each kept /ping waiting: "
             f"p99 {summary['probe_p99_ms']:.0f} ms (worst {summary['probe_max_ms']:.0f} ms) against "
-            f"{summary['idle_probe_p99_ms']:.1f} ms when idle; the last job's own answer took {summary['job_answer_ms_max']:.0f} ms."
+            f"{summary['idle_probe_p99_ms']:.1f} ms when idle; "
+            f"the last job's own answer took {summary['job_answer_ms_max']:.0f} ms."
         )
     else:
         processes = f"{len(workers)} worker process{'es' if len(workers) != 1 else ''}"

@@ -22,7 +22,9 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from demos.params import ChoiceParam, IntParam
 
@@ -46,18 +48,30 @@ WORKER_SCRIPT = Path(__file__).with_name("sandbox.py")
 SAMPLE_EVERY_S = 0.1
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
+# (lane, what happened, perf_counter time, /proc stat path of the thread: only on "ready")
+Report = tuple[int, str, float, str | None]
+
+
+@dataclass
+class _Child:
+    """One sandbox process and the thread that reads its reports."""
+
+    process: subprocess.Popen[str]
+    stdin: IO[str]
+    forwarder: threading.Thread
+
 
 class _Workers:
     """Child processes running sandbox.py beside this module; their reports arrive on `reports`."""
 
     def __init__(self, work: str) -> None:
         self.work = work
-        self.reports: queue.Queue = queue.Queue()
-        self.processes: list[subprocess.Popen] = []
+        self.reports: queue.Queue[Report] = queue.Queue()
+        self.children: list[_Child] = []
 
-    def _forward(self, process: subprocess.Popen, lanes: range) -> None:
-        with process.stdout:  # closed here, by its only reader
-            for line in process.stdout:
+    def _forward(self, stdout: IO[str], lanes: range) -> None:
+        with stdout:  # closed here, by its only reader
+            for line in stdout:
                 message = json.loads(line)
                 cpu_path = f"/proc/{message['pid']}/task/{message['tid']}/stat" if message["what"] == "ready" else None
                 self.reports.put((message["lane"], message["what"], message["when"], cpu_path))
@@ -71,23 +85,25 @@ class _Workers:
              "--threads", str(threads), "--max-seconds", str(int(time_limit_s))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
-        self.processes.append(process)
-        process.forwarder = threading.Thread(target=self._forward, args=(process, range(first_lane, first_lane + threads)),
-                                             name=f"parallelism-{first_lane}-output", daemon=True)
-        process.forwarder.start()
+        stdin, stdout = process.stdin, process.stdout
+        assert stdin is not None and stdout is not None  # PIPE was asked for both
+        forwarder = threading.Thread(target=self._forward, args=(stdout, range(first_lane, first_lane + threads)),
+                                     name=f"parallelism-{first_lane}-output", daemon=True)
+        self.children.append(_Child(process, stdin, forwarder))
+        forwarder.start()
 
     def release(self) -> None:
-        for process in self.processes:
-            process.stdin.write("go\n")
-            process.stdin.flush()
+        for child in self.children:
+            child.stdin.write("go\n")
+            child.stdin.flush()
 
     def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=5)
-            process.stdin.close()
-            process.forwarder.join(timeout=2)
+        for child in self.children:
+            if child.process.poll() is None:
+                child.process.kill()
+            child.process.wait(timeout=5)
+            child.stdin.close()
+            child.forwarder.join(timeout=2)
 
 
 def _cpu_ticks(path: str) -> int | None:
@@ -124,11 +140,13 @@ class _Phase:
         self.job_ms: list[float] = []
         self._job_started: dict[int, float] = {}
         self.finished_lanes: set[int] = set()
-        self.first_start = self.last_end = None
+        self.first_start: float | None = None
+        self.last_end: float | None = None
 
-    def handle(self, report: tuple) -> str:
+    def handle(self, report: Report) -> str:
         lane, what, when, cpu_path = report
         if what == "ready":
+            assert cpu_path is not None  # every ready report names its thread
             self.cpu_paths[lane] = cpu_path
             self.emit("state", lane=lane, state="waiting", label="ready", t=self.clock(when))
         elif what == "running":
@@ -151,6 +169,12 @@ class _Phase:
                 self.cpu_seen[path] = ticks  # a task that has exited keeps its last reading
         return sum(self.cpu_seen.values()) / CLOCK_TICKS_PER_S
 
+    def span_ms(self) -> float:
+        """From the first job starting to the last job ending, in ms."""
+        if self.first_start is None or self.last_end is None:
+            raise RuntimeError("no job ran in this phase")
+        return (self.last_end - self.first_start) * 1000
+
 
 def _run_phase(phase: _Phase, workers: _Workers, lane_count: int, emit) -> float:
     """Wait until every lane is ready, release them together, stream until all finish.
@@ -160,7 +184,7 @@ def _run_phase(phase: _Phase, workers: _Workers, lane_count: int, emit) -> float
     starting = time.perf_counter()
     ready = finished = 0
     startup_ms = None
-    last_cpu = last_sample = None
+    last_sample: tuple[float, float] | None = None  # (CPU seconds used, when read), once the workers are released
     deadline = starting + time_limit_s - 5
     while finished < lane_count:
         emit.check_cancelled()
@@ -178,13 +202,14 @@ def _run_phase(phase: _Phase, workers: _Workers, lane_count: int, emit) -> float
             finished += what == "finished"
             if ready == lane_count and startup_ms is None:
                 startup_ms = (time.perf_counter() - starting) * 1000
-                last_cpu, last_sample = phase.cpu_seconds(), time.perf_counter()
+                last_sample = phase.cpu_seconds(), time.perf_counter()
                 workers.release()
         now = time.perf_counter()
-        if last_cpu is not None and now - last_sample >= SAMPLE_EVERY_S:
+        if last_sample is not None and now - last_sample[1] >= SAMPLE_EVERY_S:
+            last_cpu, sampled_at = last_sample
             cpu = phase.cpu_seconds()
-            emit("metric", name="cores_busy", value=round((cpu - last_cpu) / (now - last_sample), 2), unit="cores")
-            last_cpu, last_sample = cpu, now
+            emit("metric", name="cores_busy", value=round((cpu - last_cpu) / (now - sampled_at), 2), unit="cores")
+            last_sample = cpu, now
     return startup_ms or 0.0
 
 
@@ -214,7 +239,7 @@ def run(params, emit):
 
     baseline = _Phase(emit, clock)
     _measure(baseline, work, [(0, 1, jobs)], emit)
-    baseline_ms = (baseline.last_end - baseline.first_start) * 1000
+    baseline_ms = baseline.span_ms()
 
     emit("log", text=f"Now the same {_count_of(jobs, 'job')} go to {_count_of(lane_count, noun)}.")
     chosen = _Phase(emit, clock)
@@ -226,7 +251,7 @@ def run(params, emit):
         starts = [(1 + index, 1, 1) for index in range(jobs)]
     startup_ms = _measure(chosen, work, starts, emit)
 
-    total_ms = (chosen.last_end - chosen.first_start) * 1000
+    total_ms = chosen.span_ms()
     speedup = baseline_ms / total_ms
     cpu_count = len(os.sched_getaffinity(0))
     build = _python_build()
