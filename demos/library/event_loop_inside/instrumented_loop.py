@@ -81,9 +81,9 @@ class Iteration:
 class InstrumentedLoop(asyncio.SelectorEventLoop):
     """CPython's selector event loop, unchanged except that it reports each iteration.
 
-    `_run_once`, `_ready` and `_scheduled` are private to asyncio (present
-    from 3.4 to at least 3.14): fine for a demo about the loop's internals,
-    never for production code. `on_iteration` is called after each iteration;
+    `_run_once`, `_ready` and `_scheduled` are private to asyncio: they are
+    what CPython 3.11 runs, but no release promises to keep them. Fine for a
+    demo about the loop's internals, never for production code. `on_iteration` is called after each iteration;
     if it raises, the loop stops reporting (so that asyncio's own clean-up
     turns run quietly) and the exception ends `run_until_complete`.
     """
