@@ -2,9 +2,12 @@
 blocking callback stretches one iteration and makes the timers behind it late."""
 import re
 import socket
+import threading
+import time
 
 import pytest
 
+from demos.base import RunCancelled
 from demos.events import EventRecorder
 from demos.library import event_loop_inside
 from demos.library.event_loop_inside import upstream, workload
@@ -130,3 +133,16 @@ async def test_an_upstream_that_stops_answering_fails_the_run_at_the_watchdog(ce
     summary = await _failed_run({"blocking_ms": 0, "clients": 2})
     assert summary["error"] == "UpstreamFailure"
     assert "no echo within 1 s: the upstream stopped answering" in summary["text"]
+
+
+def test_a_stop_mid_run_ends_it_promptly_and_leaves_no_upstream_thread_behind():
+    params = validate_params(event_loop_inside, {})
+    emitter = RunEmitter(EventRecorder(), time_limit_s=event_loop_inside.time_limit_s)
+    stopper = threading.Timer(0.5, emitter.stop_requested.set)
+    started = time.monotonic()
+    stopper.start()
+    with pytest.raises(RunCancelled):
+        event_loop_inside.run(params, emitter)
+    # The loop notices at its next turn (turns are at most 300 ms apart), then the upstream's threads are joined.
+    assert time.monotonic() - started < 1.5
+    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("echo-upstream")]
