@@ -40,20 +40,25 @@ class Lanes:
     loop: int = 0
 
     def socket(self, client: int) -> int:
+        """The lane of client `client`'s socket (0-based)."""
         return 1 + client
 
     @property
     def sleeper(self) -> int:
+        """The lane of the task that sleeps with asyncio.sleep."""
         return 1 + self.clients
 
     def timer(self, index: int) -> int:
+        """The lane of timer `index` (0-based)."""
         return 2 + self.clients + index
 
     @property
     def count(self) -> int:
+        """How many lanes the run draws."""
         return 2 + self.clients + len(TIMERS_DUE_S)
 
     def labels(self) -> list[str]:
+        """Every lane's label, in lane order."""
         return (["loop thread"] + [f"socket {client + 1}" for client in range(self.clients)]
                 + ["sleeping task (asyncio.sleep)"]
                 + [f"timer {index + 1} (call_at +{due * 1000:.0f} ms)" for index, due in enumerate(TIMERS_DUE_S)])
