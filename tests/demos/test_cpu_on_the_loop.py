@@ -43,12 +43,13 @@ def test_only_pure_python_in_a_thread_keeps_the_loop_late_and_only_inline_freeze
     assert "froze for the whole step" in inline["text"]
 
     # The GIL convoy: requests during the step are several times slower with the Python loop in a thread
-    # (about 6 ms against 1.6 ms on our machine) than with C that releases the GIL or with a process pool.
+    # (10-15 ms against about 2 ms on our machine) than with C that releases the GIL or with a process pool.
+    # On a loaded 2-core machine the OS delays the other runs' requests too, hence the modest margins.
     convoy = runs["pure-python to_thread"]["step_request_median_ms"]
     for name in ("c to_thread", "pure-python pool"):
-        assert convoy > 2 * runs[name]["step_request_median_ms"], runs
+        assert convoy > 1.5 * runs[name]["step_request_median_ms"], runs
         assert runs[name]["heartbeat_max_lag_ms"] < 0.2 * runs[name]["step_ms"], runs[name]
-    assert convoy > 2 * runs["pure-python to_thread"]["quiet_request_median_ms"], runs
+    assert convoy > 2.5 * runs["pure-python to_thread"]["quiet_request_median_ms"], runs
     assert "kept turning, but late" in runs["pure-python to_thread"]["text"]
 
 
