@@ -225,6 +225,8 @@ async def receive_runs(communicator, run_ids: list[str], timeout: float = 30) ->
         message = await communicator.receive_json_from(timeout=max(0.1, deadline - time.monotonic()))
         run_id = message.get("run")
         if run_id not in batches:
+            if message["type"] in {"events", "finished"}:
+                continue  # the tail of another run on this socket (one the test cancelled or ignores)
             raise AssertionError(f"unexpected message {message}")
         if message["type"] == "events":
             assert run_id not in finished, "events after finished"
@@ -252,8 +254,9 @@ async def start_run(communicator, demo: str, params: dict | None = None, ref: st
                 break
             held.append(message)  # an earlier run's stream: the caller still wants every batch of it
     finally:
-        if held:
-            communicator.put_back(held)
+        put_back = getattr(communicator, "put_back", None)  # the in-process communicator has no inbox to return to
+        if held and put_back is not None:
+            put_back(held)
     assert message["type"] == "accepted", message
     return message
 
