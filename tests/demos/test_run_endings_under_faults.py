@@ -80,22 +80,31 @@ async def test_postgres_lost_mid_run_the_readers_hear_the_end_and_the_replay_mat
 
 
 @pytest.mark.slow
-async def test_redis_lost_mid_run_the_socket_ends_the_run_within_its_silence_window(site):
-    async with Reader(site) as reader:
+async def test_redis_lost_mid_run_the_socket_ends_streaming_and_queued_runs_within_its_silence_window(site):
+    async with Reader(site) as reader, Reader(site) as second_reader:
+        # Both of the demo worker's pool processes busy, and a third run queued behind them.
         worker = await reader.start(*LONG_WORKER_RUN)
+        other = await reader.start(*LONG_WORKER_RUN)
         await reader.first_events(worker)
+        await reader.first_events(other)
+        queued = await second_reader.start(*LONG_WORKER_RUN)
         killed_at = time.monotonic()
         kill_redis(site)
         try:
             finished = await reader.until_finished(worker, timeout=SILENCE_S + 6)
+            await reader.until_finished(other, timeout=SILENCE_S + 6 - (time.monotonic() - killed_at))
+            queued_end = await second_reader.until_finished(queued, timeout=SILENCE_S + 6 - (time.monotonic() - killed_at))
         finally:
             restart_redis(site)
     assert finished["status"] == "failed" and "stopped answering" in finished["summary"]["text"], finished
-    assert worker.finished_at - killed_at < SILENCE_S + 6
-    record = stored_run(site, worker.run_id)
-    assert record is not None and record["status"] == "failed"
-    # The demo itself ran on to its end (it could not see the stop flag); then its pump stopped too.
-    await eventually(lambda: pump_stopped(site, worker.run_id), 20, "the worker's pump to stop")
+    assert not queued.events and queued_end["status"] == "failed", queued_end
+    for reading in (worker, other, queued):
+        assert reading.finished_at - killed_at < SILENCE_S + 6
+        record = stored_run(site, reading.run_id)
+        assert record is not None and record["status"] == "failed"
+    # The demos themselves ran on to their end (they could not see the stop flag); then their pumps stopped too.
+    await eventually(lambda: pump_stopped(site, worker.run_id) and pump_stopped(site, other.run_id), 20,
+                     "the workers' pumps to stop")
 
 
 @pytest.mark.slow
