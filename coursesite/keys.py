@@ -25,6 +25,11 @@ def run_cancel(run_id: str) -> str:
     return f"{PREFIX}:demo-cancel:{run_id}"
 
 
+def run_ending_pending(run_id: str) -> str:
+    """Present while a web process still retries writing a run's ending; the sweeper leaves that run alone."""
+    return f"{PREFIX}:demo-ending-pending:{run_id}"
+
+
 def runs_in_flight(placement: str) -> str:
     """Sorted set of the runs in flight on one placement, scored by their deadlines."""
     return f"{PREFIX}:demo-inflight:{placement}"

@@ -121,6 +121,12 @@ class DemoConsumer(GuardedJsonConsumer):
         if run is not None:
             await run.relay(event)
 
+    async def run_unrecorded(self, event: dict[str, Any]) -> None:
+        """A worker run ended without a recorded ending: the run ends from this side."""
+        run = self.runs.get(str(event.get("run")))
+        if run is not None:
+            await run.relay(event)
+
     async def disconnect(self, code: int) -> None:
         if getattr(self, "counted_ip", False):
             self.counted_ip = False

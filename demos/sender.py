@@ -41,6 +41,10 @@ class RunSender:
         """A heartbeat for the socket's watchdog; never forwarded to the reader."""
         await self.layer.group_send(keys.run_group(self.run_id), {"type": "run.alive", "run": self.run_id})
 
+    async def send_unrecorded(self) -> None:
+        """The run ended but its ending could not be recorded: the socket ends it from its side."""
+        await self.layer.group_send(keys.run_group(self.run_id), {"type": "run.unrecorded", "run": self.run_id})
+
     async def close(self) -> None:
         """Close the private layer's connections."""
         if self._layer is not None and hasattr(self._layer, "close_pools"):

@@ -5,16 +5,22 @@ Celery worker, which has no loop to spare, through Django's connection.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection
+from django.conf import settings
+from django.db import DatabaseError, connection
 from django.utils import timezone
+from redis.exceptions import RedisError
 
-from coursesite import loop_db
+from coursesite import keys, loop_db
 from demos.models import Run
+
+logger = logging.getLogger("demos.services")
 
 
 def runs_cancel(*, run_ids: list[str], summary: dict[str, Any]) -> int:
@@ -130,10 +136,121 @@ async def run_finish_with_events_on_loop(*, run_id: str, status: str, summary: d
     return await _finish_batched((run_id, status, json.dumps(summary), events_json, dropped))
 
 
+READ_ENDING_SQL = f"SELECT status, summary FROM {Run._meta.db_table} WHERE id = %s::uuid"
+
+
+async def run_ending_on_loop(*, run_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The stored status and summary of a run that has ended; None while it is still running (or unknown).
+
+    The socket asks when its own ending of a worker run lost to one the
+    worker had already written, so the reader is told what the record says.
+    """
+    rows = await loop_db.fetch_all(READ_ENDING_SQL, (run_id,))
+    if not rows or rows[0][0] == Run.Status.RUNNING:
+        return None
+    status, summary = rows[0]
+    return status, summary if isinstance(summary, dict) else json.loads(summary)
+
+
+# Endings PostgreSQL refused, by run id: (status, summary JSON, events JSON or None, dropped or None).
+# The reader has already been told the ending; these tasks make the record say the same once
+# PostgreSQL is back (docs/adr/0010-run-endings-retried-until-postgres-returns.md).
+_endings_pending: dict[str, tuple[str, str, str | None, int | None]] = {}
+_retry_tasks: set[asyncio.Task] = set()
+
+
+def run_finish_later(*, run_id: str, status: str, summary: dict[str, Any], events_json: str | None = None,
+                     dropped: int | None = None) -> None:
+    """Write a run's ending in the background, retrying with backoff until PostgreSQL takes it.
+
+    Called on the event loop when `run_finish_*_on_loop` raised DatabaseUnavailable;
+    returns at once, so neither the loop nor the socket waits for the database.
+    """
+    ending = (status, json.dumps(summary), events_json, dropped)
+    _endings_pending[run_id] = ending
+    task = asyncio.get_running_loop().create_task(_retry_ending(run_id, ending))
+    _retry_tasks.add(task)
+    task.add_done_callback(_retry_tasks.discard)
+
+
+def run_endings_pending() -> list[str]:
+    """Ids of the runs whose ending is still waiting for PostgreSQL in this process."""
+    return list(_endings_pending)
+
+
+async def _retry_ending(run_id: str, ending: tuple[str, str, str | None, int | None]) -> None:
+    max_delay = float(settings.DEMO_END_RETRY_MAX_DELAY_S)
+    delay = 0.5
+    try:
+        while True:
+            await _mark_pending(run_id, ttl_s=int(3 * max_delay) + 1)
+            await asyncio.sleep(delay)
+            try:
+                await _finish_batched((run_id, *ending))
+            except loop_db.DatabaseUnavailable:
+                delay = min(delay * 2, max_delay)
+                continue
+            except Exception:
+                logger.exception("gave up recording the end of run %s", run_id)
+            else:
+                logger.info("recorded the end of run %s once the database was back", run_id)
+            break
+    finally:
+        _endings_pending.pop(run_id, None)
+    await _mark_pending(run_id, ttl_s=0)
+
+
+async def _mark_pending(run_id: str, *, ttl_s: int) -> None:
+    """Hold (or, with ttl_s=0, drop) the key that keeps the sweeper off this run; Redis down is survivable."""
+    from coursesite.redis_clients import async_redis
+
+    try:
+        if ttl_s:
+            await async_redis().set(keys.run_ending_pending(run_id), 1, ex=ttl_s)
+        else:
+            await async_redis().delete(keys.run_ending_pending(run_id))
+    except RedisError:
+        logger.debug("could not mark the ending of run %s as pending", run_id)
+
+
+def run_endings_write_now() -> int:
+    """One synchronous try at every pending ending (the process is exiting); how many were written.
+
+    For a thread without an event loop: it uses Django's connection.
+    """
+    written = 0
+    for run_id, (status, summary_json, events_json, dropped) in list(_endings_pending.items()):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(FINISH_ONE_SQL, _finish_params([(run_id, status, summary_json, events_json, dropped)]))
+        except DatabaseError:
+            logger.warning("the end of run %s was not recorded before exit; the sweeper marks it", run_id)
+            continue
+        _endings_pending.pop(run_id, None)
+        written += 1
+    return written
+
+
 def run_sweep_stale(*, older_than: timedelta) -> int:
-    """Mark runs still 'running' long after any time limit as failed; return how many."""
+    """Mark runs still 'running' long after any time limit as failed; return how many.
+
+    A run whose ending a web process is still retrying (its `run_ending_pending`
+    key is present) is left alone: the ending the reader saw is about to be
+    written. If Redis cannot say, nothing is swept this time; the next sweep will.
+    """
+    from coursesite.redis_clients import sync_redis
+
     cutoff = timezone.now() - older_than
-    return Run.objects.filter(status=Run.Status.RUNNING, created_at__lt=cutoff).update(
+    stale = list(Run.objects.filter(status=Run.Status.RUNNING, created_at__lt=cutoff).values_list("id", flat=True))
+    if not stale:
+        return 0
+    try:
+        held = sync_redis().mget([keys.run_ending_pending(str(run_id)) for run_id in stale])
+    except RedisError:
+        logger.warning("the sweep is skipped: Redis cannot say which run endings are still being retried")
+        return 0
+    sweepable = [run_id for run_id, pending in zip(stale, held, strict=True) if pending is None]
+    return Run.objects.filter(id__in=sweepable, status=Run.Status.RUNNING).update(
         status=Run.Status.FAILED,
         summary={"text": "This run was interrupted (the server stopped) and never finished."},
         finished_at=timezone.now(),

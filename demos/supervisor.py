@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from asgiref.sync import sync_to_async
 from celery.exceptions import SoftTimeLimitExceeded
@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from coursesite import keys
 from coursesite.loop_db import DatabaseUnavailable
-from coursesite.redis_clients import async_redis
+from coursesite.redis_clients import async_redis, close_async_redis
 from demos import workers
 from demos.base import (
     AcceptedMessage, Demo, ErrorCode, FinishedMessage, ProtocolMessage, RunCancelled, RunStatus, RunTimedOut,
@@ -41,7 +41,10 @@ from demos.events import EventRecorder, encode_events, encode_events_cooperative
 from demos.limits import acquire_slot, release_slot
 from demos.models import Run
 from demos.sender import RunSender
-from demos.services import run_create_on_loop, run_finish_on_loop, run_finish_with_events, run_finish_with_events_on_loop
+from demos.services import (
+    run_create_on_loop, run_ending_on_loop, run_finish_later, run_finish_on_loop, run_finish_with_events,
+    run_finish_with_events_on_loop,
+)
 
 logger = logging.getLogger("demos.supervisor")
 
@@ -196,12 +199,15 @@ _runs_in_this_process: set[str] = set()
 
 
 def _record_runs_left_at_exit() -> None:
-    if not _runs_in_this_process:
+    from demos.services import run_endings_pending
+
+    if not _runs_in_this_process and not run_endings_pending():
         return
 
     def record() -> None:  # in a thread: no event loop there, so the sync ORM is allowed
-        from demos.services import runs_cancel
+        from demos.services import run_endings_write_now, runs_cancel
 
+        run_endings_write_now()  # endings the readers saw first, then the runs the shutdown stopped
         runs_cancel(run_ids=list(_runs_in_this_process), summary={"text": "Stopped: the server shut down.", "elapsed_ms": None})
 
     recorder = threading.Thread(target=record)
@@ -311,8 +317,11 @@ class LoopRun(SupervisedRun):
                 recorded = await run_finish_with_events_on_loop(
                     run_id=self.run_id, status=status, summary=summary, events_json=events_json, dropped=recorder.dropped)
             except DatabaseUnavailable:
-                # The reader still learns how the run ended; the sweeper marks its record later.
-                logger.warning("could not record the end of run %s: the database is unavailable", self.run_id)
+                # The reader learns how the run ended now; the record, events included, says the same
+                # once PostgreSQL is back (retried in the background, never holding this socket).
+                logger.warning("could not record the end of run %s yet: the database is unavailable", self.run_id)
+                run_finish_later(run_id=self.run_id, status=status, summary=summary, events_json=events_json,
+                                 dropped=recorder.dropped)
                 recorded = True
             if recorded:
                 finished: FinishedMessage = {"type": "finished", "run": self.run_id, "status": status, "summary": summary}
@@ -334,9 +343,13 @@ class WorkerRun(SupervisedRun):
     """A demo that blocks or burns CPU, run by a Celery worker; its messages come back through its group.
 
     Once a run has started, its worker speaks every DEMO_HEARTBEAT_S; after
-    DEMO_WORKER_SILENCE_S of silence the worker is taken for dead and the run
-    ends as failed. Before it starts (queued behind other jobs) only the
-    overall deadline applies.
+    DEMO_WORKER_SILENCE_S of silence the worker is taken for dead. Before it
+    starts (queued behind other jobs) only the overall deadline applies,
+    unless this process cannot reach Redis at all, in which case no word could
+    arrive and the silence window applies from the start. Whenever this side
+    ends the run (silence, a worker that could not record its ending, a
+    cancel), the reader is told what the record says: the worker's own ending
+    if it managed to write one, else this side's.
     """
 
     placement = "worker"
@@ -351,10 +364,11 @@ class WorkerRun(SupervisedRun):
 
     async def begin(self) -> None:
         self.last_heard: float | None = None
+        self._finishing = False  # set, before any await, by whichever path ends the run
         try:
             await self._enqueue()
         except Exception:  # broker unreachable
-            await self._finish_here("failed", {"text": "Not started: the job queue is unavailable.", "elapsed_ms": 0.0})
+            await self._end_here("failed", {"text": "Not started: the job queue is unavailable.", "elapsed_ms": 0.0})
             raise RunRefused("unavailable", "The job queue is unavailable right now; try again shortly.",
                              run_id=self.run_id) from None
         self._watchdog = asyncio.create_task(self._watch())
@@ -379,13 +393,33 @@ class WorkerRun(SupervisedRun):
 
     async def _watch(self) -> None:
         deadline = time.monotonic() + self.demo.time_limit_s + settings.DEMO_QUEUE_GRACE_S
+        silence = settings.DEMO_WORKER_SILENCE_S
+        redis_lost_since: float | None = None
         while time.monotonic() < deadline:
             await asyncio.sleep(1)
-            if self.last_heard is not None and time.monotonic() - self.last_heard > settings.DEMO_WORKER_SILENCE_S:
+            now = time.monotonic()
+            if self.last_heard is not None:
+                if now - self.last_heard > silence:
+                    break
+                continue
+            if await self._redis_reachable():
+                redis_lost_since = None
+            elif redis_lost_since is None:
+                redis_lost_since = now
+            elif now - redis_lost_since > silence:
                 break
-        await self._finish_here("failed", ended_summary(
+        await self._end_here("failed", ended_summary(
             Run.Status.FAILED, elapsed_ms=self._elapsed_ms(), time_limit_s=self.demo.time_limit_s,
             reason="The worker running this demo stopped answering; the run was abandoned."))
+
+    @staticmethod
+    async def _redis_reachable() -> bool:
+        try:
+            async with asyncio.timeout(1):
+                await async_redis().ping()
+        except (RedisError, OSError, TimeoutError):
+            return False
+        return True
 
     def _elapsed_ms(self) -> float:
         return (time.monotonic() - self.accepted_at) * 1000
@@ -396,35 +430,56 @@ class WorkerRun(SupervisedRun):
         self.last_heard = time.monotonic()
         if event.get("type") == "run.alive":
             return
+        if event.get("type") == "run.unrecorded":
+            # The worker finished but could not record how: end the run here, as the record will say.
+            await self._end_here("failed", ended_summary(
+                Run.Status.FAILED, elapsed_ms=self._elapsed_ms(), time_limit_s=self.demo.time_limit_s,
+                reason="The run's ending could not be recorded (the database was unavailable)."))
+            return
         message = event["message"]
-        await self.send(message)
         if message["type"] == "finished":
+            if self._finishing:
+                return  # this side is ending the run and tells the reader what the record says
+            self._finishing = True
+            await self.send(message)
             await self._wind_down()
+            return
+        await self.send(message)
 
     async def cancel(self, reason: str | None = None) -> None:
-        await self._finish_here("cancelled", ended_summary(
+        await self._end_here("cancelled", ended_summary(
             Run.Status.CANCELLED, elapsed_ms=self._elapsed_ms(), time_limit_s=self.demo.time_limit_s, reason=reason))
 
-    async def _finish_here(self, status: RunStatus, summary: dict[str, Any]) -> None:
-        """End the run from this side (cancel, disconnect, dead worker) and tell the worker to stop."""
-        if self.ended:
+    async def _end_here(self, status: RunStatus, summary: dict[str, Any]) -> None:
+        """End the run from this side (cancel, disconnect, dead or unrecorded worker) and tell the worker to stop.
+
+        The first ending recorded wins. If the worker's won, the reader gets the
+        stored one; if PostgreSQL is unreachable, this side's, written later
+        by `run_finish_later` so the replay says the same.
+        """
+        if self._finishing:
+            await self._ended.wait()
             return
+        self._finishing = True
+        told: tuple[str, dict[str, Any]] = (status, summary)
         try:
-            recorded = await run_finish_on_loop(run_id=self.run_id, status=status, summary=summary)
+            if not await run_finish_on_loop(run_id=self.run_id, status=status, summary=summary):
+                told = await run_ending_on_loop(run_id=self.run_id) or told
         except DatabaseUnavailable:
-            logger.warning("could not record the end of run %s: the database is unavailable", self.run_id)
-            recorded = True
+            logger.warning("could not record the end of run %s yet: the database is unavailable", self.run_id)
+            run_finish_later(run_id=self.run_id, status=status, summary=summary)
         try:
-            await async_redis().set(keys.run_cancel(self.run_id), 1, ex=settings.DEMO_CANCEL_FLAG_TTL_S)
-        except RedisError:
+            async with asyncio.timeout(2):
+                await async_redis().set(keys.run_cancel(self.run_id), 1, ex=settings.DEMO_CANCEL_FLAG_TTL_S)
+        except (RedisError, OSError, TimeoutError):
             logger.warning("could not flag run %s as cancelled", self.run_id)
         await self._wind_down()
-        if recorded:
-            finished: FinishedMessage = {"type": "finished", "run": self.run_id, "status": status, "summary": summary}
-            try:
-                await self.send(finished)
-            except Exception:
-                logger.debug("could not deliver the end of run %s", self.run_id)
+        finished: FinishedMessage = {"type": "finished", "run": self.run_id, "status": cast(RunStatus, told[0]),
+                                     "summary": told[1]}
+        try:
+            await self.send(finished)
+        except Exception:
+            logger.debug("could not deliver the end of run %s", self.run_id)
 
     async def _wind_down(self) -> None:
         if self.ended:
@@ -433,8 +488,9 @@ class WorkerRun(SupervisedRun):
         if watchdog is not None and watchdog is not asyncio.current_task():
             watchdog.cancel()
         try:
-            await self.channel_layer.group_discard(keys.run_group(self.run_id), self.channel_name)
-        except (RedisError, OSError):
+            async with asyncio.timeout(2):
+                await self.channel_layer.group_discard(keys.run_group(self.run_id), self.channel_name)
+        except (RedisError, OSError, TimeoutError):
             logger.warning("could not leave the group of run %s; it expires by itself", self.run_id)
         await self._release()
 
@@ -503,10 +559,14 @@ async def settle(runs: Iterable[SupervisedRun], reason: str) -> None:
 # --- the worker side -------------------------------------------------------------------------------
 
 class WorkerPump(threading.Thread):
-    """Sends a worker run's batches and watches for its cancel flag.
+    """Sends a worker run's batches and heartbeats and watches for its cancel flag.
 
     Its own event loop in its own thread: the demo in the main thread may block
-    or burn CPU as much as it likes without delaying the stream.
+    or burn CPU as much as it likes without delaying the stream. Every Redis
+    call it makes is bounded by DEMO_WORKER_FLUSH_S, so a lost Redis delays
+    nothing but the stream, and `finish()` ends the thread on every path: the
+    socket hears the run's end from its last message or, if that cannot be
+    sent, from the heartbeats stopping.
     """
 
     def __init__(self, run_id: str, recorder: EventRecorder, stop_requested: threading.Event) -> None:
@@ -516,38 +576,80 @@ class WorkerPump(threading.Thread):
         self.stop_requested = stop_requested
         self._finishing = threading.Event()
         self._final_message: FinishedMessage | None = None
+        self._unrecorded = False
 
     def run(self) -> None:
-        asyncio.run(self._main())
+        try:
+            asyncio.run(self._main())
+        finally:
+            logger.info("run %s: pump stopped", self.run_id)  # the fault tests look for this line
 
     async def _main(self) -> None:
         sender = RunSender(self.run_id)
         redis = async_redis()
+        bound = settings.DEMO_WORKER_FLUSH_S
         try:
             last_alive = 0.0
             while not self._finishing.is_set():
                 await asyncio.sleep(settings.DEMO_BATCH_INTERVAL_S)
                 try:
-                    if await redis.exists(keys.run_cancel(self.run_id)):
-                        self.stop_requested.set()
-                    await _send_batch(self.run_id, self.recorder, sender.send)
-                    if time.monotonic() - last_alive >= settings.DEMO_HEARTBEAT_S:
-                        await sender.send_alive()  # lets the socket tell a quiet run from a dead worker
-                        last_alive = time.monotonic()
-                except (RedisError, OSError):
+                    async with asyncio.timeout(bound):
+                        if await redis.exists(keys.run_cancel(self.run_id)):
+                            self.stop_requested.set()
+                        await _send_batch(self.run_id, self.recorder, sender.send)
+                        if time.monotonic() - last_alive >= settings.DEMO_HEARTBEAT_S:
+                            await sender.send_alive()  # lets the socket tell a quiet run from a dead worker
+                            last_alive = time.monotonic()
+                except (RedisError, OSError, TimeoutError):
                     logger.warning("run %s: Redis unreachable; events wait for it", self.run_id)
-            await _drain(self.run_id, self.recorder, sender.send)
-            if self._final_message is not None:
-                await sender.send(self._final_message)
+            try:
+                async with asyncio.timeout(bound):
+                    await _drain(self.run_id, self.recorder, sender.send)
+                    if self._final_message is not None:
+                        await sender.send(self._final_message)
+                    elif self._unrecorded:
+                        await sender.send_unrecorded()
+            except (RedisError, OSError, TimeoutError):
+                # The socket's watchdog hears the silence and ends the run from the record.
+                logger.warning("run %s: its last messages were lost with Redis", self.run_id)
         finally:
-            await redis.aclose()
-            await sender.close()
+            for closing in (close_async_redis(), sender.close()):
+                try:
+                    async with asyncio.timeout(bound):
+                        await closing
+                except (RedisError, OSError, TimeoutError):
+                    pass
 
-    def finish(self, final_message: FinishedMessage | None) -> None:
-        """Flush what is left, send the final message (if any), and end the thread."""
+    def finish(self, final_message: FinishedMessage | None, *, unrecorded: bool = False) -> None:
+        """Flush what is left, send the final message (or, if the ending went unrecorded, say so), end the thread."""
         self._final_message = final_message
+        self._unrecorded = unrecorded
         self._finishing.set()
-        self.join(timeout=10)
+        self.join(timeout=3 * settings.DEMO_WORKER_FLUSH_S + 1)
+        if self.is_alive():
+            logger.error("run %s: its pump outlived the run", self.run_id)
+
+
+def _record_ending(*, run_id: str, status: RunStatus, summary: dict[str, Any], recorder: EventRecorder) -> bool | None:
+    """`run_finish_with_events` from the worker: True if this ended the run, False if it had ended, None if unrecorded.
+
+    One more try on a fresh connection, since the first statement after a
+    PostgreSQL restart fails on the connection the restart broke; then the
+    socket is left to end the run, within its silence window.
+    """
+    from django.db import DatabaseError, connection
+
+    events_json = encode_events(recorder.stored)
+    for attempt in (1, 2):
+        try:
+            return run_finish_with_events(run_id=run_id, status=status, summary=summary, events_json=events_json,
+                                          dropped=recorder.dropped)
+        except DatabaseError:
+            connection.close()
+            if attempt == 1:
+                time.sleep(0.5)  # a worker thread, not an event loop: a short wait before the second try
+    logger.warning("run %s ended %s, but the database is unavailable to record it", run_id, status)
+    return None
 
 
 def run_in_worker(*, run_id: str, demo: Demo, params: dict[str, Any]) -> RunStatus:
@@ -555,8 +657,9 @@ def run_in_worker(*, run_id: str, demo: Demo, params: dict[str, Any]) -> RunStat
     recorder = EventRecorder()
     emitter = RunEmitter(recorder, time_limit_s=demo.time_limit_s)
     pump = WorkerPump(run_id, recorder, emitter.stop_requested)
-    pump.start()
     final: FinishedMessage | None = None
+    recorded: bool | None = False
+    pump.start()
     try:
         error: BaseException | None = None
         summary = None
@@ -571,13 +674,12 @@ def run_in_worker(*, run_id: str, demo: Demo, params: dict[str, Any]) -> RunStat
                            thread_stacks(), exc_info=error)
         elif status == "failed":
             logger.error("worker demo %s failed", demo.slug, exc_info=error)
-        recorded = run_finish_with_events(run_id=run_id, status=status, summary=summary,
-                                          events_json=encode_events(recorder.stored), dropped=recorder.dropped)
+        recorded = _record_ending(run_id=run_id, status=status, summary=summary, recorder=recorder)
         if recorded:
             final = {"type": "finished", "run": run_id, "status": status, "summary": summary}
         return status
     finally:
-        pump.finish(final)
+        pump.finish(final, unrecorded=recorded is None)
 
 
 def thread_stacks() -> str:

@@ -31,7 +31,11 @@ def worker_clock(enqueued_at: float) -> dict:
 
 @shared_task(name="demos.sweep_stale_runs", ignore_result=True)
 def sweep_stale_runs() -> int:
-    """Mark runs a crashed process left 'running' as failed (scheduled by beat every minute)."""
+    """Mark runs a crashed process left 'running' as failed (scheduled by beat every minute).
+
+    Runs whose ending a web process is still retrying are skipped
+    (docs/adr/0010-run-endings-retried-until-postgres-returns.md).
+    """
     from demos.services import run_sweep_stale
 
     longest = max((demo.time_limit_s for demo in DEMOS.values()), default=60)

@@ -230,6 +230,12 @@ DEMO_BATCH_INTERVAL_S = 0.05
 DEMO_HEARTBEAT_S = 1.0
 # ... and the socket takes its worker for dead after this long without a word.
 DEMO_WORKER_SILENCE_S = 5.0
+# A worker gives up sending a run's last messages after this long (Redis unreachable); the socket's
+# silence watchdog then ends the run for the reader.
+DEMO_WORKER_FLUSH_S = 3.0
+# A run ending PostgreSQL refused is written again, backing off up to this long between tries,
+# until PostgreSQL takes it (docs/adr/0010-run-endings-retried-until-postgres-returns.md).
+DEMO_END_RETRY_MAX_DELAY_S = env_int("DEMO_END_RETRY_MAX_DELAY_S", 10)
 # How long a worker run may sit in the queue, on top of its time limit, before it is abandoned.
 DEMO_QUEUE_GRACE_S = 10.0
 # A run's site-wide slot expires this long after its time limit, should its process die holding it.
