@@ -110,7 +110,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "coursesite.middleware.ContentSecurityPolicyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, able to run on the loop: its sync-only original made every request
+    # cross threads, and could hang shutdown (coursesite/static_files.py).
+    "coursesite.static_files.AsyncWhiteNoiseMiddleware",
     # Cached reader pages are answered here, on the event loop; the rest is the usual stack.
     "lessons.middleware.CachedReaderPageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
