@@ -9,6 +9,7 @@ unset, the URLs of the embedded servers that `make run` started are used
 import json
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -100,6 +101,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "lessons",
     "demos",
     # Demo packages with tables of their own are apps too (demos/discovery.py).
@@ -107,6 +109,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: nothing may answer (not even a static file or a cached page) for a foreign Host.
+    "coursesite.origins.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "coursesite.middleware.ContentSecurityPolicyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -120,6 +124,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "coursesite.urls"
@@ -146,6 +152,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Admin login throttling (django-axes). AxesBackend must come first: it refuses a locked-out
+# username+address pair before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After this many wrong passwords for one username from one address, that pair is locked out ...
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+# ... for this long (another wrong try meanwhile starts the wait again), or until staff unlock it.
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15))
+# Per username and address together: a stranger guessing at "admin" cannot lock the real admin out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+# The address Daphne saw; a header a client can write (X-Forwarded-For) is never trusted here.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_VERBOSE = False
+
+# Debug pages and error reports hide every setting that holds a server address or credential.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "coursesite.error_reports.CredentialSafeExceptionReporterFilter"
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
