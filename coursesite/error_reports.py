@@ -35,4 +35,5 @@ class CredentialSafeExceptionReporterFilter(SafeExceptionReporterFilter):
 
     def get_traceback_frame_variables(self, request, tb_frame):
         """A frame's local variables, with the same rule: a database error's frames hold the connection's settings."""
-        return [(name, self.cleanse_setting(name, value)) for name, value in super().get_traceback_frame_variables(request, tb_frame)]
+        variables = super().get_traceback_frame_variables(request, tb_frame)
+        return [(name, self.cleanse_setting(name, value)) for name, value in variables]

@@ -50,6 +50,17 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    """Read a number of seconds (or any real number) from the environment, failing loudly on junk."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+
+
 def embedded_service_urls() -> dict[str, str]:
     """URLs of the embedded servers a running `make run` wrote down, if any."""
     try:
@@ -269,6 +280,20 @@ DEMO_CANCEL_FLAG_TTL_S = 120
 DEMO_SOCKET_COUNT_TTL_S = 3600
 # A step session ends after this long without a step (its connections hold a row, maybe a lock).
 DEMO_STEP_IDLE_S = 120.0
+
+# `make run`'s supervisor (coursesite/stack.py). It asks Daphne for /hello this often ...
+SUPERVISOR_PROBE_INTERVAL_S = env_float("SUPERVISOR_PROBE_INTERVAL_S", 2.0)
+# ... waits this long for an answer ...
+SUPERVISOR_PROBE_TIMEOUT_S = env_float("SUPERVISOR_PROBE_TIMEOUT_S", 1.5)
+# ... and after this many unanswered probes in a row takes it for wedged: SIGKILL, then a new one.
+SUPERVISOR_PROBE_FAILURES = env_int("SUPERVISOR_PROBE_FAILURES", 3)
+# A Daphne that has not answered once this long after it started is wedged too.
+SUPERVISOR_START_TIMEOUT_S = 60.0
+# A process the supervisor stops gets SIGTERM, then SIGKILL (its whole process group) this long after.
+SUPERVISOR_STOP_GRACE_S = env_float("SUPERVISOR_STOP_GRACE_S", 6.0)
+# An embedded Redis or PostgreSQL that died is started again this long after it was seen down
+# (and again every as long, while it will not start).
+SUPERVISOR_EMBEDDED_RESTART_DELAY_S = env_float("SUPERVISOR_EMBEDDED_RESTART_DELAY_S", 1.0)
 
 LOGGING = {
     "version": 1,
