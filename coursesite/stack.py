@@ -46,7 +46,7 @@ class SupervisorPolicy:
     probe_interval_s: float = 2.0
     probe_timeout_s: float = 1.5
     probe_failures: int = 3
-    start_timeout_s: float = 60.0
+    start_timeout_s: float = 30.0
     stop_grace_s: float = SHUTDOWN_GRACE_S
     embedded_restart_delay_s: float = 1.0
 

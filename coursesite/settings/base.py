@@ -288,7 +288,7 @@ SUPERVISOR_PROBE_TIMEOUT_S = env_float("SUPERVISOR_PROBE_TIMEOUT_S", 1.5)
 # ... and after this many unanswered probes in a row takes it for wedged: SIGKILL, then a new one.
 SUPERVISOR_PROBE_FAILURES = env_int("SUPERVISOR_PROBE_FAILURES", 3)
 # A Daphne that has not answered once this long after it started is wedged too.
-SUPERVISOR_START_TIMEOUT_S = 60.0
+SUPERVISOR_START_TIMEOUT_S = 30.0
 # A process the supervisor stops gets SIGTERM, then SIGKILL (its whole process group) this long after.
 SUPERVISOR_STOP_GRACE_S = env_float("SUPERVISOR_STOP_GRACE_S", 6.0)
 # An embedded Redis or PostgreSQL that died is started again this long after it was seen down
