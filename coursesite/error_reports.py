@@ -29,7 +29,8 @@ class CredentialSafeExceptionReporterFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key, value):
         """Hide the setting by name as Django does, and any URL with a password in it whatever its name."""
-        if isinstance(value, str) and URL_WITH_CREDENTIALS.search(value):
+        # type(), not isinstance(): a lazy setting (django-axes has some) passes for a str but is not one.
+        if type(value) is str and URL_WITH_CREDENTIALS.search(value):
             return self.cleansed_substitute
         return super().cleanse_setting(key, value)
 
