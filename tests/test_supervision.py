@@ -75,6 +75,11 @@ def new_daphne(site, old_pid: int) -> int | None:
     return pid if pid != old_pid and page_answers(site) else None
 
 
+def first_pid(pid_file: Path) -> int:
+    """The pid a server wrote on the first line of its pid file."""
+    return int(pid_file.read_text().split()[0])
+
+
 def run_status(site, run_id: str) -> str:
     return json.loads(http_status(f"{site.url}/api/runs/{run_id}/")[1])["status"]
 
@@ -136,9 +141,9 @@ async def test_sigterm_with_runs_in_flight_stops_daphne_in_time_ten_times_out_of
                 os.kill(daphne_pid, signal.SIGTERM)
                 ending = await until_finished_or_closed(reader, {loop_run["run"], worker_run["run"]}, timeout=15)
                 assert ending in {"finished", "closed"}
-            await wait_until(lambda: not _alive(daphne_pid), STOP_GRACE_S + 5, f"Daphne {daphne_pid} to exit")
+            await wait_until(lambda pid=daphne_pid: not _alive(pid), STOP_GRACE_S + 5, f"Daphne {daphne_pid} to exit")
             exit_times.append(time.monotonic() - stopped_at)
-            await wait_until(lambda: new_daphne(site, daphne_pid), 30, "the supervisor's new Daphne")
+            await wait_until(lambda pid=daphne_pid: new_daphne(site, pid), 30, "the supervisor's new Daphne")
     # Every Daphne left by itself, in time: none had to be killed for not answering.
     assert max(exit_times) < STOP_GRACE_S, exit_times
     assert "has not answered" not in supervisor_log(site)
@@ -170,12 +175,12 @@ async def test_a_wedged_daphne_is_killed_and_replaced(site):
 
 async def test_killed_redis_is_reported_then_restarted_and_demos_recover(site):
     pid_file = site.var_dir / "redis" / "redis.pid"
-    redis_pid = int(pid_file.read_text())
+    redis_pid = await asyncio.to_thread(first_pid, pid_file)
     os.kill(redis_pid, signal.SIGKILL)
     status, body = await asyncio.to_thread(health, site)
     assert status == 503 and body["down"] == ["redis"] and body["database"] == "ok", body
     await wait_until(lambda: health(site)[0] == 200, 30, "Redis to be restarted")
-    assert int(pid_file.read_text()) != redis_pid
+    assert await asyncio.to_thread(first_pid, pid_file) != redis_pid
     assert (await run_to_end(site, *SHORT_LOOP_RUN))["status"] == "succeeded"
     await wait_until(lambda: health(site)[1]["celery_workers"] >= 1, 60, "the worker back on Redis")
     assert (await run_to_end(site, *SHORT_WORKER_RUN, timeout=40))["status"] == "succeeded"
@@ -183,12 +188,12 @@ async def test_killed_redis_is_reported_then_restarted_and_demos_recover(site):
 
 async def test_killed_postgres_is_reported_then_restarted_and_demos_recover(site):
     pgdata = site.var_dir / "postgres"
-    postmaster_pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    postmaster_pid = await asyncio.to_thread(first_pid, pgdata / "postmaster.pid")
     os.kill(postmaster_pid, signal.SIGKILL)
     status, body = await wait_until(lambda: (result := health(site))[0] == 503 and result, 10, "/healthz to see it")
     assert "database" in body["down"], body
     await wait_until(lambda: health(site)[0] == 200, 45, "PostgreSQL to be restarted")
-    assert int(Path(pgdata / "postmaster.pid").read_text().split()[0]) != postmaster_pid
+    assert await asyncio.to_thread(first_pid, pgdata / "postmaster.pid") != postmaster_pid
     assert await asyncio.to_thread(page_answers, site)
     assert (await run_to_end(site, *SHORT_LOOP_RUN))["status"] == "succeeded"
     assert (await run_to_end(site, *SHORT_WORKER_RUN, timeout=40))["status"] == "succeeded"
