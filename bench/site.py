@@ -21,6 +21,7 @@ class RunningSite:
     url: str
     process: subprocess.Popen
     var_dir: Path
+    log_path: Path | None = None  # the supervisor's output (and its children's), when it was kept
 
     @property
     def services(self) -> dict[str, str]:
@@ -42,7 +43,8 @@ def start_site(var_dir: Path, *, extra_env: dict[str, str] | None = None, timeou
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
     env.update({"COURSESITE_VAR_DIR": str(var_dir), "PORT": str(port)})
     env.update(extra_env or {})
-    log = open(var_dir.parent / f"{var_dir.name}.log", "w") if var_dir.parent.exists() else subprocess.DEVNULL
+    log_name = var_dir.parent / f"{var_dir.name}.log" if var_dir.parent.exists() else None
+    log = open(log_name, "w") if log_name else subprocess.DEVNULL
     process = subprocess.Popen([sys.executable, "-m", "coursesite.stack", "run"], cwd=BASE_DIR, env=env,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -53,7 +55,7 @@ def start_site(var_dir: Path, *, extra_env: dict[str, str] | None = None, timeou
         try:
             # Both workers `make run` starts: demo runs, and the offload demo's jobs.
             if json.loads(urlopen(url + "/healthz", timeout=2).read())["celery_workers"] >= 2:
-                return RunningSite(url=url, process=process, var_dir=var_dir)
+                return RunningSite(url=url, process=process, var_dir=var_dir, log_path=log_name)
         except OSError:
             pass
         time.sleep(0.5)

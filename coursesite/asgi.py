@@ -9,9 +9,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coursesite.settings.prod")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from coursesite import autobahn_logging  # noqa: E402
+from coursesite.origins import SameOriginValidator  # noqa: E402
 from coursesite.routing import websocket_urlpatterns  # noqa: E402
 
 autobahn_logging.install()
@@ -29,6 +29,7 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # Demo sockets are anonymous and public: no session or user middleware,
         # whose user lookup would cost every handshake a trip to the sync thread.
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        # The Origin must match scheme, host and port (channels' own validator checks the host only).
+        "websocket": SameOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )

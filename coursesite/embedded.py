@@ -80,6 +80,41 @@ class EmbeddedPostgres:
                 return True
         return False
 
+    def is_running(self) -> bool:
+        """True while a postmaster serves this data directory (ours, or one started on it by hand)."""
+        from pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.data_dir)
+        return info is not None and info.process is not None and _alive(info.process.pid)
+
+    def restart(self) -> str:
+        """Start the cluster again on the same data and socket after it died; return its URL.
+
+        pgserver would take a dead postmaster's zombie (a process nobody has
+        reaped yet) for a live server, and PostgreSQL itself refuses to start
+        while a lock file names a pid that still exists, so lock files of a
+        dead postmaster are removed first. PostgreSQL still refuses while any
+        old backend holds the shared memory; the caller then tries again.
+        """
+        from pgserver.utils import PostmasterInfo
+
+        if self.server is None:
+            return self.start()
+        info = PostmasterInfo.read_from_pgdata(self.data_dir)
+        socket_dir = info.socket_dir if info is not None and info.socket_dir else self.server.get_postmaster_info().socket_dir
+        lock_files = [self.data_dir / "postmaster.pid", *Path(socket_dir).glob(".s.PGSQL.*.lock")]
+        for lock_file in lock_files:
+            try:
+                pid = int(lock_file.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            if not _alive(pid):
+                lock_file.unlink(missing_ok=True)
+        _pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(self.data_dir / "log"), "start"],
+                pgdata=self.data_dir, user=self.server.system_user, timeout=20)
+        self.server._postmaster_info = PostmasterInfo.read_from_pgdata(self.data_dir)  # for stop()
+        return f"postgresql://postgres@/{DATABASE_NAME}?host={socket_dir}"
+
     def stop(self) -> None:
         """Fast shutdown: roll back open transactions, flush, exit."""
         if self.server is None:
@@ -182,6 +217,28 @@ class EmbeddedRedis:
                     break
                 time.sleep(0.1)
 
+    def is_running(self) -> bool:
+        """True while a redis-server serves this data: our child, or one started on it by hand."""
+        if self.process is not None and self.process.poll() is None:
+            return True
+        return self._leftover_pid() is not None
+
+    def restart(self) -> str:
+        """Start a new server on the same port and data directory after ours died; return its URL."""
+        if self.process is not None:
+            self.process.poll()  # reap the dead one
+        return self.start()
+
+    def _leftover_pid(self) -> int | None:
+        """The pid in our pid file, when it is a live redis-server."""
+        try:
+            pid = int(self.pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        # A zombie (exited, not yet reaped by its parent) has an empty cmdline.
+        return pid if b"redis-server" in cmdline else None
+
     def stop(self) -> None:
         """SIGTERM makes redis save its dump and exit."""
         if self.process is None:
@@ -198,6 +255,16 @@ class EmbeddedRedis:
         self._kill_leftover()
         self.pid_file.unlink(missing_ok=True)
         self.process = None
+
+
+def _alive(pid: int) -> bool:
+    """True when `pid` is a running process, not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state letter follows the command name in parentheses (which may hold spaces).
+    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
 
 
 def remove_tree(path: Path) -> None:

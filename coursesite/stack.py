@@ -19,14 +19,81 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
 
 from coursesite.embedded import EmbeddedPostgres, EmbeddedRedis, port_is_free, remove_tree
 from coursesite.processes import JobQueueSpec, site_processes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-SHUTDOWN_GRACE_S = 6
+# Before settings are loaded (and for `test`): the same default as SUPERVISOR_STOP_GRACE_S.
+SHUTDOWN_GRACE_S = 6.0
 RESTART_DELAY_S = 1.0
+# Daphne's liveness probe: the cheapest page, asked with a session cookie so the cached-page
+# layer does not consult Redis. It then measures Daphne (its loop and its sync thread) alone:
+# a Redis or PostgreSQL outage must never get a healthy Daphne killed.
+PROBE_PATH = "/hello"
+PROBE_COOKIE = "sessionid=supervisor-probe"
+TICK_S = 0.5
+
+
+@dataclass(frozen=True)
+class SupervisorPolicy:
+    """How `make run` watches its processes (settings SUPERVISOR_*; README, "Operating it")."""
+
+    probe_interval_s: float = 2.0
+    probe_timeout_s: float = 1.5
+    probe_failures: int = 3
+    start_timeout_s: float = 30.0
+    stop_grace_s: float = SHUTDOWN_GRACE_S
+    embedded_restart_delay_s: float = 1.0
+
+    @classmethod
+    def from_settings(cls) -> SupervisorPolicy:
+        """The policy the site's settings name (call after django.setup())."""
+        from django.conf import settings
+
+        return cls(probe_interval_s=settings.SUPERVISOR_PROBE_INTERVAL_S, probe_timeout_s=settings.SUPERVISOR_PROBE_TIMEOUT_S,
+                   probe_failures=settings.SUPERVISOR_PROBE_FAILURES, start_timeout_s=settings.SUPERVISOR_START_TIMEOUT_S,
+                   stop_grace_s=settings.SUPERVISOR_STOP_GRACE_S,
+                   embedded_restart_delay_s=settings.SUPERVISOR_EMBEDDED_RESTART_DELAY_S)
+
+
+@dataclass
+class Child:
+    """One supervised process, and what the supervisor knows of its health."""
+
+    name: str
+    argv: list[str]
+    process: subprocess.Popen
+    probe_url: str | None = None  # only Daphne answers HTTP
+    started_at: float = field(default_factory=time.monotonic)
+    answered: bool = False
+    failures: int = 0
+    next_probe_at: float = 0.0
+
+
+def answers(url: str, timeout_s: float) -> bool:
+    """True when the server sends any HTTP answer within the timeout (an error status is still an answer)."""
+    try:
+        with urlopen(Request(url, headers={"Cookie": PROBE_COOKIE}), timeout=timeout_s) as response:
+            response.read()
+        return True
+    except HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL a child's whole process group (it runs in a session of its own) and reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 class Stop(Exception):
@@ -52,7 +119,8 @@ class Stack:
         self.data_root = data_root
         self.postgres: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Child] = []
+        self.grace_s = SHUTDOWN_GRACE_S
 
     def start_servers(self) -> dict[str, str]:
         urls = {}
@@ -70,29 +138,113 @@ class Stack:
             say(f"Redis (embedded) on {urls['REDIS_URL']}")
         return urls
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        # A session of its own: Ctrl-C reaches only us, and we stop children in order.
-        process = subprocess.Popen(argv, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.children.append((name, process))
-        return process
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], probe_url: str | None = None) -> Child:
+        """Start one process of the site in a session of its own and supervise it."""
+        child = Child(name=name, argv=argv, process=_popen(argv, env), probe_url=probe_url)
+        self.children.append(child)
+        return child
+
+    def pids(self) -> dict[str, int]:
+        """Each supervised process's pid, by name."""
+        return {child.name: child.process.pid for child in self.children}
 
     def stop(self) -> None:
-        for _name, process in reversed(self.children):
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + SHUTDOWN_GRACE_S
-        for name, process in reversed(self.children):
+        """SIGTERM every child, newest first; SIGKILL the process group of any still there after the grace period."""
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.terminate()
+        deadline = time.monotonic() + self.grace_s
+        for child in reversed(self.children):
             try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                say(f"{name} did not stop in {SHUTDOWN_GRACE_S}s; killing it")
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                say(f"{child.name} did not stop within {self.grace_s:g}s of SIGTERM; killing it")
+                kill_group(child.process)
         self.children.clear()
         if self.redis:
             self.redis.stop()
         if self.postgres:
             self.postgres.stop()
+
+
+def _popen(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    # A session of its own: Ctrl-C reaches only us, we stop children in order, and a
+    # wedged one is killed with everything it started (its process group).
+    return subprocess.Popen(argv, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+class Supervisor:
+    """Keeps `make run`'s processes and embedded servers up: restarts what died, kills what wedged."""
+
+    def __init__(self, stack: Stack, env: dict[str, str], policy: SupervisorPolicy, processes_file: Path) -> None:
+        self.stack = stack
+        self.env = env
+        self.policy = policy
+        self.processes_file = processes_file
+        self.down_since: dict[str, float] = {}
+
+    def tick(self) -> None:
+        """One round: embedded servers first (everything else needs them), then each process."""
+        self.check_embedded("redis", self.stack.redis)
+        self.check_embedded("postgres", self.stack.postgres)
+        for index, child in enumerate(self.stack.children):
+            if child.process.poll() is not None:
+                # A crashed or killed process comes back; the rest carry on.
+                say(f"{child.name} exited with status {child.process.returncode}; restarting it")
+                time.sleep(RESTART_DELAY_S)
+                self.replace(index)
+            elif child.probe_url and time.monotonic() >= child.next_probe_at:
+                self.probe(index, child)
+
+    def probe(self, index: int, child: Child) -> None:
+        """Ask the process for a page; enough unanswered asks in a row and it is killed and replaced."""
+        now = time.monotonic()
+        child.next_probe_at = now + self.policy.probe_interval_s
+        assert child.probe_url is not None
+        if answers(child.probe_url, self.policy.probe_timeout_s):
+            child.answered, child.failures = True, 0
+            return
+        if not child.answered and now - child.started_at < self.policy.start_timeout_s:
+            return  # still starting up
+        child.failures += 1
+        if child.failures < self.policy.probe_failures:
+            return
+        say(f"{child.name} (pid {child.process.pid}) has not answered {child.probe_url} "
+            f"{child.failures} times in a row; killing and restarting it")
+        kill_group(child.process)
+        self.replace(index)
+
+    def replace(self, index: int) -> None:
+        """Start a process again exactly as before."""
+        old = self.stack.children[index]
+        self.stack.children[index] = Child(name=old.name, argv=old.argv, process=_popen(old.argv, self.env),
+                                           probe_url=old.probe_url)
+        self.processes_file.write_text(json.dumps(self.stack.pids()))
+
+    def check_embedded(self, name: str, server: EmbeddedRedis | EmbeddedPostgres | None) -> None:
+        """Bring back an embedded server that died, on the same port or socket and data, after a short delay."""
+        if server is None:
+            return
+        if server.is_running():
+            if name in self.down_since:
+                say(f"{name} (embedded) is back")
+                del self.down_since[name]
+            return
+        now = time.monotonic()
+        if name not in self.down_since:
+            say(f"{name} (embedded) is down; restarting it in {self.policy.embedded_restart_delay_s:g}s")
+            self.down_since[name] = now
+            return
+        if now - self.down_since[name] < self.policy.embedded_restart_delay_s:
+            return
+        try:
+            server.restart()
+        except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+            say(f"{name} (embedded) did not start again ({error.__class__.__name__}); trying again")
+            self.down_since[name] = now
+            return
+        say(f"{name} (embedded) restarted")
+        del self.down_since[name]
 
 
 def child_env(urls: dict[str, str], settings_module: str) -> dict[str, str]:
@@ -142,27 +294,25 @@ def command_run(args: argparse.Namespace) -> int:
         manage(["load_course"], env)
         manage(["sweep_runs"], env)
         manage(["collectstatic", "--noinput", "-v", "0"], env)
-        for process in site_processes(host=host, port=port, run_dir=data_root / "run", job_queues=declared_job_queues(env)):
-            stack.spawn(process.name, list(process.argv), env)
-        processes_file.write_text(json.dumps({name: process.pid for name, process in stack.children}))
+        job_queues = declared_job_queues(env)
+        policy = SupervisorPolicy.from_settings()  # declared_job_queues() has set Django up
+        stack.grace_s = policy.stop_grace_s
+        probe_host = f"[{host}]" if ":" in host else host
+        for process in site_processes(host=host, port=port, run_dir=data_root / "run", job_queues=job_queues):
+            probe_url = f"http://{probe_host}:{port}{PROBE_PATH}" if process.name == "daphne" else None
+            stack.spawn(process.name, list(process.argv), env, probe_url=probe_url)
+        processes_file.write_text(json.dumps(stack.pids()))
         say(f"Site: http://{host}:{port}/   Health: http://{host}:{port}/healthz")
         say("Admin login: in another terminal run `make superuser`, then open /admin/")
         say("Ctrl-C stops everything.")
+        supervisor = Supervisor(stack, env, policy, processes_file)
         while True:
-            for index, (name, child) in enumerate(stack.children):
-                if child.poll() is not None:
-                    # A crashed or killed server process comes back; the rest carry on.
-                    say(f"{name} exited with status {child.returncode}; restarting it")
-                    time.sleep(RESTART_DELAY_S)
-                    stack.children[index] = (name, subprocess.Popen(
-                        child.args, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, start_new_session=True
-                    ))
-                    processes_file.write_text(json.dumps({n: p.pid for n, p in stack.children}))
+            supervisor.tick()
             # make was killed without passing the signal on: stop rather than linger.
             if os.getppid() != parent_pid:
                 say("parent process went away; stopping")
                 return 0
-            time.sleep(0.5)
+            time.sleep(TICK_S)
     except Stop as stop:
         say(f"{stop}: stopping")
         return 0

@@ -37,12 +37,18 @@ def _live_workers() -> int:
 
 @never_cache
 def healthz(request):
-    """Report the database, Redis and the live Celery workers; 200 only when the database answers."""
+    """Report the database, Redis and the live Celery workers; 503 naming the servers that are down.
+
+    Pages keep answering while Redis is down (cached ones from memory), but
+    demos do not: an operator watching this sees the outage for as long as it
+    lasts, and `make run` restarts an embedded server that died.
+    """
     database = _database_state()
     redis = _redis_state()
     workers = _live_workers() if redis == "ok" else 0
-    status = 200 if database == "ok" else 503
-    return JsonResponse({"database": database, "redis": redis, "celery_workers": workers}, status=status)
+    down = [name for name, state in (("database", database), ("redis", redis)) if state != "ok"]
+    body = {"database": database, "redis": redis, "celery_workers": workers, "down": down}
+    return JsonResponse(body, status=503 if down else 200)
 
 
 def hello(request):

@@ -65,7 +65,7 @@ def test_run_stops_everything_on_sigterm_and_keeps_data(tmp_path):
     port = free_port()
     process = _start(var_dir, port)
     health = _wait_healthy(process, port)
-    assert health == {"database": "ok", "redis": "ok", "celery_workers": health["celery_workers"]}
+    assert health == {"database": "ok", "redis": "ok", "celery_workers": health["celery_workers"], "down": []}
     home = urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
     assert "Concurrency" in home
     elapsed, output = _stop_and_measure(process)

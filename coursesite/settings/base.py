@@ -9,6 +9,7 @@ unset, the URLs of the embedded servers that `make run` started are used
 import json
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -47,6 +48,17 @@ def env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    """Read a number of seconds (or any real number) from the environment, failing loudly on junk."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
 
 
 def embedded_service_urls() -> dict[str, str]:
@@ -100,6 +112,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "lessons",
     "demos",
     # Demo packages with tables of their own are apps too (demos/discovery.py).
@@ -107,10 +120,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: nothing may answer (not even a static file or a cached page) for a foreign Host.
+    "coursesite.origins.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "coursesite.middleware.ContentSecurityPolicyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, able to run on the loop: its sync-only original made every request
+    # cross threads, and could hang shutdown (coursesite/static_files.py).
+    "coursesite.static_files.AsyncWhiteNoiseMiddleware",
     # Cached reader pages are answered here, on the event loop; the rest is the usual stack.
     "lessons.middleware.CachedReaderPageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -118,6 +135,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "coursesite.urls"
@@ -144,6 +163,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Admin login throttling (django-axes). AxesBackend must come first: it refuses a locked-out
+# username+address pair before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After this many wrong passwords for one username from one address, that pair is locked out ...
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+# ... for this long (another wrong try meanwhile starts the wait again), or until staff unlock it.
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15))
+# Per username and address together: a stranger guessing at "admin" cannot lock the real admin out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+# The address Daphne saw; a header a client can write (X-Forwarded-For) is never trusted here.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_VERBOSE = False
+
+# Debug pages and error reports hide every setting that holds a server address or credential.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "coursesite.error_reports.CredentialSafeExceptionReporterFilter"
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
@@ -246,6 +286,20 @@ DEMO_CANCEL_FLAG_TTL_S = 120
 DEMO_SOCKET_COUNT_TTL_S = 3600
 # A step session ends after this long without a step (its connections hold a row, maybe a lock).
 DEMO_STEP_IDLE_S = 120.0
+
+# `make run`'s supervisor (coursesite/stack.py). It asks Daphne for /hello this often ...
+SUPERVISOR_PROBE_INTERVAL_S = env_float("SUPERVISOR_PROBE_INTERVAL_S", 2.0)
+# ... waits this long for an answer ...
+SUPERVISOR_PROBE_TIMEOUT_S = env_float("SUPERVISOR_PROBE_TIMEOUT_S", 1.5)
+# ... and after this many unanswered probes in a row takes it for wedged: SIGKILL, then a new one.
+SUPERVISOR_PROBE_FAILURES = env_int("SUPERVISOR_PROBE_FAILURES", 3)
+# A Daphne that has not answered once this long after it started is wedged too.
+SUPERVISOR_START_TIMEOUT_S = 30.0
+# A process the supervisor stops gets SIGTERM, then SIGKILL (its whole process group) this long after.
+SUPERVISOR_STOP_GRACE_S = env_float("SUPERVISOR_STOP_GRACE_S", 6.0)
+# An embedded Redis or PostgreSQL that died is started again this long after it was seen down
+# (and again every as long, while it will not start).
+SUPERVISOR_EMBEDDED_RESTART_DELAY_S = env_float("SUPERVISOR_EMBEDDED_RESTART_DELAY_S", 1.0)
 
 LOGGING = {
     "version": 1,

@@ -22,6 +22,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.servers import DaphneServer
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
+# The in-process socket has no server to add a Host header; the origin check compares with it.
+HOST = (b"host", b"127.0.0.1")
 DEMO_PATH = "/ws/demos/"
 # The step-mode route; the one place to change when it gains the demo's slug.
 STEP_PATH = "/ws/steps/counter-race/"
@@ -180,7 +182,7 @@ async def in_process_socket(path: str = DEMO_PATH):
     """
     from coursesite.asgi import application
 
-    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN, HOST])
     connected, _ = await communicator.connect()
     assert connected
     try:
