@@ -2,12 +2,10 @@
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from redis import Redis
 from redis.exceptions import RedisError
 
-from django.conf import settings
-
 from coursesite.celery import app as celery_app
+from coursesite.redis_clients import probe_redis
 
 
 def _database_state() -> str:
@@ -21,7 +19,7 @@ def _database_state() -> str:
 
 def _redis_state() -> str:
     try:
-        Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+        probe_redis(timeout_s=1)
         return "ok"
     except RedisError as exc:
         return f"error: {exc.__class__.__name__}"
