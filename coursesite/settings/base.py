@@ -71,25 +71,32 @@ def embedded_service_urls() -> dict[str, str]:
 
 _embedded = embedded_service_urls()
 
-# DEBUG defaults on in dev settings only. A generated key is allowed with DEBUG
-# on or under the test settings; with DEBUG off anywhere else, no key, no start.
-SETTINGS_MODULE = os.environ.get("DJANGO_SETTINGS_MODULE", "")
-LOCAL_SETTINGS = SETTINGS_MODULE.endswith(".test")
-DEBUG = env_bool("DEBUG", SETTINGS_MODULE.endswith(".dev"))
+# DEBUG and SECRET_KEY are read here; dev.py, test.py and prod.py each state
+# their own default and whether a key generated under var/ may stand in.
+DEBUG_FROM_ENV: bool | None = None if os.environ.get("DEBUG", "") == "" else env_bool("DEBUG", False)
+SECRET_KEY_FROM_ENV = os.environ.get("SECRET_KEY", "")
+DEBUG = bool(DEBUG_FROM_ENV)
+SECRET_KEY = SECRET_KEY_FROM_ENV
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not (DEBUG or LOCAL_SETTINGS):
-        raise ImproperlyConfigured(
-            "SECRET_KEY is not set. With DEBUG off the site refuses to start without one; "
-            "set SECRET_KEY to a long random string (python -c 'import secrets; print(secrets.token_urlsafe(50))')."
-        )
-    # A development key kept under var/ so sessions survive restarts; never committed.
+
+def local_secret_key() -> str:
+    """A development key kept under var/ so sessions survive restarts; never committed."""
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)
         key_file.write_text(secrets.token_urlsafe(50))
-    SECRET_KEY = key_file.read_text().strip()
+    return key_file.read_text().strip()
+
+
+def required_secret_key() -> str:
+    """SECRET_KEY from the environment; with DEBUG off there is no stand-in, and no start without it."""
+    if not SECRET_KEY_FROM_ENV:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off the site refuses to start without one; "
+            "set SECRET_KEY to a long random string (python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+        )
+    return SECRET_KEY_FROM_ENV
+
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -198,9 +205,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "coursesite.storage.ModuleAwareStaticFilesStorage"},
 }
 
-# In development, serve static files straight from the source folders.
-WHITENOISE_USE_FINDERS = DEBUG
-WHITENOISE_AUTOREFRESH = DEBUG
+# Static files come from collectstatic's output; dev.py and test.py serve the source folders instead.
+WHITENOISE_USE_FINDERS = False
+WHITENOISE_AUTOREFRESH = False
 
 CACHES = {
     "default": {

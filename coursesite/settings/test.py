@@ -1,6 +1,11 @@
 """Test settings: the same real PostgreSQL and Redis as `make run`."""
 from .base import *  # noqa: F401,F403
-from .base import STORAGES
+from .base import DEBUG_FROM_ENV, SECRET_KEY_FROM_ENV, STORAGES, local_secret_key
+
+# Off unless DEBUG=1, as in production: tests see what readers see.
+DEBUG = bool(DEBUG_FROM_ENV)
+# Throwaway databases only: a key generated under var/ is fine.
+SECRET_KEY = SECRET_KEY_FROM_ENV or local_secret_key()
 
 # Tests render templates without running collectstatic first.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
