@@ -11,10 +11,12 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from coursesite import autobahn_logging  # noqa: E402
+from coursesite import autobahn_logging, server_limits  # noqa: E402
+from coursesite.proxy import TrustedProxyMiddleware  # noqa: E402
 from coursesite.routing import websocket_urlpatterns  # noqa: E402
 
 autobahn_logging.install()
+server_limits.install()
 
 # Everything loaded so far lives as long as the process: take it out of the
 # cyclic collector's view, so full collections stay short on the event loop.
@@ -32,3 +34,4 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )
+application = TrustedProxyMiddleware(application)

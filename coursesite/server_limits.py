@@ -1,0 +1,141 @@
+"""Limits Daphne's own options cannot express, installed into its Twisted protocols at start-up.
+
+Two gaps, both about clients that are slow on purpose or by accident:
+
+- **Request headers that never complete.** Twisted's HTTP channel times a
+  connection out only after 60 s *of silence*, and every byte restarts that
+  clock, so a client trickling half a request holds its connection for ever.
+  Here each connection's request headers must have arrived within
+  `DEMO_REQUEST_HEADERS_TIMEOUT_S` of its opening (or of its previous
+  response ending); otherwise the connection is closed.
+- **Readers that do not read.** What a websocket's peer has not read piles up
+  in the Twisted transport's write buffer, without bound; the ASGI side only
+  sees its `send` succeed. Before each message Daphne sends, the buffer's
+  size is checked here; past `DEMO_SLOW_READER_BUFFER_BYTES` the message is
+  dropped, the socket is closed with 4408 ("too slow", after everything
+  already queued), and a reader that still does not read within
+  `DEMO_SLOW_READER_DRAIN_S` has its connection cut.
+
+Both wrap one method of a Daphne class; `install` checks the methods are
+still there and leaves Daphne alone (returning False) if a new version moved
+them. docs/adr/0011-slow-clients-limited-in-daphnes-protocols.md says why.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, cast
+
+from daphne import http_protocol, ws_protocol
+from django.conf import settings
+from twisted.internet import reactor
+
+logger = logging.getLogger("coursesite.server_limits")
+
+CLOSE_TOO_SLOW = 4408
+
+
+def unsent_bytes(transport: Any) -> int:
+    """Bytes a Twisted TCP transport holds that the kernel has not taken yet.
+
+    `FileDescriptor` keeps them in `dataBuffer` (from `offset`) plus the
+    writes not yet joined into it (`_tempDataLen`).
+    """
+    if transport is None:
+        return 0
+    buffered = getattr(transport, "dataBuffer", b"")
+    return len(buffered) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+
+
+# --- request headers -------------------------------------------------------------------------------
+
+class HeaderDeadline:
+    """Closes an HTTP connection whose request headers are not all in before a deadline."""
+
+    def __init__(self, channel: Any, timeout_s: float) -> None:
+        self.channel = channel
+        self.timeout_s = timeout_s
+        self.call: Any = None
+        self.arm()
+        original_headers, original_done = channel.allHeadersReceived, channel.requestDone
+
+        def all_headers_received() -> None:
+            self.disarm()
+            original_headers()
+
+        def request_done(request: Any) -> None:
+            original_done(request)
+            if getattr(channel, "transport", None) is not None and not getattr(channel, "_handlingRequest", False):
+                self.arm()  # a kept-alive connection waits for its next request under the same rule
+
+        channel.allHeadersReceived = all_headers_received
+        channel.requestDone = request_done
+
+    def arm(self) -> None:
+        self.disarm()
+        self.call = cast(Any, reactor).callLater(self.timeout_s, self.expire)
+
+    def disarm(self) -> None:
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        self.call = None
+
+    def expire(self) -> None:
+        self.call = None
+        transport = getattr(self.channel, "transport", None)
+        if transport is not None:
+            logger.info("closing a connection whose request headers took over %s s", self.timeout_s)
+            transport.abortConnection()
+
+
+def _with_header_deadline(build_protocol: Any) -> Any:
+    @functools.wraps(build_protocol)
+    def build(factory: Any, addr: Any) -> Any:
+        protocol = build_protocol(factory, addr)
+        channel = getattr(protocol, "_channel", protocol)
+        if channel is not None and hasattr(channel, "allHeadersReceived"):
+            HeaderDeadline(channel, settings.DEMO_REQUEST_HEADERS_TIMEOUT_S)
+        return protocol
+
+    return build
+
+
+# --- slow readers ----------------------------------------------------------------------------------
+
+def _with_slow_reader_check(server_send: Any) -> Any:
+    @functools.wraps(server_send)
+    def send(protocol: Any, content: Any, binary: bool = False) -> None:
+        if getattr(protocol, "closed_as_too_slow", False):
+            return  # closing: what the reader has not read yet is all it will get
+        if unsent_bytes(protocol.transport) > settings.DEMO_SLOW_READER_BUFFER_BYTES:
+            protocol.closed_as_too_slow = True
+            logger.warning("closing websocket of %s: over %s bytes unread", protocol.client_addr,
+                           settings.DEMO_SLOW_READER_BUFFER_BYTES)
+            # The close frame queues behind the unread bytes; a reader that
+            # catches up sees 4408, one that never does is cut after the drain time.
+            protocol.closeHandshakeTimeout = settings.DEMO_SLOW_READER_DRAIN_S
+            protocol.sendClose(code=CLOSE_TOO_SLOW, reason="too slow: messages were not being read")
+            return
+        server_send(protocol, content, binary)
+
+    return send
+
+
+# (class, method name, wrapper)
+PATCHES = [
+    (http_protocol.HTTPFactory, "buildProtocol", _with_header_deadline),
+    (ws_protocol.WebSocketProtocol, "serverSend", _with_slow_reader_check),
+]
+
+
+def install() -> bool:
+    """Wrap Daphne's methods once; False (and nothing changed) if any is missing."""
+    if not all(callable(getattr(cls, name, None)) for cls, name, _ in PATCHES):
+        return False
+    for cls, name, wrap in PATCHES:
+        method = getattr(cls, name)
+        if not getattr(method, "server_limits_installed", False):
+            wrapped = wrap(method)
+            wrapped.server_limits_installed = True
+            setattr(cls, name, wrapped)
+    return True
