@@ -1,6 +1,14 @@
 """Limits Daphne's own options cannot express, installed into its Twisted protocols at start-up.
 
-Two gaps, both about clients that are slow on purpose or by accident:
+Daphne's flags (coursesite.processes.daphne_argv) cap a websocket message's
+size; autobahn, its websocket layer, then fails an oversized message (1009)
+or a text frame that is not UTF-8 (1007) by default by dropping the TCP
+connection, so the client sees only 1006. Here the factory is told to fail
+with a close frame instead (`failByDrop=False`): the client receives the code
+as sent, and the rest of the oversized frame is read and thrown away as it
+arrives, never buffered.
+
+Two more gaps, both about clients that are slow on purpose or by accident:
 
 - **Request headers that never complete.** Twisted's HTTP channel times a
   connection out only after 60 s *of silence*, and every byte restarts that
@@ -121,8 +129,20 @@ def _with_slow_reader_check(server_send: Any) -> Any:
     return send
 
 
+# --- protocol failures announced with a close frame ------------------------------------------------
+
+def _failing_with_a_close_frame(factory_init: Any) -> Any:
+    @functools.wraps(factory_init)
+    def init(factory: Any, *args: Any, **kwargs: Any) -> None:
+        factory_init(factory, *args, **kwargs)
+        factory.setProtocolOptions(failByDrop=False)
+
+    return init
+
+
 # (class, method name, wrapper)
 PATCHES = [
+    (ws_protocol.WebSocketFactory, "__init__", _failing_with_a_close_frame),
     (http_protocol.HTTPFactory, "buildProtocol", _with_header_deadline),
     (ws_protocol.WebSocketProtocol, "serverSend", _with_slow_reader_check),
 ]
