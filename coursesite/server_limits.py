@@ -18,10 +18,10 @@ Two more gaps, both about clients that are slow on purpose or by accident:
   response ending); otherwise the connection is closed.
 - **Readers that do not read.** What a websocket's peer has not read piles up
   in the Twisted transport's write buffer, without bound; the ASGI side only
-  sees its `send` succeed. Before each message Daphne sends, the buffer's
-  size is checked here; past `DEMO_SLOW_READER_BUFFER_BYTES` the message is
-  dropped, the socket is closed with 4408 ("too slow", after everything
-  already queued), and a reader that still does not read within
+  sees its `send` succeed. After each message Daphne sends, the bytes the
+  peer has not taken are counted here; past `DEMO_SLOW_READER_BUFFER_BYTES`
+  later messages are dropped, the socket is closed with 4408 ("too slow",
+  after everything already queued), and a reader that still does not read within
   `DEMO_SLOW_READER_DRAIN_S` has its connection cut.
 
 Both wrap one method of a Daphne class; `install` checks the methods are
@@ -30,8 +30,11 @@ them. docs/adr/0011-slow-clients-limited-in-daphnes-protocols.md says why.
 """
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
+import struct
+import termios
 from typing import Any, cast
 
 from daphne import http_protocol, ws_protocol
@@ -44,15 +47,28 @@ CLOSE_TOO_SLOW = 4408
 
 
 def unsent_bytes(transport: Any) -> int:
-    """Bytes a Twisted TCP transport holds that the kernel has not taken yet.
+    """Bytes written to a Twisted TCP transport that its peer has not taken yet.
 
-    `FileDescriptor` keeps them in `dataBuffer` (from `offset`) plus the
-    writes not yet joined into it (`_tempDataLen`).
+    Two places hold them: the kernel's send queue (asked with SIOCOUTQ, which
+    Linux spells TIOCOUTQ for sockets: bytes the peer has not acknowledged),
+    and, once that is full, Twisted's own buffer (`dataBuffer` from `offset`,
+    plus the writes not yet joined into it, `_tempDataLen`). Counting only the
+    second would let a few megabytes sit in the kernel per socket unseen.
     """
     if transport is None:
         return 0
     buffered = getattr(transport, "dataBuffer", b"")
-    return len(buffered) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+    in_twisted = len(buffered) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+    return in_twisted + _kernel_send_queue(getattr(transport, "socket", None))
+
+
+def _kernel_send_queue(sock: Any) -> int:
+    if sock is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except (OSError, ValueError):  # not Linux, or the socket is already gone
+        return 0
 
 
 # --- request headers -------------------------------------------------------------------------------
@@ -115,6 +131,8 @@ def _with_slow_reader_check(server_send: Any) -> Any:
     def send(protocol: Any, content: Any, binary: bool = False) -> None:
         if getattr(protocol, "closed_as_too_slow", False):
             return  # closing: what the reader has not read yet is all it will get
+        server_send(protocol, content, binary)
+        # Checked after the write, so a run's last message counts too; at most one message past the bound.
         if unsent_bytes(protocol.transport) > settings.DEMO_SLOW_READER_BUFFER_BYTES:
             protocol.closed_as_too_slow = True
             logger.warning("closing websocket of %s: over %s bytes unread", protocol.client_addr,
@@ -123,8 +141,6 @@ def _with_slow_reader_check(server_send: Any) -> Any:
             # catches up sees 4408, one that never does is cut after the drain time.
             protocol.closeHandshakeTimeout = settings.DEMO_SLOW_READER_DRAIN_S
             protocol.sendClose(code=CLOSE_TOO_SLOW, reason="too slow: messages were not being read")
-            return
-        server_send(protocol, content, binary)
 
     return send
 

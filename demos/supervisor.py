@@ -282,7 +282,7 @@ class LoopRun(SupervisedRun):
         except asyncio.CancelledError as cancelled:
             error = cancelled
         except Exception as failure:  # a demo bug must end the run, not the socket
-            if not limit.expired():
+            if not limit.expired() and _stop_reason(failure) is None:  # a stop wrapped in a group is no failure
                 logger.exception("demo %s failed", self.demo.slug)
             error = failure
         finally:
