@@ -10,11 +10,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from coursesite import autobahn_logging  # noqa: E402
+from coursesite import autobahn_logging, server_limits  # noqa: E402
 from coursesite.origins import SameOriginValidator  # noqa: E402
+from coursesite.proxy import TrustedProxyMiddleware  # noqa: E402
 from coursesite.routing import websocket_urlpatterns  # noqa: E402
 
 autobahn_logging.install()
+server_limits.install()
 
 # Everything loaded so far lives as long as the process: take it out of the
 # cyclic collector's view, so full collections stay short on the event loop.
@@ -33,3 +35,5 @@ application = ProtocolTypeRouter(
         "websocket": SameOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )
+# The real client address (from X-Forwarded-For, only when the peer is a trusted proxy) for every cap and check below.
+application = TrustedProxyMiddleware(application)

@@ -35,9 +35,19 @@ def runs_in_flight(placement: str) -> str:
     return f"{PREFIX}:demo-inflight:{placement}"
 
 
-def sockets_of_address(address: str) -> str:
-    """How many demo sockets one client address holds open."""
-    return f"{PREFIX}:demo-sockets:{address}"
+def runs_of_address(placement: str, address: str) -> str:
+    """Sorted set of one client address's runs in flight on one placement, scored by their deadlines."""
+    return f"{PREFIX}:demo-inflight-by-address:{placement}:{address}"
+
+
+def run_address(run_id: str) -> str:
+    """The client address a run in flight was started from (so its slot can be given back)."""
+    return f"{PREFIX}:demo-run-address:{run_id}"
+
+
+def address_leases(kind: str, address: str) -> str:
+    """Sorted set of one address's live sockets or sessions of one kind, scored by lease deadline."""
+    return f"{PREFIX}:demo-leases:{kind}:{address}"
 
 
 def demo_key(slug: str, *parts: str) -> str:

@@ -44,8 +44,20 @@ def daphne_endpoint(host: str, port: int) -> str:
 
 
 def daphne_argv(host: str, port: int) -> tuple[str, ...]:
-    """Daphne, serving HTTP and websockets, exactly as `make run` starts it."""
-    return (str(BIN_DIR / "daphne"), "-e", daphne_endpoint(host, port), ASGI_APPLICATION)
+    """Daphne, serving HTTP and websockets, exactly as `make run` starts it.
+
+    Its websocket limits come from the settings: the largest message and
+    frame its protocol buffers (bigger ones are refused with 1009 before their
+    payload is read) and how long a handshake may take. The limits Daphne has
+    no flag for are installed by coursesite.server_limits.
+    """
+    from django.conf import settings
+
+    max_bytes = str(settings.DEMO_WS_MAX_MESSAGE_BYTES)
+    return (str(BIN_DIR / "daphne"), "-e", daphne_endpoint(host, port),
+            "--websocket-max-message-size", max_bytes, "--websocket-max-frame-size", max_bytes,
+            "--websocket_connect_timeout", str(settings.DEMO_WS_HANDSHAKE_TIMEOUT_S),
+            ASGI_APPLICATION)
 
 
 def demo_worker_argv(*, hostname: str = "worker@%h", concurrency: int = 2, pool: str | None = None,

@@ -8,16 +8,12 @@ base's (demos/sockets.py).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from channels.consumer import get_handler_name
 from django.conf import settings
-from redis.exceptions import RedisError
-
 from demos import supervisor
-from demos.limits import socket_admit, socket_release
 from demos.params import ParamError, validate_params
 from demos.registry import get_demo
 from demos.sockets import ClientError, GuardedJsonConsumer
@@ -30,6 +26,10 @@ MAX_REF_LENGTH = 100
 class DemoConsumer(GuardedJsonConsumer):
     # A run or cancel message is a few hundred bytes; anything this big is abuse.
     max_frame_chars = 16 * 1024
+    lease_kind = "demo-sockets"
+
+    def sockets_per_address(self) -> int:
+        return settings.DEMO_SOCKETS_PER_IP
 
     async def dispatch(self, message: dict) -> None:
         """As channels' own, minus its `close_old_connections` before every message.
@@ -47,17 +47,6 @@ class DemoConsumer(GuardedJsonConsumer):
 
     async def connect(self) -> None:
         self.runs: dict[str, supervisor.SupervisedRun] = {}
-        self.client_ip = (self.scope.get("client") or ["unknown"])[0]
-        self.counted_ip = False
-        try:
-            admitted = await socket_admit(ip=self.client_ip)
-        except RedisError:
-            admitted = True  # the address cap is a courtesy; do not lock readers out over it
-        else:
-            self.counted_ip = admitted
-        if not admitted:
-            await self.close(code=4429)  # refused before accept: the client sees HTTP 403
-            return
         await self.accept()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
@@ -87,7 +76,7 @@ class DemoConsumer(GuardedJsonConsumer):
         try:
             run = await supervisor.start_run(
                 demo=demo, params=params, ref=ref, send=self.safe_send, on_end=self._forget,
-                channel_layer=self.channel_layer, channel_name=self.channel_name,
+                channel_layer=self.channel_layer, channel_name=self.channel_name, client_address=self.client_address,
             )
         except supervisor.RunRefused as refused:
             if refused.retry_after_s is not None:
@@ -128,24 +117,9 @@ class DemoConsumer(GuardedJsonConsumer):
             await run.relay(event)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "counted_ip", False):
-            self.counted_ip = False
-            try:
-                await socket_release(ip=self.client_ip)
-            except RedisError:
-                logger.warning("could not release the socket count of %s", self.client_ip)
         await supervisor.settle(list(getattr(self, "runs", {}).values()), "Stopped: the reader left.")
 
-    async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # Daphne cancels consumers at shutdown, possibly in the middle of
-            # their disconnect; every run still ends recorded.
-            stopping = asyncio.ensure_future(
-                supervisor.settle(list(getattr(self, "runs", {}).values()), "Stopped: the server shut down."))
-            while not stopping.done():
-                try:
-                    await asyncio.shield(stopping)
-                except asyncio.CancelledError:
-                    continue
+    async def release_resources(self) -> None:
+        # Daphne cancels consumers at shutdown, possibly in the middle of
+        # their disconnect; every run still ends recorded.
+        await supervisor.settle(list(getattr(self, "runs", {}).values()), "Stopped: the server shut down.")

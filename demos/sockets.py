@@ -9,25 +9,33 @@ exception is a server bug, logged once and answered `internal`, and the
 socket stays open. The server only closes a socket with application codes
 (4000-4999), each announced by an `error` message when the socket still
 takes one.
+
+Every socket also holds a lease in its client address's cap for its route
+(`lease_kind`, `sockets_per_address()`): a handshake over the cap is refused
+before accept (the client sees HTTP 403), and the lease is given back on every
+way out, a crashed consumer included (`__call__`'s `finally`).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from demos.base import ErrorCode, ErrorMessage
-from demos.limits import MessageBudget
+from demos.limits import AddressLease, MessageBudget
 
 logger = logging.getLogger("demos.sockets")
 
 # Application close codes: 4000 + the HTTP status that means the same thing.
 CLOSE_TOO_BIG = 4413
 CLOSE_TOO_MANY_MESSAGES = 4429
+# Refusing a handshake before accept: Daphne turns any close then into HTTP 403.
+CLOSE_REFUSED = 4429
 
 # Strings may hold brackets; they are removed before the nesting is counted.
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -59,12 +67,31 @@ def json_nesting_depth(text: str) -> int:
     return deepest
 
 
+def address_of(scope: Mapping[str, Any]) -> str:
+    """The client's address as the server saw it (behind a trusted proxy, coursesite.proxy has rewritten it)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+async def finish_even_if_cancelled(work: Awaitable[Any]) -> None:
+    """Await `work` to its end even if this task is cancelled meanwhile (Daphne cancels consumers at shutdown)."""
+    future = asyncio.ensure_future(work)
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            continue
+
+
 class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
     """A JSON websocket consumer whose frames are checked before `receive_json` runs.
 
     Subclasses implement `receive_json(content)` (content is always a dict)
-    and raise `ClientError` for what the client got wrong.
+    and raise `ClientError` for what the client got wrong; they name their
+    route's per-address cap with `lease_kind` and `sockets_per_address()`.
     """
+
+    lease_kind = "sockets"
 
     # A protocol message is a few hundred characters; anything past this is abuse.
     max_frame_chars = 16 * 1024
@@ -75,6 +102,42 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.message_budget = MessageBudget()
         self.closing = False
+        self.socket_lease: AddressLease | None = None
+
+    def sockets_per_address(self) -> int:
+        """How many sockets of this route one client address may hold open."""
+        raise NotImplementedError
+
+    @property
+    def client_address(self) -> str:
+        return address_of(self.scope)
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        """Take a place in the address's socket cap before the subclass's `connect` sees the socket."""
+        self.socket_lease = AddressLease(self.lease_kind, self.client_address, self.sockets_per_address())
+        if await self.socket_lease.acquire() is not None:
+            await self.close(code=CLOSE_REFUSED)  # before accept: the client sees HTTP 403
+            return
+        await super().websocket_connect(message)
+
+    async def release_resources(self) -> None:
+        """Give back what the socket holds (runs, sessions); called once on every way out. Idempotent."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Every way out, a handler's crash or Daphne's cancel included, gives everything back.
+            await finish_even_if_cancelled(self._give_back())
+
+    async def _give_back(self) -> None:
+        try:
+            await self.release_resources()
+        except Exception:
+            logger.exception("%s could not release what its socket held", type(self).__name__)
+        finally:
+            if self.socket_lease is not None:
+                await self.socket_lease.release()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """Check one frame against the size cap and the budget, decode it, and hand it on."""

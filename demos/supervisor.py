@@ -38,7 +38,7 @@ from demos.base import (
     AcceptedMessage, Demo, ErrorCode, FinishedMessage, ProtocolMessage, RunCancelled, RunStatus, RunTimedOut,
 )
 from demos.events import EventRecorder, encode_events, encode_events_cooperatively
-from demos.limits import acquire_slot, release_slot
+from demos.limits import acquire_slot, address_cap_for, release_slot
 from demos.models import Run
 from demos.sender import RunSender
 from demos.services import (
@@ -288,7 +288,7 @@ class LoopRun(SupervisedRun):
         except asyncio.CancelledError as cancelled:
             error = cancelled
         except Exception as failure:  # a demo bug must end the run, not the socket
-            if not limit.expired():
+            if not limit.expired() and _stop_reason(failure) is None:  # a stop wrapped in a group is no failure
                 logger.exception("demo %s failed", self.demo.slug)
             error = failure
         finally:
@@ -499,12 +499,15 @@ PLACEMENTS: dict[str, type[SupervisedRun]] = {"loop": LoopRun, "worker": WorkerR
 
 
 async def start_run(*, demo: Demo, params: dict[str, Any], ref: str | None, send: Send,
-                    on_end: Callable[[SupervisedRun], None], channel_layer: Any = None, channel_name: str = "") -> SupervisedRun:
+                    on_end: Callable[[SupervisedRun], None], channel_layer: Any = None, channel_name: str = "",
+                    client_address: str | None = None) -> SupervisedRun:
     """Admit a validated run request and start it; RunRefused when it cannot start.
 
     Admission comes before any work: a worker demo needs a live demo worker,
-    every run a record and a site-wide slot on its placement. The reader gets
-    `accepted` (with every parameter filled in) before the first event.
+    every run a record and a slot on its placement, both site-wide and within
+    its client address's share (`client_address`; None counts only site-wide).
+    The reader gets `accepted` (with every parameter filled in) before the
+    first event.
     """
     if demo.placement == "worker" and not await workers.available():
         raise RunRefused("unavailable", "No demo worker is running right now, so this demo cannot start.")
@@ -514,16 +517,21 @@ async def start_run(*, demo: Demo, params: dict[str, Any], ref: str | None, send
         # Nothing was written; the next run request connects afresh.
         raise RunRefused("unavailable", "The run records are unavailable right now; try again shortly.") from None
     try:
-        retry_after = await acquire_slot(placement=demo.placement, run_id=run_id, time_limit_s=demo.time_limit_s)
+        refused = await acquire_slot(placement=demo.placement, run_id=run_id, time_limit_s=demo.time_limit_s,
+                                     client_address=client_address)
     except RedisError:
         await run_finish_on_loop(run_id=run_id, status=Run.Status.FAILED,
                                  summary={"text": "Not started: Redis is unavailable.", "elapsed_ms": 0.0})
         raise RunRefused("unavailable", "The demo service is unavailable right now; try again shortly.") from None
-    if retry_after is not None:
+    if refused is not None:
         await run_finish_on_loop(run_id=run_id, status=Run.Status.CANCELLED,
                                  summary={"text": "Not started: the site was busy.", "elapsed_ms": 0.0})
-        raise RunRefused("busy", f"Too many demos are running across the site; try again in about {retry_after:.0f} s.",
-                         retry_after_s=round(retry_after, 1))
+        if refused.mine:
+            message = (f"Your address already has {address_cap_for(demo.placement)} demos of this kind running; "
+                       f"try again in about {refused.retry_after_s:.0f} s.")
+        else:
+            message = f"Too many demos are running across the site; try again in about {refused.retry_after_s:.0f} s."
+        raise RunRefused("busy", message, retry_after_s=refused.retry_after_s)
     run = PLACEMENTS[demo.placement](run_id=run_id, demo=demo, params=params, send=send, on_end=on_end)
     if isinstance(run, WorkerRun):
         run.attach(channel_layer=channel_layer, channel_name=channel_name)

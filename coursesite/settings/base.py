@@ -269,6 +269,15 @@ DEMO_RUNS_PER_SOCKET = env_int("DEMO_RUNS_PER_SOCKET", 2)
 DEMO_MAX_LOOP_RUNS = env_int("DEMO_MAX_LOOP_RUNS", 200)
 DEMO_MAX_WORKER_RUNS = env_int("DEMO_MAX_WORKER_RUNS", 8)
 DEMO_SOCKETS_PER_IP = env_int("DEMO_SOCKETS_PER_IP", 20)
+# Fair shares: one client address may hold this many runs of each placement at once,
+# so a single reader cannot take every worker slot.
+DEMO_WORKER_RUNS_PER_ADDRESS = env_int("DEMO_WORKER_RUNS_PER_ADDRESS", 2)
+DEMO_LOOP_RUNS_PER_ADDRESS = env_int("DEMO_LOOP_RUNS_PER_ADDRESS", 20)
+# Step mode: sockets and sessions (each a sandbox with three database connections) per address.
+DEMO_STEP_SOCKETS_PER_ADDRESS = env_int("DEMO_STEP_SOCKETS_PER_ADDRESS", 4)
+DEMO_STEP_SESSIONS_PER_ADDRESS = env_int("DEMO_STEP_SESSIONS_PER_ADDRESS", 4)
+# Addresses (or CIDRs) of reverse proxies whose X-Forwarded-For is believed (coursesite/proxy.py).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 
 # Demo engine timing: every interval, silence and grace period in one block.
 # A run's events go out in one batch at most this often (caps a run at ~20 messages a second).
@@ -289,8 +298,20 @@ DEMO_QUEUE_GRACE_S = 10.0
 DEMO_SLOT_GRACE_S = 15.0
 # How long the "please stop" flag of a worker run stays in Redis.
 DEMO_CANCEL_FLAG_TTL_S = 120
-# A per-address socket count outlives a crashed process by at most this long.
-DEMO_SOCKET_COUNT_TTL_S = 3600
+# A socket's or step session's place in its address's cap is a lease of this length,
+# renewed every third of it while it lives: a killed process's places free up within it.
+DEMO_ADDRESS_LEASE_S = env_int("DEMO_ADDRESS_LEASE_S", 60)
+# What Daphne buffers of one websocket message or frame; past it the protocol closes with 1009
+# before reading the payload (the app's own 16 KiB cap answers `too_big` first, below this).
+DEMO_WS_MAX_MESSAGE_BYTES = 64 * 1024
+# A request's headers must have arrived this long after its connection opened (or its previous response ended).
+DEMO_REQUEST_HEADERS_TIMEOUT_S = env_int("DEMO_REQUEST_HEADERS_TIMEOUT_S", 5)
+# A websocket handshake must be complete (and accepted) this long after its request arrived.
+DEMO_WS_HANDSHAKE_TIMEOUT_S = env_int("DEMO_WS_HANDSHAKE_TIMEOUT_S", 10)
+# A reader whose unsent bytes pass this bound is closed with 4408 (too slow) ...
+DEMO_SLOW_READER_BUFFER_BYTES = env_int("DEMO_SLOW_READER_BUFFER_BYTES", 256 * 1024)
+# ... and has this long to read what is queued (and the close) before its connection is cut.
+DEMO_SLOW_READER_DRAIN_S = 10
 # A step session ends after this long without a step (its connections hold a row, maybe a lock).
 DEMO_STEP_IDLE_S = 120.0
 

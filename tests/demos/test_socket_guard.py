@@ -1,14 +1,18 @@
 """Every websocket route guards itself the same way, as the real server delivers it.
 
-Against the suite's real Daphne on both routes: frames over the cap get
-`too_big` and close 4413, a flood gets `rate_limited` and close 4429, deep or
+Against the suite's real Daphne on both routes: frames over the app's 16 KiB
+cap get `too_big` and close 4413; frames over the protocol's 64 KiB limit are
+refused by the server's websocket layer itself with 1009 (message too big),
+before their payload is read; a text frame that is not UTF-8 gets 1007; a flood gets `rate_limited` and close 4429, deep or
 binary frames get `bad_message` on a socket that keeps working. Afterwards
 the server has logged no traceback and a new socket from the same address
 runs a demo to the end.
 """
+import contextlib
 import logging
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from demos.consumers import DemoConsumer
 from demos.sockets import CLOSE_TOO_BIG, CLOSE_TOO_MANY_MESSAGES
@@ -17,6 +21,9 @@ from tests.demos.helpers import DEMO_PATH, STEP_PATH, demo_socket, in_process_so
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
 
 ROUTES = pytest.mark.parametrize("path", [DEMO_PATH, STEP_PATH], ids=["demos", "steps"])
+# Protocol-level closes by the server's websocket layer (RFC 6455 section 7.4.1).
+CLOSE_INVALID_PAYLOAD = 1007
+CLOSE_MESSAGE_TOO_BIG = 1009
 TINY_RUN = {"requests": 2, "wait_ms": 10, "jitter_ms": 0}
 
 
@@ -51,13 +58,30 @@ async def server_stays_healthy(daphne_server):
 
 
 @ROUTES
-@pytest.mark.parametrize("size", [20 * 1024, 1024 * 1024], ids=["20KiB", "1MiB"])
-async def test_a_frame_over_the_cap_is_too_big_then_closed_with_4413(path, size, server_stays_healthy):
+async def test_a_frame_over_the_cap_is_too_big_then_closed_with_4413(path, server_stays_healthy):
     async with demo_socket(path) as socket:
-        await socket.send_to(text_data="x" * size)
+        await socket.send_to(text_data="x" * 20 * 1024)
         messages, code = await socket.receive_until_closed(timeout=10)
     assert [(message["type"], message["code"]) for message in messages] == [("error", "too_big")]
     assert code == CLOSE_TOO_BIG
+
+
+@ROUTES
+@pytest.mark.parametrize("size", [1024 * 1024, 16 * 1024 * 1024], ids=["1MiB", "16MiB"])
+async def test_a_frame_over_the_protocol_limit_is_refused_by_the_server_with_1009(path, size, server_stays_healthy):
+    async with demo_socket(path) as socket:
+        with contextlib.suppress(ConnectionClosed):  # the close may come before the client has sent it all
+            await socket.send_to(text_data="x" * size)
+        messages, code = await socket.receive_until_closed(timeout=10)
+    assert messages == [] and code == CLOSE_MESSAGE_TOO_BIG
+
+
+@ROUTES
+async def test_a_text_frame_that_is_not_utf8_is_refused_by_the_server_with_1007(path, server_stays_healthy):
+    async with demo_socket(path) as socket:
+        await socket.connection.send(b'{"type": "\xff\xfe"}', text=True)
+        messages, code = await socket.receive_until_closed(timeout=10)
+    assert messages == [] and code == CLOSE_INVALID_PAYLOAD
 
 
 @ROUTES

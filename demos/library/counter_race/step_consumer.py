@@ -16,6 +16,7 @@ from typing import Literal
 
 from django.conf import settings
 
+from demos.limits import STEP_SOCKETS, AddressLease, step_session_lease
 from demos.library.counter_race.steps import SCENARIOS, ClosedMessage, OpenedMessage, SandboxError, StepSession
 from demos.sockets import ClientError, GuardedJsonConsumer
 
@@ -33,8 +34,14 @@ _sessions_in_process = 0
 
 
 class StepConsumer(GuardedJsonConsumer):
+    lease_kind = STEP_SOCKETS
+
+    def sockets_per_address(self) -> int:
+        return settings.DEMO_STEP_SOCKETS_PER_ADDRESS
+
     async def connect(self) -> None:
         self.sessions: dict[str, StepSession] = {}
+        self.session_leases: dict[str, AddressLease] = {}
         self.last_step: dict[str, float] = {}
         self.idle_watchers: dict[str, asyncio.Task] = {}
         self.endings: set[asyncio.Task] = set()
@@ -70,10 +77,16 @@ class StepConsumer(GuardedJsonConsumer):
         if scenario not in SCENARIOS:
             raise ClientError("bad_message", f"`scenario` must be one of {', '.join(SCENARIOS)}.", **extra)
         if len(self.sessions) + self.opening >= MAX_SESSIONS_PER_SOCKET:
-            raise ClientError("busy", f"You already have {MAX_SESSIONS_PER_SOCKET} step sessions open; close one first.", **extra)
+            raise ClientError("busy", f"You already have {MAX_SESSIONS_PER_SOCKET} step sessions open; close one first.",
+                              retry_after_s=IDLE_LIMIT_S, **extra)
         if _sessions_in_process >= MAX_SESSIONS_PER_PROCESS:
             raise ClientError("busy", "Too many readers are stepping through transactions right now; try again in a minute.",
-                              **extra)
+                              retry_after_s=60, **extra)
+        lease = step_session_lease(self.client_address)
+        retry_after = await lease.acquire()
+        if retry_after is not None:
+            raise ClientError("busy", "Your address already has as many step sessions open as it may; close one first.",
+                              retry_after_s=retry_after, **extra)
         self.opening += 1
         _sessions_in_process += 1
         started = False
@@ -87,7 +100,9 @@ class StepConsumer(GuardedJsonConsumer):
             self.opening -= 1
             if not started:
                 _sessions_in_process -= 1
+                await lease.release()
         self.sessions[session.session_id] = session
+        self.session_leases[session.session_id] = lease
         self.last_step[session.session_id] = time.monotonic()
         opened: OpenedMessage = {
             "type": "opened", "session": session.session_id, "scenario": scenario,
@@ -136,12 +151,20 @@ class StepConsumer(GuardedJsonConsumer):
         watcher = self.idle_watchers.pop(session.session_id, None)
         if watcher is not None and watcher is not asyncio.current_task():
             watcher.cancel()
+        lease = self.session_leases.pop(session.session_id, None)
         try:
             await session.stop()
         finally:
+            if lease is not None:
+                await lease.release()
             closed: ClosedMessage = {"type": "closed", "session": session.session_id, "reason": reason}
             await self.safe_send(closed)
 
     async def disconnect(self, code) -> None:
+        await self.release_resources()
+
+    async def release_resources(self) -> None:
+        """End every session this socket holds (and wait for endings already under way)."""
         sessions = list(getattr(self, "sessions", {}).values())
-        await asyncio.gather(*(self.end_session(session, reason="closed") for session in sessions), return_exceptions=True)
+        await asyncio.gather(*(self.end_session(session, reason="closed") for session in sessions),
+                             *getattr(self, "endings", ()), return_exceptions=True)

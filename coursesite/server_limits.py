@@ -1,0 +1,177 @@
+"""Limits Daphne's own options cannot express, installed into its Twisted protocols at start-up.
+
+Daphne's flags (coursesite.processes.daphne_argv) cap a websocket message's
+size; autobahn, its websocket layer, then fails an oversized message (1009)
+or a text frame that is not UTF-8 (1007) by default by dropping the TCP
+connection, so the client sees only 1006. Here the factory is told to fail
+with a close frame instead (`failByDrop=False`): the client receives the code
+as sent, and the rest of the oversized frame is read and thrown away as it
+arrives, never buffered.
+
+Two more gaps, both about clients that are slow on purpose or by accident:
+
+- **Request headers that never complete.** Twisted's HTTP channel times a
+  connection out only after 60 s *of silence*, and every byte restarts that
+  clock, so a client trickling half a request holds its connection for ever.
+  Here each connection's request headers must have arrived within
+  `DEMO_REQUEST_HEADERS_TIMEOUT_S` of its opening (or of its previous
+  response ending); otherwise the connection is closed.
+- **Readers that do not read.** What a websocket's peer has not read piles up
+  in the Twisted transport's write buffer, without bound; the ASGI side only
+  sees its `send` succeed. After each message Daphne sends, the bytes the
+  peer has not taken are counted here; past `DEMO_SLOW_READER_BUFFER_BYTES`
+  later messages are dropped, the socket is closed with 4408 ("too slow",
+  after everything already queued), and a reader that still does not read within
+  `DEMO_SLOW_READER_DRAIN_S` has its connection cut.
+
+Both wrap one method of a Daphne class; `install` checks the methods are
+still there and leaves Daphne alone (returning False) if a new version moved
+them. docs/adr/0011-slow-clients-limited-in-daphnes-protocols.md says why.
+"""
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+import struct
+import termios
+from typing import Any, cast
+
+from daphne import http_protocol, ws_protocol
+from django.conf import settings
+from twisted.internet import reactor
+
+logger = logging.getLogger("coursesite.server_limits")
+
+CLOSE_TOO_SLOW = 4408
+
+
+def unsent_bytes(transport: Any) -> int:
+    """Bytes written to a Twisted TCP transport that its peer has not taken yet.
+
+    Two places hold them: the kernel's send queue (asked with SIOCOUTQ, which
+    Linux spells TIOCOUTQ for sockets: bytes the peer has not acknowledged),
+    and, once that is full, Twisted's own buffer (`dataBuffer` from `offset`,
+    plus the writes not yet joined into it, `_tempDataLen`). Counting only the
+    second would let a few megabytes sit in the kernel per socket unseen.
+    """
+    if transport is None:
+        return 0
+    buffered = getattr(transport, "dataBuffer", b"")
+    in_twisted = len(buffered) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+    return in_twisted + _kernel_send_queue(getattr(transport, "socket", None))
+
+
+def _kernel_send_queue(sock: Any) -> int:
+    if sock is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except (OSError, ValueError):  # not Linux, or the socket is already gone
+        return 0
+
+
+# --- request headers -------------------------------------------------------------------------------
+
+class HeaderDeadline:
+    """Closes an HTTP connection whose request headers are not all in before a deadline."""
+
+    def __init__(self, channel: Any, timeout_s: float) -> None:
+        self.channel = channel
+        self.timeout_s = timeout_s
+        self.call: Any = None
+        self.arm()
+        original_headers, original_done = channel.allHeadersReceived, channel.requestDone
+
+        def all_headers_received() -> None:
+            self.disarm()
+            original_headers()
+
+        def request_done(request: Any) -> None:
+            original_done(request)
+            if getattr(channel, "transport", None) is not None and not getattr(channel, "_handlingRequest", False):
+                self.arm()  # a kept-alive connection waits for its next request under the same rule
+
+        channel.allHeadersReceived = all_headers_received
+        channel.requestDone = request_done
+
+    def arm(self) -> None:
+        self.disarm()
+        self.call = cast(Any, reactor).callLater(self.timeout_s, self.expire)
+
+    def disarm(self) -> None:
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        self.call = None
+
+    def expire(self) -> None:
+        self.call = None
+        transport = getattr(self.channel, "transport", None)
+        if transport is not None:
+            logger.info("closing a connection whose request headers took over %s s", self.timeout_s)
+            transport.abortConnection()
+
+
+def _with_header_deadline(build_protocol: Any) -> Any:
+    @functools.wraps(build_protocol)
+    def build(factory: Any, addr: Any) -> Any:
+        protocol = build_protocol(factory, addr)
+        channel = getattr(protocol, "_channel", protocol)
+        if channel is not None and hasattr(channel, "allHeadersReceived"):
+            HeaderDeadline(channel, settings.DEMO_REQUEST_HEADERS_TIMEOUT_S)
+        return protocol
+
+    return build
+
+
+# --- slow readers ----------------------------------------------------------------------------------
+
+def _with_slow_reader_check(server_send: Any) -> Any:
+    @functools.wraps(server_send)
+    def send(protocol: Any, content: Any, binary: bool = False) -> None:
+        if getattr(protocol, "closed_as_too_slow", False):
+            return  # closing: what the reader has not read yet is all it will get
+        server_send(protocol, content, binary)
+        # Checked after the write, so a run's last message counts too; at most one message past the bound.
+        if unsent_bytes(protocol.transport) > settings.DEMO_SLOW_READER_BUFFER_BYTES:
+            protocol.closed_as_too_slow = True
+            logger.warning("closing websocket of %s: over %s bytes unread", protocol.client_addr,
+                           settings.DEMO_SLOW_READER_BUFFER_BYTES)
+            # The close frame queues behind the unread bytes; a reader that
+            # catches up sees 4408, one that never does is cut after the drain time.
+            protocol.closeHandshakeTimeout = settings.DEMO_SLOW_READER_DRAIN_S
+            protocol.sendClose(code=CLOSE_TOO_SLOW, reason="too slow: messages were not being read")
+
+    return send
+
+
+# --- protocol failures announced with a close frame ------------------------------------------------
+
+def _failing_with_a_close_frame(factory_init: Any) -> Any:
+    @functools.wraps(factory_init)
+    def init(factory: Any, *args: Any, **kwargs: Any) -> None:
+        factory_init(factory, *args, **kwargs)
+        factory.setProtocolOptions(failByDrop=False)
+
+    return init
+
+
+# (class, method name, wrapper)
+PATCHES = [
+    (ws_protocol.WebSocketFactory, "__init__", _failing_with_a_close_frame),
+    (http_protocol.HTTPFactory, "buildProtocol", _with_header_deadline),
+    (ws_protocol.WebSocketProtocol, "serverSend", _with_slow_reader_check),
+]
+
+
+def install() -> bool:
+    """Wrap Daphne's methods once; False (and nothing changed) if any is missing."""
+    if not all(callable(getattr(cls, name, None)) for cls, name, _ in PATCHES):
+        return False
+    for cls, name, wrap in PATCHES:
+        method = getattr(cls, name)
+        if not getattr(method, "server_limits_installed", False):
+            wrapped = wrap(method)
+            wrapped.server_limits_installed = True
+            setattr(cls, name, wrapped)
+    return True
