@@ -26,7 +26,7 @@ Two more gaps, both about clients that are slow on purpose or by accident:
 
 Both wrap one method of a Daphne class; `install` checks the methods are
 still there and leaves Daphne alone (returning False) if a new version moved
-them. docs/adr/0011-slow-clients-limited-in-daphnes-protocols.md says why.
+them. docs/adr/0014-slow-clients-limited-in-daphnes-protocols.md says why.
 """
 from __future__ import annotations
 
