@@ -279,7 +279,12 @@ def _watch(children: dict[str, _Child], lines: queue.Queue, mode: str, target: i
         if "text" in message:
             children[sender].diagnostics.append(message["text"])
         if message.get("failed"):
-            raise RuntimeError(f"{message['failed']:,} round trip(s) failed; the first: {message['first_error']}")
+            failures = f"{message['failed']:,} round trip(s) failed; the first: {message['first_error']}"
+            upstream = children["upstream"]
+            if upstream.process.poll() is not None:  # the cause, when it is the upstream that went away
+                raise RuntimeError(f"the {_ROLE['upstream']} died while the requests waited "
+                                   f"({upstream.why_it_ended()}); {failures}")
+            raise RuntimeError(failures)
         status = _read_status(sandbox.pid)
         peak_threads = max(peak_threads, status["threads"])
         peak_kernel_stack = max(peak_kernel_stack, _kernel_stack_bytes() or 0)
