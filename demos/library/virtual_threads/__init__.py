@@ -22,12 +22,13 @@ ways, chosen by `mode`:
 
 The demo reads the sandbox's memory and threads from /proc while it runs. A
 reader should see threads mode use a whole OS thread per request and the most
-memory, and greenlets run the unchanged blocking code on one OS thread with
-the loop, for a few KiB per waiting request, between the event loop's cost
-and a thread's. Memory per request is the growth of the sandbox's resident
-set, from idle (after one warm-up round trip) to its peak (VmHWM), divided by
-the requests that were waiting at once; the kernel's own per-thread memory
-(a kernel stack and task structure per thread) is not in that figure.
+memory, and greenlets run the unchanged blocking code on one OS thread for a
+few KiB per waiting request, far nearer the event loop's cost than a
+thread's. Memory per request is the growth of the sandbox's resident set,
+from idle (after one warm-up round trip) to its peak (VmHWM), divided by the
+requests that were waiting at once. What the kernel keeps per thread is not
+in the resident set, so threads mode also reports the growth of the kernel's
+thread stacks (KernelStack in /proc/meminfo, a system-wide figure) per request.
 
 Both processes need a descriptor per socket: each raises its soft limit to
 the hard limit, and if the hard limit is too low for N the demo serves fewer
@@ -75,18 +76,19 @@ MIB = 1024 * 1024
 KIB = 1024
 
 
-def _read_status(pid: int) -> dict[str, int]:
-    """The process's resident memory now and at its peak (bytes) and its thread count, from /proc/PID/status."""
+def _read_status(child: "_Child") -> dict[str, int]:
+    """The child's resident memory now and at its peak (bytes) and its thread count, from /proc/PID/status."""
     fields = {}
     try:
-        with open(f"/proc/{pid}/status") as status:
+        with open(f"/proc/{child.pid}/status") as status:
             for line in status:
                 name, _, value = line.partition(":")
                 fields[name] = value.split()
     except FileNotFoundError:
-        raise RuntimeError("the handler sandbox has exited") from None
-    if "VmRSS" not in fields:  # a zombie: it has exited and lost its memory
-        raise RuntimeError("the handler sandbox has exited")
+        pass  # reaped already
+    if "VmRSS" not in fields:  # gone, or a zombie that has lost its memory
+        child.process.wait(timeout=5)
+        raise RuntimeError(f"the {_ROLE[child.name]} died while the requests waited ({child.why_it_ended()})")
     return {"rss": int(fields["VmRSS"][0]) * KIB, "peak_rss": int(fields["VmHWM"][0]) * KIB,
             "threads": int(fields["Threads"][0])}
 
@@ -119,6 +121,8 @@ class _Child:
         assert self.process.stdout is not None
         with self.process.stdout:  # closed here, by its only reader
             for line in self.process.stdout:
+                if not line.startswith("{"):  # a traceback or a warning: kept for the error report
+                    self.diagnostics.append(line.strip())
                 lines.put((self.name, line.strip()))
         lines.put((self.name, None))
 
@@ -132,6 +136,9 @@ class _Child:
         self.process.stdin.flush()
 
     def why_it_ended(self) -> str:
+        """Its exit status and the last words it printed, for an error message."""
+        if self.process.poll() is not None:
+            self._forwarder.join(timeout=1)  # let its last lines arrive
         said = " / ".join(line for line in self.diagnostics if line)[-300:]
         code = self.process.poll()
         return f"exit status {code}" + (f": {said}" if said else "") if code is not None else said or "no message"
@@ -174,8 +181,6 @@ def _await_message(children: dict[str, "_Child"], lines: queue.Queue, name: str,
         message = _decode(line)
         if "error" in message:
             raise RuntimeError(f"the {_ROLE[sender]} could not run: {message['error']}")
-        if "text" in message:
-            child.diagnostics.append(message["text"])
         if sender == name and key in message:
             return message
 
@@ -234,14 +239,14 @@ def run(params, emit):
         emit("state", lane=0, state="running", label="starting; one warm-up round trip")
         ready = _await_message(children, lines, "sandbox", "stage", emit)
         sandbox = children["sandbox"]
-        idle = _read_status(sandbox.pid)
+        idle = _read_status(sandbox)
         idle["kernel_stack"] = _kernel_stack_bytes() or 0
         emit("log", text=f"Idle handler process: {idle['rss'] / MIB:.1f} MiB resident, {idle['threads']} thread(s); "
                          f"socket.socket is {ready['socket_class']}.")
         sandbox.send_line("go")
         emit("state", lane=0, state="running", label=f"starting {target:,} handlers")
         done, peak_threads = _watch(children, lines, mode, target, emit)
-        final = _read_status(sandbox.pid)
+        final = _read_status(sandbox)
     except Exception as error:
         if not isinstance(error, RunCancelled | RunTimedOut):
             emit("state", lane=0, state="failed", label="failed")
@@ -276,8 +281,6 @@ def _watch(children: dict[str, _Child], lines: queue.Queue, mode: str, target: i
         message = _decode(line) if line else {}
         if "error" in message:
             raise RuntimeError(f"the {_ROLE[sender]} failed: {message['error']}")
-        if "text" in message:
-            children[sender].diagnostics.append(message["text"])
         if message.get("failed"):
             failures = f"{message['failed']:,} round trip(s) failed; the first: {message['first_error']}"
             upstream = children["upstream"]
@@ -285,7 +288,7 @@ def _watch(children: dict[str, _Child], lines: queue.Queue, mode: str, target: i
                 raise RuntimeError(f"the {_ROLE['upstream']} died while the requests waited "
                                    f"({upstream.why_it_ended()}); {failures}")
             raise RuntimeError(failures)
-        status = _read_status(sandbox.pid)
+        status = _read_status(sandbox)
         peak_threads = max(peak_threads, status["threads"])
         peak_kernel_stack = max(peak_kernel_stack, _kernel_stack_bytes() or 0)
         if "in_flight" in message:
@@ -309,9 +312,12 @@ def _summary(mode, params, served, asked, notes, ready, idle, final, done, peak_
     growth = max(0, final["peak_rss"] - idle["rss"])
     per_request = growth / waiting_at_once if waiting_at_once else 0.0
     elapsed_ms = done["elapsed_ms"]
-    # System-wide, so another process starting threads meanwhile adds a little noise; a handful of
-    # KiB spread over thousands of requests, against 16 KiB (x86-64) for each thread the sandbox starts.
-    kernel_stack_growth = max(0, done["peak_kernel_stack"] - idle["kernel_stack"]) if idle["kernel_stack"] else 0
+    # Linux gives every thread a kernel stack (16 KiB on x86-64) and nothing else does, so a sandbox that
+    # added no thread added none. The reading is system-wide: a compared run on the same machine starts no
+    # threads unless it is in threads mode too, and then both figures take in each other's.
+    added_threads = peak_threads > idle["threads"]
+    known = added_threads and idle["kernel_stack"] > 0  # 0: this kernel does not report KernelStack
+    kernel_stack_growth = max(0, done["peak_kernel_stack"] - idle["kernel_stack"]) if known else 0
     kernel_per_request = kernel_stack_growth / waiting_at_once if waiting_at_once else 0.0
     how = {
         "threads": f"on {peak_threads:,} OS threads, one per request",
@@ -323,8 +329,8 @@ def _summary(mode, params, served, asked, notes, ready, idle, final, done, peak_
     text = (f"{served:,} blocking-style round trips, all waiting at once on an upstream that held each "
             f"{delay_ms:,} ms, finished in {elapsed_ms:,.0f} ms {how}; the process grew by "
             f"{per_request / KIB:.1f} KiB per waiting request ({growth / MIB:.1f} MiB in all).")
-    if mode != "threads":
-        text += f" Kernel thread stacks grew by {kernel_per_request / KIB:.1f} KiB per request: no thread was added."
+    if not added_threads:
+        text += " No thread was added, so the kernel held no extra thread stacks."
     if waiting_at_once != served:
         text += f" Only {waiting_at_once:,} of them were waiting at the same moment."
     if mode == "threads":
