@@ -307,6 +307,7 @@ def _watch(children: dict[str, _Child], lines: queue.Queue, mode: str, target: i
 
 
 def _summary(mode, params, served, asked, notes, ready, idle, final, done, peak_threads) -> dict:
+    """The run's measured figures, and the claim they support in words."""
     delay_ms = params["delay_ms"]
     waiting_at_once = done["peak_in_flight"]
     growth = max(0, final["peak_rss"] - idle["rss"])
@@ -320,20 +321,22 @@ def _summary(mode, params, served, asked, notes, ready, idle, final, done, peak_
     kernel_stack_growth = max(0, done["peak_kernel_stack"] - idle["kernel_stack"]) if known else 0
     kernel_per_request = kernel_stack_growth / waiting_at_once if waiting_at_once else 0.0
     how = {
-        "threads": f"on {peak_threads:,} OS threads, one per request",
+        "threads": f"on {peak_threads:,} OS threads (one per request, and the main one)",
         "greenlets": f"as gevent greenlets on {peak_threads:,} OS thread{'s' if peak_threads > 1 else ''}, "
                      "the blocking code unchanged",
         "asyncio": f"as asyncio tasks on {peak_threads:,} OS thread{'s' if peak_threads > 1 else ''}, "
                    "the code rewritten with await",
     }[mode]
-    text = (f"{served:,} blocking-style round trips, all waiting at once on an upstream that held each "
-            f"{delay_ms:,} ms, finished in {elapsed_ms:,.0f} ms {how}; the process grew by "
-            f"{per_request / KIB:.1f} KiB per waiting request ({growth / MIB:.1f} MiB in all).")
+    kind = "round trips" if mode == "asyncio" else "blocking-style round trips"
+    text = (f"{served:,} {kind} ran {how}, {waiting_at_once:,} of them waiting at once, and the "
+            f"process grew by {per_request / KIB:.1f} KiB per waiting request ({growth / MIB:.1f} MiB in all). "
+            f"They took {elapsed_ms:,.0f} ms: the upstream's {delay_ms:,} ms delay after the last request arrived, "
+            f"and {max(0.0, elapsed_ms - delay_ms):,.0f} ms starting the handlers and opening and closing their connections.")
     if not added_threads:
         text += " No thread was added, so the kernel held no extra thread stacks."
-    if waiting_at_once != served:
-        text += f" Only {waiting_at_once:,} of them were waiting at the same moment."
-    if mode == "threads":
+    if mode == "threads" and not known:
+        text += " This kernel does not report its thread stacks (KernelStack), so they are not counted."
+    elif mode == "threads":
         text += (f" The kernel held another {kernel_per_request / KIB:.1f} KiB per request in thread stacks. "
                  f"At 10,000 requests that is 10,000 threads and about "
                  f"{(per_request + kernel_per_request) * 10_000 / MIB:.0f} MiB.")
