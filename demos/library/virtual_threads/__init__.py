@@ -296,7 +296,8 @@ def _watch(children: dict[str, _Child], lines: queue.Queue, mode: str, target: i
             emit("metric", name="sandbox_threads", value=status["threads"], unit="threads")
             emit("metric", name="sandbox_rss_mib", value=round(status["rss"] / MIB, 2), unit="MiB")
             emit("progress", done=message["finished"], total=target)
-            if not all_waiting and message["in_flight"] == target:
+            # The upstream answers none before the last request arrives, so once all are sent, all wait.
+            if not all_waiting and message["sent"] == target:
                 all_waiting = True
                 state, label = _WAITING_STATES[mode]
                 emit("state", lane=0, state=state, label=label)
