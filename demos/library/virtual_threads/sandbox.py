@@ -37,7 +37,7 @@ import sys
 
 if __name__ == "__main__" and sys.argv[1:2] == ["greenlets"]:
     try:
-        from gevent import monkey  # type: ignore[import-untyped]  # gevent ships no type hints
+        from gevent import monkey
     except ImportError:  # the one message this prologue can give without importing json first
         print('{"error": "gevent is not installed in this Python (see requirements.txt)"}', flush=True)
         sys.exit(1)
