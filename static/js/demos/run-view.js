@@ -25,7 +25,11 @@ import { describeTimeline, RIGHT_PAD, Timeline } from "./timeline.js";
 const TABLE_REFRESH_MS = 300;
 
 export class RunView {
-  constructor({ noun, showRunLinks = true, placeholder = "" }) {
+  /**
+   * @param {{noun: string, showRunLinks?: boolean, placeholder?: string,
+   *   summaryFormat?: import("./summary.js").SummaryFormat}} options
+   */
+  constructor({ noun, showRunLinks = true, placeholder = "", summaryFormat = {} }) {
     this.noun = noun;
     this.showRunLinks = showRunLinks;
     this.placeholder = placeholder;
@@ -55,8 +59,8 @@ export class RunView {
       el("div", { className: "demo-timeline" }, this.timeline.canvas, this.legend, this.canvasNote),
       this.charts.element,
     );
-    this.tables = new ResultsTables({ noun });
-    this.summaries = new SummaryPanel();
+    this.tables = new ResultsTables({ noun, summaryFormat });
+    this.summaries = new SummaryPanel({ format: summaryFormat });
     this.counters = new CounterBoard();
     this.log = new LogPanel();
     this.element = el(
