@@ -44,6 +44,25 @@ export function fieldLabel(key, format = {}) {
 }
 
 /**
+ * A summary value in words: a number with its unit, a list item by item, a plain object as "name value" pairs.
+ * @param {unknown} value
+ * @param {string} unit
+ * @returns {string}
+ */
+export function formatEntry(value, unit) {
+  if (Array.isArray(value) && value.every((item) => item === null || typeof item !== "object")) {
+    return value.map((item) => formatQuantity(item, unit)).join(", ");
+  }
+  if (value && typeof value === "object" && !Array.isArray(value)) {
+    const pairs = Object.entries(value);
+    if (pairs.every(([, item]) => item === null || typeof item !== "object")) {
+      return pairs.map(([name, item]) => `${humanizeKey(name)} ${formatQuantity(item, unit)}`).join(", ");
+    }
+  }
+  return formatQuantity(value, unit);
+}
+
+/**
  * A text cut after its first sentence: [first, rest]. A full stop inside a number ("1.5") does not end one.
  * @param {string} text
  * @returns {[string, string]}
@@ -66,7 +85,7 @@ export function splitSummary(summary, format = {}) {
   const [lead, more] = firstSentence(text);
   const entry = (key) => {
     const value = values[key];
-    return { key, label: fieldLabel(key, format), text: formatQuantity(value, format.fields?.[key]?.unit ?? ""), numeric: typeof value === "number" };
+    return { key, label: fieldLabel(key, format), text: formatEntry(value, format.fields?.[key]?.unit ?? ""), numeric: typeof value === "number" };
   };
   const chosen = (format.headline ?? []).filter((key) => key in values && key !== "text" && (values[key] === null || typeof values[key] !== "object"));
   const headlineKeys = [...new Set(chosen)].slice(0, MAX_HEADLINE);
