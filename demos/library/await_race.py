@@ -105,7 +105,8 @@ async def run(params, emit):
     async def worker(lane: int) -> None:
         for _ in range(increments):
             if locked:
-                if detailed and lock.locked():
+                # Even a free-looking lock may make the task wait: a release hands it to the oldest waiter first.
+                if detailed:
                     emit("state", lane=lane, state="lock-wait", label="waiting for the asyncio.Lock")
                 async with lock:
                     await add_one(lane)
