@@ -78,7 +78,7 @@ def run(params, emit):
             peak_busy = max(peak_busy, busy)
             queue_waits_ms.append((began - submitted) * 1000)
             # Emitted under the lock so the queue-depth series stays in time order.
-            emit("state", lane=lane, state="blocked", label=f"request {number + 1}: time.sleep")
+            emit("state", lane=lane, state="blocked", label=f"request {number + 1}")
             emit("metric", name="queue_depth", value=queued, unit="requests")
         time.sleep(wait_s)  # the blocking I/O: this thread can do nothing else meanwhile
         with lock:
