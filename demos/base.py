@@ -15,8 +15,10 @@ declare"):
 
 and optionally `check_params(values)` (cross-parameter rules, raising
 ParamError), `smoke_params` (a small preset the test suite runs),
-`lane_states` (the lane states its timeline uses), `queues` (Celery queues of
-its own jobs) and `step_mode` (a consumer that lets the reader step it by hand).
+`lane_states` (the lane states its timeline uses), `summary_fields` (what each
+summary key is called, and its unit), `headline` (the at most three summary
+keys shown first), `queues` (Celery queues of its own jobs) and `step_mode`
+(a consumer that lets the reader step it by hand).
 
 `emit(kind, **fields)` records one event; it stamps `t` (ms since the run
 started) unless given. Summaries are plain JSON dicts computed from measured
@@ -34,8 +36,10 @@ RunStatus = Literal["succeeded", "failed", "cancelled", "timed_out"]
 # Every `code` an `error` message may carry, on either websocket route (the step routes add the last two).
 ErrorCode = Literal["bad_message", "unknown_demo", "invalid_params", "busy", "unavailable", "unknown_run", "rate_limited",
                     "too_big", "internal", "unknown_session", "invalid_step"]
-# The states a timeline lane can be in; what each means is in the widget's legend.
-LANE_STATES = frozenset({"running", "waiting", "queued", "blocked", "done", "failed"})
+# The states a timeline lane can be in: `running` on the CPU; `blocked` in a system call (sleep, socket,
+# database), holding its thread but no CPU; `waiting` suspended at an await; `lock-wait` waiting for a lock;
+# `queued` ready but not started; then `done` or `failed`. The widget's legend says the same in words.
+LANE_STATES = frozenset({"running", "blocked", "waiting", "lock-wait", "queued", "done", "failed"})
 
 __all__ = [
     "LANE_STATES", "AcceptedMessage", "Demo", "Emit", "ErrorCode", "ErrorMessage", "EventsMessage", "FinishedMessage",

@@ -18,6 +18,8 @@ from demos import library
 from demos.base import LANE_STATES, Demo, JobQueue, StepMode
 
 REQUIRED = ("slug", "title", "concept", "placement", "params", "time_limit_s", "lanes", "run")
+# A summary leads with at most this many numbers; the widget puts the rest behind "Details".
+MAX_HEADLINE = 3
 
 
 class DemoDeclarationError(TypeError):
@@ -34,6 +36,15 @@ def _check(name: str, module: ModuleType) -> None:
     if unknown_states:
         raise DemoDeclarationError(f"{name}: lane_states has {', '.join(sorted(unknown_states))}; "
                                    f"the widget knows {', '.join(sorted(LANE_STATES))}")
+    fields = getattr(module, "summary_fields", {})
+    if not isinstance(fields, dict) or not all(
+        isinstance(key, str) and isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(part, str) for part in spec)
+        for key, spec in fields.items()
+    ):
+        raise DemoDeclarationError(f"{name}: summary_fields must map each key to a (label, unit) pair of strings")
+    headline = getattr(module, "headline", ())
+    if not isinstance(headline, tuple) or len(headline) > MAX_HEADLINE or not all(isinstance(key, str) for key in headline):
+        raise DemoDeclarationError(f"{name}: headline must be a tuple of at most {MAX_HEADLINE} summary keys")
     if not all(isinstance(queue, JobQueue) for queue in getattr(module, "queues", ())):
         raise DemoDeclarationError(f"{name}: queues must be demos.base.JobQueue values")
     step_mode = getattr(module, "step_mode", None)
@@ -107,6 +118,9 @@ def describe(demo: Demo) -> dict:
         "time_limit_s": demo.time_limit_s,
         "lanes": demo.lanes,
         "lane_states": sorted(getattr(demo, "lane_states", LANE_STATES)),
+        "summary_fields": {key: {"label": label, "unit": unit}
+                           for key, (label, unit) in getattr(demo, "summary_fields", {}).items()},
+        "headline": list(getattr(demo, "headline", ())),
         "step_mode": None if step_mode is None else {"scenarios": list(step_mode.scenarios), "label": step_mode.label},
         "params": [param.describe() for param in demo.params],
     }

@@ -23,6 +23,12 @@ concept = ("One thread is enough for a race: tasks that read, await, then write 
 placement = "loop"  # only awaits, bounded work: safe on the web loop
 time_limit_s = 30.0
 lanes = "task"
+headline = ("lost", "final", "expected")
+summary_fields = {
+    "expected": ("Increments performed", ""), "final": ("Counter at the end", ""), "lost": ("Increments lost", ""),
+    "tasks": ("Tasks", ""), "task_switches": ("Turns between writers", ""),
+}
+lane_states = frozenset({"running", "waiting", "lock-wait", "done"})
 params = (
     ChoiceParam("mode", "unsafe", ("unsafe", "locked", "no-await"), label="Mode",
                 help="unsafe: read, await, write; locked: the same inside an asyncio.Lock; "
@@ -99,8 +105,9 @@ async def run(params, emit):
     async def worker(lane: int) -> None:
         for _ in range(increments):
             if locked:
-                if detailed and lock.locked():
-                    emit("state", lane=lane, state="queued", label="waiting for the lock")
+                # Even a free-looking lock may make the task wait: a release hands it to the oldest waiter first.
+                if detailed:
+                    emit("state", lane=lane, state="lock-wait", label="waiting for the asyncio.Lock")
                 async with lock:
                     await add_one(lane)
             else:

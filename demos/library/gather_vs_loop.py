@@ -25,6 +25,14 @@ concept = "Independent awaits overlap with gather; a semaphore keeps the overlap
 placement = "loop"  # only awaits asyncio.sleep, with bounded work
 time_limit_s = 45.0
 lanes = "call"
+lane_states = frozenset({"waiting", "queued", "done", "failed"})
+headline = ("total_ms", "longest_call_ms", "max_in_flight")
+summary_fields = {
+    "total_ms": ("Time for every call", "ms"), "max_in_flight": ("Most calls in flight at once", ""),
+    "rejected": ("Calls the service refused", ""), "answered": ("Calls answered", ""),
+    "sum_of_waits_ms": ("Sum of the calls' waits", "ms"), "longest_call_ms": ("Longest single call", "ms"),
+    "peak_admitted": ("Most calls the service admitted at once", ""),
+}
 params = (
     ChoiceParam("mode", "gather", ("loop", "gather", "capped"), label="Mode",
                 help="loop awaits one call at a time; gather starts them all; capped gathers behind a semaphore."),

@@ -18,6 +18,12 @@ concept = "Overlapping waits on one thread: concurrent I/O takes about as long a
 placement = "loop"  # only awaits, bounded work: safe on the web loop
 time_limit_s = 60.0
 lanes = "request"
+lane_states = frozenset({"waiting", "done"})
+headline = ("total_ms", "longest_wait_ms", "sum_of_waits_ms")
+summary_fields = {
+    "total_ms": ("Time for every request", "ms"), "sum_of_waits_ms": ("Sum of the waits", "ms"),
+    "longest_wait_ms": ("Longest single wait", "ms"), "requests": ("Requests", ""),
+}
 params = (
     ChoiceParam("mode", "concurrent", ("sequential", "concurrent"), label="Mode",
                 help="sequential awaits each request before starting the next; concurrent starts them all."),

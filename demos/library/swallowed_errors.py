@@ -42,6 +42,13 @@ concept = ("A failed task reports to whoever awaits it: fire-and-forget and plai
 placement = "worker"  # its own loop: it installs an exception handler, leaks tasks and collects garbage
 time_limit_s = 20.0
 lanes = "task"
+headline = ("errors_raised", "errors_seen", "log_lines")
+summary_fields = {
+    "mode": ("How the caller waited", ""), "errors_raised": ("Exceptions raised", ""),
+    "errors_seen": ("Exceptions the caller received", ""), "log_lines": ("Lines asyncio logged", ""),
+    "log_lines_at_teardown": ("Lines logged only at teardown", ""), "log_delay_ms": ("Delay before the log line", "ms"),
+    "siblings_cancelled": ("Sibling tasks cancelled", ""), "still_running_after_return": ("Tasks still running afterwards", ""),
+}
 lane_states = frozenset({"waiting", "failed", "done"})
 MODES = ("fire-and-forget", "gather", "gather-return-exceptions", "taskgroup")
 params = (

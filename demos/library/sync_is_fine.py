@@ -34,6 +34,13 @@ concept = ("Async overlaps waits and nothing else: on pure computation it only a
 placement = "worker"  # it burns CPU on purpose: its own sandbox loop, in a worker
 time_limit_s = 60.0
 lanes = "arrangement"
+headline = ("overhead_per_await_us",)
+summary_fields = {
+    "total_ms": ("Computation time", "ms"), "spread_ms": ("Spread between repeats", "ms"),
+    "overhead_per_await_us": ("Cost per await", "µs"), "result": ("Computed value", ""),
+    "chain_ms": ("Chain of steps", "ms"), "chain_waits_ms": ("Sum of the chain's waits", "ms"),
+    "chain_result": ("Chain's value", ""), "steps": ("Steps computed", ""), "repeats": ("Repeats", ""),
+}
 lane_states = frozenset({"running", "waiting", "queued", "done"})
 params = (
     IntParam("steps", 200_000, 1_000, 1_000_000, label="Computation steps",

@@ -21,6 +21,14 @@ concept = "A thread pool serves as many blocking requests at once as it has thre
 placement = "worker"  # it starts real OS threads that block
 time_limit_s = 45.0
 lanes = "thread"
+headline = ("total_ms", "predicted_ms", "max_queue_wait_ms")
+summary_fields = {
+    "total_ms": ("Time for every request", "ms"), "predicted_ms": ("ceil(requests / threads) × wait", "ms"),
+    "max_queue_wait_ms": ("Longest wait in the queue", "ms"), "peak_threads": ("Most threads busy at once", ""),
+    "threads_used": ("Threads used", ""), "requests": ("Requests served", ""),
+}
+# A pool thread spends its request in time.sleep: blocked in a system call, holding the thread but no CPU.
+lane_states = frozenset({"blocked", "done"})
 params = (
     IntParam("requests", 12, 1, 200, label="Requests", help="How many requests arrive at once."),
     IntParam("threads", 4, 1, 64, label="Threads", help="The pool's size (max_workers)."),
@@ -70,7 +78,7 @@ def run(params, emit):
             peak_busy = max(peak_busy, busy)
             queue_waits_ms.append((began - submitted) * 1000)
             # Emitted under the lock so the queue-depth series stays in time order.
-            emit("state", lane=lane, state="running", label=f"request {number + 1}")
+            emit("state", lane=lane, state="blocked", label=f"request {number + 1}")
             emit("metric", name="queue_depth", value=queued, unit="requests")
         time.sleep(wait_s)  # the blocking I/O: this thread can do nothing else meanwhile
         with lock:

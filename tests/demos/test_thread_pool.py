@@ -27,9 +27,9 @@ async def test_total_follows_the_waves_and_requests_queue_for_a_busy_pool(celery
     waves_before_last = -(-params["requests"] // params["threads"]) - 1
     assert summary["max_queue_wait_ms"] >= 0.8 * waves_before_last * params["wait_ms"]
     events = [event for batch in batches for event in batch["events"]]
-    lanes_used = {e["lane"] for e in events if e["kind"] == "state" and e["state"] == "running"}
+    lanes_used = {e["lane"] for e in events if e["kind"] == "state" and e["state"] == "blocked"}
     assert lanes_used == set(range(params["threads"]))
-    served = [e["label"] for e in events if e["kind"] == "state" and e["state"] == "running"]
+    served = [e["label"] for e in events if e["kind"] == "state" and e["state"] == "blocked"]
     assert sorted(served) == sorted(f"request {n + 1}" for n in range(params["requests"]))
     depths = [e["value"] for e in events if e["kind"] == "metric" and e["name"] == "queue_depth"]
     assert depths[0] == params["requests"] and depths[-1] == 0 and max(depths) == params["requests"]

@@ -34,6 +34,16 @@ concept = "A waiting connection on an event loop is a few KB of data; on a threa
 placement = "worker"  # starts two subprocesses and blocks while it watches them
 time_limit_s = 60.0
 lanes = "process"
+headline = ("connections_held", "rss_bytes_per_connection", "threads_used")
+summary_fields = {
+    "connections_held": ("Connections held", ""), "rss_bytes_per_connection": ("Memory per connection", "B"),
+    "threads_used": ("Server threads at the peak", ""), "elapsed_ms": ("Time taken", "ms"),
+    "requests_answered": ("Requests answered", ""), "server_rss_idle_bytes": ("Server memory, idle", "B"),
+    "server_rss_held_bytes": ("Server memory, holding them", "B"),
+    "projected_mib_at_10000": ("Projected memory at 10,000 connections", "MiB"),
+}
+# Both processes spend their phases mostly inside the kernel (accept, connect, epoll_wait, recv): `blocked`.
+lane_states = frozenset({"blocked", "done"})
 params = (
     ChoiceParam("mode", "event-loop", ("event-loop", "threads"), label="Server",
                 help="event-loop: one asyncio thread holds every connection; threads: one OS thread per connection."),
@@ -147,13 +157,13 @@ def run(params, emit):
                 diagnostics.append(message.get("error") or message.get("text", ""))
         baseline_rss, baseline_threads = _read_status(server.process.pid)
         baseline_descriptors = _count_descriptors(server.process.pid)
-        emit("state", lane=0, state="waiting", label="listening")
+        emit("state", lane=0, state="blocked", label="listening")
         emit("log", text=f"Idle server: {baseline_rss / MIB:.1f} MiB resident, {baseline_threads} thread(s), "
                          f"descriptor limit {message.get('descriptor_limit'):,}.")
 
         client = _start(["client", str(port), str(target), str(params["hold_ms"])], lines, "client", max_seconds)
-        emit("state", lane=1, state="running", label="connecting")
-        emit("state", lane=0, state="running", label="accepting")
+        emit("state", lane=1, state="blocked", label="connecting")
+        emit("state", lane=0, state="blocked", label="accepting")
         peak_threads = baseline_threads
         answered = 0
         last_sample = 0.0
@@ -180,13 +190,13 @@ def run(params, emit):
                     emit("log", text=f"{name}: {diagnostics[-1]}"[:300])
                 stage = message.get("stage")
                 if stage == "all_open":
-                    emit("state", lane=1, state="waiting", label="idle")
+                    emit("state", lane=1, state="blocked", label="idle, every connection open")
                 elif stage == "requests_sent":
-                    emit("state", lane=1, state="running", label="one request each")
-                    emit("state", lane=0, state="running", label="answering")
+                    emit("state", lane=1, state="blocked", label="one request each")
+                    emit("state", lane=0, state="blocked", label="answering")
                 elif stage == "all_answered":
                     emit("state", lane=1, state="done", label="holding")
-                    emit("state", lane=0, state="waiting", label="holding every connection")
+                    emit("state", lane=0, state="blocked", label="holding every connection")
                     finished_at = now
             if now - last_sample >= SAMPLE_EVERY_S or finished_at is not None:
                 last_sample = now

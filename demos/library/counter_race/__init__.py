@@ -42,8 +42,18 @@ concept = ("Read, add one in Python, write back: concurrent clients overwrite ea
 placement = "worker"  # threads, real connections, blocking sleeps
 time_limit_s = 90.0
 lanes = "client"
-# A client thread holds the CPU only between statements; waiting on PostgreSQL (or a row lock) is `blocked`.
-lane_states = frozenset({"running", "blocked", "done", "failed"})
+headline = ("lost", "final", "increments_per_s")
+summary_fields = {
+    "mode": ("Mode", ""), "expected": ("Increments performed", ""), "final": ("Counter at the end", ""),
+    "lost": ("Increments lost", ""), "elapsed_ms": ("Time taken", "ms"), "increments_per_s": ("Increments per second", ""),
+    "lock_wait_ms": ("Time waiting for the row lock", "ms"), "lock_wait_ms_by_client": ("Row-lock wait per client", "ms"),
+    "retries": ("Optimistic retries", ""), "connections": ("Database connections", ""), "trials": ("Trials", ""),
+    "finals": ("Counter at the end of each trial", ""), "final_min": ("Lowest final counter", ""),
+    "final_max": ("Highest final counter", ""), "final_mean": ("Mean final counter", ""),
+}
+# A client thread holds the CPU only for moments between statements: its round trips to PostgreSQL and its
+# pause are `blocked` (in a system call, no CPU); waiting for the row lock is `lock-wait`.
+lane_states = frozenset({"blocked", "lock-wait", "done", "failed"})
 step_mode = StepMode(
     consumer="demos.library.counter_race.step_consumer.StepConsumer",
     scenarios=tuple(ACTIONS),
@@ -190,35 +200,35 @@ def _pause(window_s: float) -> None:
 
 def _read_modify_write(trial: _Trial, client: _Client, sql: _SqlCapture | None) -> None:
     client.begin_attempt()
-    client.show("running", "read")
+    client.show("blocked", "read: SELECT round trip")
     value = counters().filter(pk=trial.counter_id).values_list("n", flat=True)[0]
-    client.show("waiting", "gap")
+    client.show("blocked", "gap: time.sleep")
     _pause(trial.window_s)
-    client.show("running", "write")
+    client.show("blocked", "write: UPDATE round trip")
     counters().filter(pk=trial.counter_id).update(n=value + 1)  # may overwrite a newer value
 
 
 def _atomic_update(trial: _Trial, client: _Client, sql: _SqlCapture | None) -> None:
     client.begin_attempt()
     # Same pause as the other modes, so throughput compares like with like; nothing was read before it.
-    client.show("waiting", "gap")
+    client.show("blocked", "gap: time.sleep")
     _pause(trial.window_s)
-    client.show("running", "update")
+    client.show("blocked", "update: UPDATE round trip")
     counters().filter(pk=trial.counter_id).update(n=F("n") + 1)
 
 
 def _select_for_update(trial: _Trial, client: _Client, sql: _SqlCapture | None) -> None:
     client.begin_attempt()
-    client.show("blocked", "waiting for the row lock")
+    client.show("lock-wait", "waiting for the row lock")
     with transaction.atomic():
         if sql is not None:
             sql.note("BEGIN")
         asked = time.perf_counter()
         value = counters().select_for_update().filter(pk=trial.counter_id).values_list("n", flat=True)[0]
         client.lock_wait_s += time.perf_counter() - asked
-        client.show("waiting", "gap, holding the lock")
+        client.show("blocked", "gap: time.sleep, holding the lock")
         _pause(trial.window_s)
-        client.show("running", "write")
+        client.show("blocked", "write: UPDATE round trip")
         counters().filter(pk=trial.counter_id).update(n=value + 1)
     if sql is not None:
         sql.note("COMMIT")
@@ -227,11 +237,11 @@ def _select_for_update(trial: _Trial, client: _Client, sql: _SqlCapture | None) 
 def _optimistic(trial: _Trial, client: _Client, sql: _SqlCapture | None) -> None:
     while not trial.stop.is_set():
         client.begin_attempt()
-        client.show("running", "read")
+        client.show("blocked", "read: SELECT round trip")
         value, version = counters().filter(pk=trial.counter_id).values_list("n", "version")[0]
-        client.show("waiting", "gap")
+        client.show("blocked", "gap: time.sleep")
         _pause(trial.window_s)
-        client.show("running", "write")
+        client.show("blocked", "write: UPDATE round trip")
         written = counters().filter(pk=trial.counter_id, version=version).update(
             n=value + 1, version=F("version") + 1
         )

@@ -45,6 +45,16 @@ concept = ("A heavy step on the loop freezes it; to_thread rescues waits and C c
 placement = "worker"  # it blocks and burns CPU on purpose, and starts processes
 time_limit_s = 30.0
 lanes = "request"
+headline = ("heartbeat_max_lag_ms", "quiet_heartbeat_max_lag_ms", "step_ms")
+summary_fields = {
+    "heartbeat_max_lag_ms": ("Heartbeat's worst lag", "ms"), "heartbeat_p99_lag_ms": ("Heartbeat lag, 99th percentile", "ms"),
+    "request_p99_ms": ("Request latency, 99th percentile", "ms"), "request_max_ms": ("Slowest request", "ms"),
+    "step_ms": ("The CPU step", "ms"), "quiet_request_median_ms": ("Median request before the step", "ms"),
+    "step_request_median_ms": ("Median request during the step", "ms"),
+    "quiet_heartbeat_max_lag_ms": ("Heartbeat's worst lag before the step", "ms"), "heartbeats": ("Heartbeats timed", ""),
+    "requests": ("Requests served", ""), "switch_interval_ms": ("GIL switch interval", "ms"),
+    "setup_ms": ("Sandbox start-up", "ms"),
+}
 params = (
     ChoiceParam("work", "pure-python", ("wait", "pure-python", "c-releases-gil"), label="Heavy step",
                 help="wait: time.sleep; pure-python: a Python loop holding the GIL; "

@@ -46,9 +46,17 @@ concept = ("Transactions that lock the same two rows in opposite orders deadlock
 placement = "worker"  # threads, real connections, blocking waits for row locks
 time_limit_s = 60.0
 lanes = "client"
-# A client thread holds the CPU only between statements; in a statement (waiting for a row lock or not)
-# or in its pause it is blocked. A deadlock victim's lane turns `failed` until it retries.
-lane_states = frozenset({"running", "blocked", "done", "failed"})
+headline = ("deadlocks", "committed", "elapsed_ms")
+summary_fields = {
+    "mode": ("Lock order", ""), "deadlocks": ("Deadlocks PostgreSQL broke", ""), "retries": ("Transfers retried", ""),
+    "committed": ("Transfers committed", ""), "lock_wait_ms": ("Time waiting for row locks", "ms"),
+    "deadlock_report": ("PostgreSQL's report", ""), "elapsed_ms": ("Time taken", "ms"),
+    "one_at_a_time_ms": ("Estimate one at a time", "ms"), "alone_ms": ("One transfer alone", "ms"),
+    "deadlock_timeout_ms": ("deadlock_timeout", "ms"), "deadlock_timeout_lowered": ("deadlock_timeout lowered", ""),
+}
+# A client thread holds the CPU only between statements; an UPDATE that takes a row lock may wait for it
+# (`lock-wait`); its pause and COMMIT are `blocked`. A deadlock victim's lane turns `failed` until it retries.
+lane_states = frozenset({"running", "blocked", "lock-wait", "done", "failed"})
 
 MODES = ("unordered", "ordered")
 params = (
@@ -225,11 +233,11 @@ def _transfer_once(run: _Run, client: _Client, label: str) -> None:
     delta = {client.source: -1, client.target: +1}
     client.show("running", f"{label}: BEGIN")
     with transaction.atomic():
-        client.show("blocked", f"UPDATE {first.name} (takes its lock)")
+        client.show("lock-wait", f"UPDATE {first.name} (takes its lock)")
         _update(client, first, delta[first])
         client.show("blocked", f"holding {first.name}, pausing")
         run.pause(run.hold_s)
-        client.show("blocked", f"UPDATE {second.name} (takes its lock)")
+        client.show("lock-wait", f"UPDATE {second.name} (takes its lock)")
         _update(client, second, delta[second])
         client.show("blocked", "COMMIT")
 

@@ -93,6 +93,17 @@ concept = ("Each turn the loop runs what is ready, then sleeps in select() until
 placement = "worker"  # it installs its own loop subclass and blocks that loop on purpose: a sandbox loop in a worker
 time_limit_s = 30.0
 lanes = "actor"
+headline = ("select_calls", "select_woken_by_io", "max_timer_late_ms")
+summary_fields = {
+    "iterations": ("Loop iterations", ""), "select_calls": ("select() calls", ""),
+    "select_timed_out": ("select() calls that timed out", ""), "select_woken_by_io": ("select() calls woken by I/O", ""),
+    "select_immediate": ("select() calls that returned at once", ""),
+    "mean_select_timeout_ms": ("Mean select() timeout", "ms"), "max_select_timeout_ms": ("Longest select() timeout", "ms"),
+    "io_wakes": ("Wakes by a socket", ""), "max_io_wake_ms": ("Slowest wake by a socket", "ms"),
+    "sockets_ready_total": ("Sockets ready, all wakes", ""), "timers_fired": ("Timers fired", ""),
+    "max_timer_late_ms": ("Latest timer", "ms"), "timers_behind_block": ("Timers held up by the block", ""),
+    "longest_iteration_busy_ms": ("Longest busy iteration", "ms"), "blocking_ms": ("Blocking callback asked for", "ms"),
+}
 lane_states = frozenset({"running", "waiting", "queued", "blocked", "done"})
 params = (
     IntParam("blocking_ms", 200, 0, 500, label="Blocking callback (ms)",

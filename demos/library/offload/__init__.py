@@ -47,6 +47,18 @@ concept = ("CPU-heavy work done inside a request holds up every request behind i
 placement = "worker"  # starts a server process and burns CPU
 time_limit_s = 60.0
 lanes = "job"
+lane_states = frozenset({"queued", "running", "done", "failed"})
+headline = ("probe_p99_ms", "idle_probe_p99_ms", "job_answer_ms_max")
+summary_fields = {
+    "probe_p50_ms": ("/ping median while the jobs ran", "ms"), "probe_p99_ms": ("/ping 99th percentile while the jobs ran", "ms"),
+    "probe_max_ms": ("/ping slowest while the jobs ran", "ms"), "idle_probe_p50_ms": ("/ping median when idle", "ms"),
+    "idle_probe_p99_ms": ("/ping 99th percentile when idle", "ms"), "probes": ("Pings timed", ""),
+    "probe_errors": ("Pings unanswered", ""), "probes_skipped": ("Pings skipped", ""), "jobs_done": ("Jobs done", ""),
+    "job_ms_p50": ("Median job, wall time", "ms"), "job_cpu_ms_p50": ("Median job, CPU time", "ms"),
+    "job_answer_ms_max": ("Slowest answer to a job's request", "ms"), "queue_depth_max": ("Most jobs queued", ""),
+    "workers_used": ("Worker processes used", ""), "jobs_parallel_max": ("Most jobs running at once", ""),
+    "work_ms": ("Time until the jobs were done", "ms"),
+}
 # The CPU jobs run in processes of their own, fed only from this queue.
 queues = (JobQueue(JOBS_QUEUE, concurrency=2, pool="prefork", does="runs the offload demo's CPU jobs"),)
 params = (
@@ -155,6 +167,7 @@ class Offload:
     samples: list[tuple[float, float]] = field(default_factory=list)  # (sent, latency_ms)
     probe_errors: int = 0
     probes_skipped: int = 0
+    last_answer: float = 0.0  # perf_counter time of the latest answered ping emitted
     queue_depth: int = 0
     queue_depth_max: int = 0
     settled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -204,14 +217,18 @@ class Offload:
         probe.finished = True
 
     def flush_probes(self) -> None:
-        """Emit answered probes in the order they were sent, so the chart's line runs forwards."""
+        """Emit answered probes in the order they were sent, each at the moment its answer arrived."""
         while self.probes and self.probes[0].finished:
             probe = self.probes.popleft()
             if probe.latency_ms is None:
                 self.probe_errors += 1
                 continue
+            # Drawn when the answer came, the moment the latency was measured, not when the ping left; two
+            # answers read in one loop iteration may be timed a hair out of order, so the series never steps back.
+            self.last_answer = max(self.last_answer, probe.sent + probe.latency_ms / 1000)
             self.samples.append((probe.sent, probe.latency_ms))
-            self.emit("metric", name="probe_latency_ms", value=round(probe.latency_ms, 2), unit="ms", t=self.t(probe.sent))
+            self.emit("metric", name="probe_latency_ms", value=round(probe.latency_ms, 2), unit="ms",
+                      t=self.t(self.last_answer))
 
     # Submitting jobs.
 

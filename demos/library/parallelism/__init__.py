@@ -34,6 +34,13 @@ concept = "Waiting overlaps on threads; computing only goes faster on more cores
 placement = "worker"  # burns CPU and starts processes
 time_limit_s = 40.0
 lanes = "worker"
+lane_states = frozenset({"blocked", "running", "done"})
+headline = ("speedup", "total_ms", "baseline_ms")
+summary_fields = {
+    "total_ms": ("Time on the workers", "ms"), "baseline_ms": ("Time one after another", "ms"), "speedup": ("Speedup", "×"),
+    "cpu_count": ("Cores available", ""), "python_build": ("Python build", ""),
+    "startup_ms": ("Starting the workers", "ms"), "mean_job_ms": ("Mean job", "ms"),
+}
 params = (
     ChoiceParam("work", "cpu", ("cpu", "io"), label="Work",
                 help="cpu: each job hashes in a Python loop for about 200 ms; io: each job waits 200 ms."),
@@ -148,7 +155,7 @@ class _Phase:
         if what == "ready":
             assert cpu_path is not None  # every ready report names its thread
             self.cpu_paths[lane] = cpu_path
-            self.emit("state", lane=lane, state="waiting", label="ready", t=self.clock(when))
+            self.emit("state", lane=lane, state="blocked", label="ready, waiting for the start", t=self.clock(when))
         elif what == "running":
             self._job_started[lane] = when
             self.first_start = when if self.first_start is None else min(self.first_start, when)
@@ -156,7 +163,7 @@ class _Phase:
         elif what == "job_done":
             self.job_ms.append((when - self._job_started.pop(lane)) * 1000)
             self.last_end = when if self.last_end is None else max(self.last_end, when)
-            self.emit("state", lane=lane, state="waiting", label="next job", t=self.clock(when))
+            self.emit("state", lane=lane, state="blocked", label="waiting for its next job", t=self.clock(when))
         elif what == "finished":
             self.finished_lanes.add(lane)
             self.emit("state", lane=lane, state="done", t=self.clock(when))

@@ -12,6 +12,7 @@ import { el, uniqueId } from "./dom.js";
 import { formatClock, formatDuration } from "./format.js";
 import { RunRecord } from "./run-record.js";
 import { RunView } from "./run-view.js";
+import { summaryFormatOf } from "./summary.js";
 
 const TAGS = ["A", "B"];
 
@@ -81,7 +82,7 @@ export class DemoWidget {
     this.records = [];
     this.stopRequested = false;
     this.controls = new ParamControls({ params });
-    this.view = new RunView({ noun: this.noun, placeholder: `Press Run: each ${this.noun} gets a lane here, coloured by what it is doing.` });
+    this.view = new RunView({ noun: this.noun, placeholder: `Press Run: each ${this.noun} gets a lane here, coloured by what it is doing.`, summaryFormat: summaryFormatOf(demo) });
     this.view.onFrame = () => this.tick();
     // The widget's parts are made here, in the constructor, so each field always holds its element.
     const titleId = `${this.id}-title`;

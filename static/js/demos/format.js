@@ -136,14 +136,52 @@ export function countOf(count, noun) {
 }
 
 /**
- * A metric's title: "heartbeat_lag_ms" with unit "ms" → "heartbeat lag (ms)".
+ * A metric's title: "heartbeat_lag_ms" with unit "ms" → "heartbeat lag (ms)"; `shownUnit` is
+ * the unit its values are shown in, when that differs ("server_rss_mib" in KiB → "server rss (KiB)").
  * @param {string} name
  * @param {string | null | undefined} unit
+ * @param {string | null | undefined} [shownUnit]
  * @returns {string}
  */
-export function metricTitle(name, unit) {
+export function metricTitle(name, unit, shownUnit = unit) {
   const words = humanizeKey(name).split(" ");
   if (unit && words.length > 1 && words[words.length - 1] === String(unit).toLowerCase()) words.pop();
   const title = words.join(" ");
-  return unit ? `${title} (${unit})` : title;
+  return shownUnit ? `${title} (${shownUnit})` : title;
+}
+
+/** Sizes in bytes of the byte units a demo may report in. */
+const BYTE_UNITS = { B: 1, bytes: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 };
+
+/**
+ * The unit to show values up to `high` (given in `unit`) in, and the factor from `unit` to it:
+ * bytes become B, KiB, MiB or GiB by size; ms become s from 10 s up; other units stay.
+ * @param {number} high
+ * @param {string | null | undefined} unit
+ * @returns {{unit: string, factor: number}}
+ */
+export function displayUnit(high, unit) {
+  const given = String(unit ?? "");
+  if (given in BYTE_UNITS) {
+    const bytes = Math.abs(high) * BYTE_UNITS[given];
+    const shown = bytes < 1024 ? "B" : bytes < 1024 ** 2 ? "KiB" : bytes < 1024 ** 3 ? "MiB" : "GiB";
+    return { unit: shown, factor: BYTE_UNITS[given] / BYTE_UNITS[shown] };
+  }
+  if (given === "ms" && Math.abs(high) >= 10_000) return { unit: "s", factor: 1 / 1000 };
+  return { unit: given, factor: 1 };
+}
+
+/**
+ * A measured value with its unit, as a reader says it: "320 ms", "3.01 s", "1.9 KiB", "12 requests".
+ * @param {unknown} value
+ * @param {string | null | undefined} unit
+ * @returns {string}
+ */
+export function formatQuantity(value, unit) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return formatValue(value);
+  if (unit === "ms") return formatDuration(value);
+  const shown = displayUnit(value, unit);
+  const number = formatNumber(value * shown.factor);
+  if (!shown.unit) return number;
+  return shown.unit === "%" ? `${number}%` : `${number} ${shown.unit}`;
 }

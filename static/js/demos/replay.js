@@ -13,6 +13,7 @@ import { el, uniqueId } from "./dom.js";
 import { formatClock, formatNumber } from "./format.js";
 import { FINAL_STATUSES, RunRecord } from "./run-record.js";
 import { RunView } from "./run-view.js";
+import { summaryFormatOf } from "./summary.js";
 
 const MAX_REPLAY_MS = 10_000;
 
@@ -28,7 +29,7 @@ export class ReplayWidget {
     this.demo = demo;
     this.noun = demo.lanes || "lane";
     this.events = (Array.isArray(run.events) ? run.events : []).slice().sort((a, b) => (a.t ?? 0) - (b.t ?? 0));
-    this.view = new RunView({ noun: this.noun, showRunLinks: false });
+    this.view = new RunView({ noun: this.noun, showRunLinks: false, summaryFormat: summaryFormatOf(demo) });
     this.view.onFrame = () => this.tick();
     this.player = null;
     /** @type {RunRecord | null} the complete recording, once built */

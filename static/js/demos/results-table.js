@@ -117,7 +117,8 @@ function scrollable(table, label) {
 }
 
 export class ResultsTables {
-  constructor({ noun }) {
+  constructor({ noun, summaryFormat = {} }) {
+    this.summaryFormat = summaryFormat; // the demo's names and units for its summary keys
     this.noun = noun;
     this.element = el("div", { className: "demo-tables", hidden: true });
     this.builtKey = "";
@@ -144,7 +145,7 @@ export class ResultsTables {
           { className: "demo-table-group", "aria-label": title },
           el("h4", { className: "demo-panel-title" }, title),
           facts.length ? el("p", { className: "demo-muted" }, facts.join(" · ")) : null,
-          summaryTable(record.summary, "Summary"),
+          summaryTable(record.summary, "Summary", this.summaryFormat),
           scrollable(lanesTable(record, this.noun), `Each ${this.noun}${record.tag ? `, run ${record.tag}` : ""}`),
           metricsTable(record),
           countersTable(record),

@@ -9,14 +9,18 @@
  */
 import { formatNumber } from "./format.js";
 
-/** Lane states in drawing order; the index is the compact code stored per change. */
-export const LANE_STATES = ["running", "waiting", "queued", "blocked", "done", "failed"];
+/**
+ * Lane states in drawing order; the index is the compact code stored per change.
+ * running: on the CPU; blocked: in a system call (sleep, socket, database), no CPU;
+ * waiting: suspended at an await; lock-wait: waiting for a lock; queued: ready, not started.
+ */
+export const LANE_STATES = ["running", "waiting", "queued", "blocked", "lock-wait", "done", "failed"];
 export const STATE_CODE = Object.fromEntries(LANE_STATES.map((state, code) => [state, code]));
 export const DONE = STATE_CODE.done;
 export const FAILED = STATE_CODE.failed;
 
 /** States drawn as bars (done ends a lane; failed is drawn as a marker). */
-export const BAR_STATES = ["running", "waiting", "queued", "blocked"];
+export const BAR_STATES = ["running", "waiting", "queued", "blocked", "lock-wait"];
 
 const MAX_LANES = 100_000; // guards memory against a runaway lane number
 const MAX_KEPT_OTHER_EVENTS = 1000;

@@ -13,7 +13,8 @@ import { MetricCharts } from "./charts.js";
 import { el, replaceChildren } from "./dom.js";
 import { countOf, formatNumber, plural } from "./format.js";
 import { ResultsTables } from "./results-table.js";
-import { BAR_STATES } from "./run-record.js";
+import { legendStates, STATE_MEANINGS } from "./legend.js";
+import { LANE_STATES } from "./run-record.js";
 
 /** @typedef {import("./run-record.js").RunRecord} RunRecord */
 import { SummaryPanel } from "./summary.js";
@@ -23,16 +24,12 @@ import { describeTimeline, RIGHT_PAD, Timeline } from "./timeline.js";
 
 const TABLE_REFRESH_MS = 300;
 
-const LEGEND_TEXT = {
-  running: "running (on the CPU)",
-  waiting: "waiting (I/O or sleep)",
-  queued: "queued (not started yet)",
-  blocked: "blocked (cannot proceed)",
-  failed: "failed",
-};
-
 export class RunView {
-  constructor({ noun, showRunLinks = true, placeholder = "" }) {
+  /**
+   * @param {{noun: string, showRunLinks?: boolean, placeholder?: string,
+   *   summaryFormat?: import("./summary.js").SummaryFormat}} options
+   */
+  constructor({ noun, showRunLinks = true, placeholder = "", summaryFormat = {} }) {
     this.noun = noun;
     this.showRunLinks = showRunLinks;
     this.placeholder = placeholder;
@@ -51,6 +48,9 @@ export class RunView {
     this.timeline = new Timeline({ noun });
     this.canvasNote = el("p", { className: "demo-canvas-note", hidden: true });
     this.timeline.canvas.setAttribute("role", "img");
+    // Labels shortened to fit the gutter are told in full on hover (the Table view lists them too).
+    this.timeline.canvas.addEventListener("mousemove", (event) => this.showLaneTitle(event));
+    this.drawn = null; // {layout, scale} of the last frame, for hit tests
     this.legend = el("ul", { className: "demo-legend", "aria-label": "Legend" });
     this.charts = new MetricCharts();
     this.visual = el(
@@ -59,8 +59,8 @@ export class RunView {
       el("div", { className: "demo-timeline" }, this.timeline.canvas, this.legend, this.canvasNote),
       this.charts.element,
     );
-    this.tables = new ResultsTables({ noun });
-    this.summaries = new SummaryPanel();
+    this.tables = new ResultsTables({ noun, summaryFormat });
+    this.summaries = new SummaryPanel({ format: summaryFormat });
     this.counters = new CounterBoard();
     this.log = new LogPanel();
     this.element = el(
@@ -149,21 +149,43 @@ export class RunView {
     const latest = this.fixedDomainMs ?? Math.max(0, ...this.records.map((record) => record.now()));
     const scale = new TimeScale({ domainMs: domainEnd(latest), left: layout.gutter, width: width - layout.gutter - RIGHT_PAD });
     this.timeline.draw({ layout, scale, palette, titles: this.titles, placeholder: this.placeholder });
+    this.drawn = { layout, scale };
     this.charts.update({ records: this.records, titles: this.titles, scale, width, palette });
     this.updateLegend(palette, layout);
     this.updateCanvasText(layout);
   }
 
+  /** The timeline's tooltip: the lane under the pointer, its state and that state's label at that moment. */
+  showLaneTitle(event) {
+    const canvas = this.timeline.canvas;
+    const drawn = this.drawn;
+    const hit = drawn && this.timeline.laneAt(drawn.layout, event.offsetX, event.offsetY);
+    let title = "";
+    if (drawn && hit) {
+      const { record, lane } = hit;
+      title = record.laneLabel(lane, this.noun);
+      const ms = drawn.scale.domainMs * ((event.offsetX - drawn.scale.left) / drawn.scale.width);
+      if (!hit.inGutter && ms >= 0) {
+        record.forEachSegment(lane, record.now(), (start, end, code, changeIndex) => {
+          if (ms < start || ms > end) return;
+          const label = record.stateLabel(lane, changeIndex);
+          title = `${record.laneLabel(lane, this.noun)}: ${STATE_MEANINGS[LANE_STATES[code]] ?? LANE_STATES[code]}${label ? `, ${label}` : ""}`;
+        });
+      }
+      if (record.tag) title = `Run ${record.tag}, ${title}`;
+    }
+    if (canvas.title !== title) canvas.title = title;
+  }
+
   updateLegend(palette, layout) {
-    const seen = new Set(["running", "waiting"]);
-    for (const record of this.records) for (const state of record.statesSeen) seen.add(state);
-    const states = [...BAR_STATES, "failed"].filter((state) => seen.has(state));
+    const states = legendStates(this.records);
     // Swatches look like the bars on screen: textured, or flat when every run's rows are thin.
     const tallest = Math.max(0, ...layout.groups.filter((group) => group.lanes).map((group) => (group.aggregated ? 1 : group.bar)));
     const rowHeight = tallest === 0 || tallest >= PATTERN_MIN_ROW ? 14 : 1;
     const key = `${states.join()}|${palette.states.running}|${palette.states.waiting}|${rowHeight}`;
     if (key === this.legendKey) return;
     this.legendKey = key;
+    this.legend.hidden = states.length === 0;
     replaceChildren(
       this.legend,
       states.map((state) => {
@@ -175,7 +197,7 @@ export class RunView {
         ctx.scale(scale, scale);
         ctx.fillStyle = stateFill(ctx, palette, state, { rowHeight, scale });
         ctx.fillRect(state === "failed" ? 12 : 0, 0, state === "failed" ? 4 : 28, 14);
-        return el("li", { className: "demo-legend-item" }, swatch, LEGEND_TEXT[state] ?? state);
+        return el("li", { className: "demo-legend-item", "data-state": state }, swatch, STATE_MEANINGS[state] ?? state);
       }),
     );
   }

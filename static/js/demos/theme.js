@@ -5,8 +5,9 @@
  * --accent, --border...). Canvas cannot use var(), so readPalette() resolves
  * them through getComputedStyle, and onThemeChange() tells views to re-read
  * and redraw when the colour scheme flips. State fills differ in pattern as
- * well as colour (waiting is hatched, queued dotted, blocked cross-hatched),
- * so the timeline does not rely on colour alone.
+ * well as colour (waiting is hatched, queued dotted, blocked cross-hatched,
+ * lock-wait striped across like the bars of a gate), so the timeline does
+ * not rely on colour alone.
  */
 import { context2d } from "./canvas.js";
 
@@ -40,6 +41,7 @@ export function readPalette(element) {
       waiting: get("--demo-waiting", "#f2cf7a"),
       queued: get("--demo-queued", "#c9ced8"),
       blocked: get("--demo-blocked", "#d9480f"),
+      "lock-wait": get("--demo-lock-wait", "#d7c6f2"),
       failed: get("--demo-failed", "#c2362b"),
     },
     // Flat fills for rows too thin for a texture, and for aggregated rows: stronger than the textured ones.
@@ -48,12 +50,14 @@ export function readPalette(element) {
       waiting: get("--demo-waiting-solid", "#e0a22a"),
       queued: get("--demo-queued-solid", "#a9b0be"),
       blocked: get("--demo-blocked-solid", "#e8590c"),
+      "lock-wait": get("--demo-lock-wait-solid", "#8a5cd6"),
       failed: get("--demo-failed", "#c2362b"),
     },
     ink: {
       waiting: get("--demo-waiting-ink", "#a86f00"),
       queued: get("--demo-queued-ink", "#6e7687"),
       blocked: get("--demo-blocked-ink", "#7a2200"),
+      "lock-wait": get("--demo-lock-wait-ink", "#5b2ea6"),
     },
     series: [get("--demo-series-a", "#2457c5"), get("--demo-series-b", "#d9730d")],
     font: `${style.fontFamily || "system-ui, sans-serif"}`,
@@ -94,6 +98,10 @@ function makePattern(ctx, state, palette, scale) {
       }
     }
     paint.stroke();
+  } else if (state === "lock-wait") {
+    // Two horizontal bars per tile: stripes along the lane, unlike any hatch.
+    paint.fillRect(0, 0, size, Math.max(1, Math.round(size / 4)));
+    paint.fillRect(0, size / 2, size, Math.max(1, Math.round(size / 4)));
   } else if (state === "queued") {
     paint.beginPath();
     paint.arc(size / 2, size / 2, Math.max(0.8, scale * 0.9), 0, Math.PI * 2);

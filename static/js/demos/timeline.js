@@ -78,7 +78,7 @@ export class Timeline {
         widest = Math.max(widest, ctx.measureText(record.laneLabel(lane, this.noun)).width);
       }
     }
-    const gutter = Math.round(Math.max(52, Math.min(widest + 14, 160, width * 0.32)));
+    const gutter = Math.round(Math.max(52, Math.min(widest + 14, 220, width * 0.34)));
     const axisTop = top - GROUP_GAP + 6;
     const empty = records.length === 0;
     return { groups, gutter, axisTop, height: empty ? axisTop : axisTop + AXIS_HEIGHT, width, compare, empty };
@@ -112,6 +112,22 @@ export class Timeline {
       this.drawNowLine(ctx, group, scale, palette, now);
     });
     this.drawAxis(ctx, layout, scale, palette, ticks);
+  }
+
+  /**
+   * The lane under the point (x, y) in CSS px of a drawn layout, or null: the
+   * canvas's tooltip names it in full, however much its label was shortened.
+   * @param {ReturnType<Timeline["layout"]>} layout
+   * @param {number} x
+   * @param {number} y
+   */
+  laneAt(layout, x, y) {
+    for (const group of layout.groups) {
+      if (!group.record || !group.lanes || y < group.areaTop || y >= group.areaTop + group.areaHeight) continue;
+      const lane = Math.min(group.lanes - 1, Math.floor((y - group.areaTop) / group.pitch));
+      return { record: group.record, lane, inGutter: x < layout.gutter };
+    }
+    return null;
   }
 
   drawGrid(ctx, layout, scale, palette, ticks) {
