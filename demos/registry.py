@@ -36,6 +36,8 @@ def _check(name: str, module: ModuleType) -> None:
                                    f"the widget knows {', '.join(sorted(LANE_STATES))}")
     if not all(isinstance(queue, JobQueue) for queue in getattr(module, "queues", ())):
         raise DemoDeclarationError(f"{name}: queues must be demos.base.JobQueue values")
+    if getattr(module, "burns_cpu", False) and module.placement != "worker":
+        raise DemoDeclarationError(f"{name}: burns_cpu needs placement 'worker'; computing on the web loop stalls every socket")
     step_mode = getattr(module, "step_mode", None)
     if step_mode is not None and not isinstance(step_mode, StepMode):
         raise DemoDeclarationError(f"{name}: step_mode must be a demos.base.StepMode")
@@ -106,6 +108,7 @@ def describe(demo: Demo) -> dict:
         "placement": demo.placement,
         "time_limit_s": demo.time_limit_s,
         "lanes": demo.lanes,
+        "burns_cpu": bool(getattr(demo, "burns_cpu", False)),
         "lane_states": sorted(getattr(demo, "lane_states", LANE_STATES)),
         "step_mode": None if step_mode is None else {"scenarios": list(step_mode.scenarios), "label": step_mode.label},
         "params": [param.describe() for param in demo.params],

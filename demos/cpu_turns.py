@@ -1,0 +1,147 @@
+"""Turns for CPU-bound runs: two runs of one reader that burn CPU never share the cores.
+
+A demo that declares `burns_cpu = True` measures how fast computing goes. Two
+such runs started together (compare mode's "Run both") would compete for the
+same cores, and each would report the other's load as its own result. So a
+socket's CPU-bound runs take turns: the second is accepted at once (the reader
+can stop it), holds its place, and begins only when the first has ended. Its
+timeline counts from its acceptance, so on the widget's shared time axis it
+starts where the first one stopped, after a note saying how long it waited.
+
+Runs of different readers are not ordered here: the site-wide caps and the
+worker pool bound those, and each run's summary records the host's load and
+its cores (`host_conditions`) so a busy machine is visible rather than hidden.
+The helpers at the bottom are what CPU-bound demos use to word a speedup
+honestly: beside `cores_busy`, and called noise when the machine could not
+have shown the claim.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+logger = logging.getLogger("demos.cpu_turns")
+
+
+class TurnTaker(Protocol):
+    """What a run must offer to wait for its turn (demos.supervisor.SupervisedRun does)."""
+
+    run_id: str
+    queued_since: float | None
+
+    @property
+    def ended(self) -> bool: ...
+
+    async def wait(self) -> None: ...
+
+
+# The last CPU-bound run each reader (one socket) started; the next one waits for it.
+_last_run_of_reader: dict[str, TurnTaker] = {}
+# Waiting turns are tasks of their own, kept here so they are not collected mid-wait.
+_waiting: set[asyncio.Task[None]] = set()
+
+
+def burns_cpu(demo: object) -> bool:
+    """Whether the demo declared that its runs burn CPU."""
+    return bool(getattr(demo, "burns_cpu", False))
+
+
+async def begin_in_turn(run: TurnTaker, *, reader: str, begin: Callable[[], Awaitable[None]]) -> None:
+    """Begin `run` now, or once the reader's previous CPU-bound run has ended.
+
+    A run with no predecessor in flight begins before this returns, so a
+    refusal from `begin` reaches the caller as before. A queued run begins in
+    a task of its own, which gives up quietly if the run was stopped while it
+    waited; the reader's socket is free meanwhile (to cancel either run).
+    """
+    previous = _last_run_of_reader.get(reader)
+    _last_run_of_reader[reader] = run
+    if previous is None or previous.ended:
+        await _begin_and_track(run, reader=reader, begin=begin)
+        return
+    run.queued_since = time.time()
+    waiting = asyncio.create_task(_begin_after(previous, run, reader=reader, begin=begin))
+    _waiting.add(waiting)
+    waiting.add_done_callback(_waiting.discard)
+
+
+async def _begin_after(previous: TurnTaker, run: TurnTaker, *, reader: str,
+                       begin: Callable[[], Awaitable[None]]) -> None:
+    await previous.wait()
+    if run.ended:  # stopped while it waited: nothing to begin
+        _forget(run, reader=reader)
+        return
+    try:
+        await _begin_and_track(run, reader=reader, begin=begin)
+    except Exception:  # begin already ended the run and told the reader (a refusal, an unreachable queue)
+        logger.info("queued run %s could not begin", run.run_id, exc_info=True)
+        _forget(run, reader=reader)
+
+
+async def _begin_and_track(run: TurnTaker, *, reader: str, begin: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await begin()
+    except BaseException:
+        _forget(run, reader=reader)
+        raise
+    forgetting = asyncio.create_task(_forget_when_ended(run, reader=reader))
+    _waiting.add(forgetting)
+    forgetting.add_done_callback(_waiting.discard)
+
+
+async def _forget_when_ended(run: TurnTaker, *, reader: str) -> None:
+    await run.wait()
+    _forget(run, reader=reader)
+
+
+def _forget(run: TurnTaker, *, reader: str) -> None:
+    if _last_run_of_reader.get(reader) is run:
+        del _last_run_of_reader[reader]
+
+
+def queued_note(waited_ms: float) -> str:
+    """The log line a queued run opens with."""
+    return (f"Waited {waited_ms:,.0f} ms for your other CPU-bound run to finish: runs that measure computing "
+            "take turns, so neither counts the other's work as its own.")
+
+
+# --- wording a CPU-bound result honestly --------------------------------------------------------
+
+def host_conditions() -> dict[str, Any]:
+    """The host's 1-minute load average and the cores this process may use, read now (before the timed work)."""
+    return {"load_before": round(os.getloadavg()[0], 2), "cores": len(os.sched_getaffinity(0))}
+
+
+def machine_was_busy(conditions: dict[str, Any]) -> bool:
+    """True when more work was waiting for the CPU than there were cores, just before the run."""
+    return conditions["load_before"] > conditions["cores"]
+
+
+def speedup_noise(*, speedup: float, cores_busy: float, workers: int, conditions: dict[str, Any],
+                  expected_faster: bool) -> str | None:
+    """Why a measured speedup is noise rather than a finding, or None when it can stand.
+
+    - a speedup above the usable cores cannot come from those cores;
+    - a result that falls short of the claim while the machine was busy
+      (load above the cores) or the workers got far fewer cores than they
+      asked for (`cores_busy` under half the workers that could run at once)
+      says more about the machine than about the method.
+    """
+    cores = conditions["cores"]
+    if speedup > cores * 1.1:
+        return (f"a {speedup:.2f}× speedup is more than {cores} cores can give, so it is noise in the timing, "
+                "not a finding")
+    if not expected_faster:
+        return None
+    usable = min(workers, cores)
+    starved = cores_busy < usable * 0.5
+    if (machine_was_busy(conditions) or starved) and speedup < usable * 0.75:
+        why = (f"the load average was {conditions['load_before']:.2f} on {cores} cores before the run"
+               if machine_was_busy(conditions) else
+               f"the {workers} workers kept only {cores_busy:.2f} cores busy")
+        return f"{why}, so this result is noise from other work on the machine, not a finding"
+    return None
