@@ -199,8 +199,9 @@ def render(results: dict, command: str) -> str:
               f"p99 **{j['start_latency_p99_ms']} ms**; **{j['jobs_per_s']} jobs/s** end to end."]
     oi, ocel = results["offload_inline"], results["offload_celery"]
     if _ok(oi) and _ok(ocel):
-        lines.append(f"- `offload` probe p99: inline {oi['probe_p99_ms']:.1f} ms, celery {ocel['probe_p99_ms']:.1f} ms: "
-                     f"inline ÷ celery = **{oi['probe_p99_ms'] / max(ocel['probe_p99_ms'], 0.001):.1f}×**.")
+        ratio = oi['probe_tail_ms'] / max(ocel['probe_tail_ms'], 0.001)
+        lines.append(f"- `offload` probe tail ({oi['probe_tail']} / {ocel['probe_tail']}): inline {oi['probe_tail_ms']:.1f} ms, "
+                     f"celery {ocel['probe_tail_ms']:.1f} ms: inline ÷ celery = **{ratio:.1f}×**.")
     else:
         broken = oi if not _ok(oi) else ocel
         lines.append(f"- `offload`: {verdict(None, 'demo unavailable or failed: ' + str(broken.get('text', broken))[:200])}")

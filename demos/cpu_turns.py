@@ -121,27 +121,33 @@ def machine_was_busy(conditions: dict[str, Any]) -> bool:
     return conditions["load_before"] > conditions["cores"]
 
 
-def speedup_noise(*, speedup: float, cores_busy: float, workers: int, conditions: dict[str, Any],
-                  expected_faster: bool) -> str | None:
-    """Why a measured speedup is noise rather than a finding, or None when it can stand.
+def speedup_noise(*, speedup: float, cores_busy: float, baseline_cores_busy: float, expected_speedup: float,
+                  conditions: dict[str, Any]) -> str | None:
+    """Why a measured speedup of CPU-bound work is noise rather than a finding, or None when it can stand.
+
+    `expected_speedup` is what the claim predicts (the usable cores for work
+    that runs in parallel, 1 for work that takes turns on one core).
 
     - a speedup above the usable cores cannot come from those cores;
-    - a result that falls short of the claim while the machine was busy
-      (load above the cores) or the workers got far fewer cores than they
-      asked for (`cores_busy` under half the workers that could run at once)
+    - a result that contradicts the claim (under 3/4 of the expected speedup,
+      or over 5/4 of it) while the machine was busy (load above the cores
+      before the run) or the work was starved (`cores_busy` under half of
+      what the claim predicts, or the one-worker baseline under half a core)
       says more about the machine than about the method.
     """
     cores = conditions["cores"]
     if speedup > cores * 1.1:
         return (f"a {speedup:.2f}× speedup is more than {cores} cores can give, so it is noise in the timing, "
                 "not a finding")
-    if not expected_faster:
+    contradicts = speedup < 0.75 * expected_speedup or speedup > 1.25 * expected_speedup
+    if not contradicts:
         return None
-    usable = min(workers, cores)
-    starved = cores_busy < usable * 0.5
-    if (machine_was_busy(conditions) or starved) and speedup < usable * 0.75:
-        why = (f"the load average was {conditions['load_before']:.2f} on {cores} cores before the run"
-               if machine_was_busy(conditions) else
-               f"the {workers} workers kept only {cores_busy:.2f} cores busy")
-        return f"{why}, so this result is noise from other work on the machine, not a finding"
-    return None
+    if machine_was_busy(conditions):
+        why = f"the load average was {conditions['load_before']:.2f} on {cores} cores before the run"
+    elif cores_busy < 0.5 * expected_speedup:
+        why = f"the workers kept only {cores_busy:.2f} cores busy where {expected_speedup:g} were expected"
+    elif baseline_cores_busy < 0.5:
+        why = f"the one-worker baseline had only {baseline_cores_busy:.2f} of a core"
+    else:
+        return None
+    return f"{why}, so this result is noise from other work on the machine, not a finding"
