@@ -26,3 +26,8 @@ async def test_one_cook_with_one_request_says_there_is_nothing_to_overlap():
     summary = await _summary("one-cook", {"mode": "concurrent", "requests": 1, "wait_ms": 100, "jitter_ms": 0})
     assert "×" not in summary["text"] and "nothing to overlap" in summary["text"], summary["text"]
     assert summary["text"].startswith("One request (concurrent) took")
+
+
+async def test_gather_with_one_call_prints_no_ratio():
+    summary = await _summary("gather-vs-loop", {"mode": "gather", "calls": 1})
+    assert "×" not in summary["text"] and "1 answered: nothing to overlap" in summary["text"], summary["text"]
