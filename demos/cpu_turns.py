@@ -21,7 +21,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 logger = logging.getLogger("demos.cpu_turns")
@@ -39,10 +39,10 @@ class TurnTaker(Protocol):
     async def wait(self) -> None: ...
 
 
-# The last CPU-bound run each reader (one socket) started; the next one waits for it.
-_last_run_of_reader: dict[str, TurnTaker] = {}
-# Waiting turns are tasks of their own, kept here so they are not collected mid-wait.
-_waiting: set[asyncio.Task[None]] = set()
+# Per reader (one socket), the turn of the CPU-bound run it started last: set once that run's turn is over.
+_last_turn: dict[str, asyncio.Event] = {}
+# Waiting and watching are tasks of their own, kept here so they are not collected mid-wait.
+_tasks: set[asyncio.Task[None]] = set()
 
 
 def burns_cpu(demo: object) -> bool:
@@ -51,56 +51,64 @@ def burns_cpu(demo: object) -> bool:
 
 
 async def begin_in_turn(run: TurnTaker, *, reader: str, begin: Callable[[], Awaitable[None]]) -> None:
-    """Begin `run` now, or once the reader's previous CPU-bound run has ended.
+    """Begin `run` now, or once the turn of the reader's previous CPU-bound run is over.
 
-    A run with no predecessor in flight begins before this returns, so a
+    A run whose predecessor's turn is over begins before this returns, so a
     refusal from `begin` reaches the caller as before. A queued run begins in
     a task of its own, which gives up quietly if the run was stopped while it
-    waited; the reader's socket is free meanwhile (to cancel either run).
+    waited; the reader's socket is free meanwhile (to cancel either run). A
+    run's turn is over when it has ended, and, for one stopped while it
+    waited, when its own predecessor's turn is over: a third run never
+    overtakes the first because the second was stopped.
     """
-    previous = _last_run_of_reader.get(reader)
-    _last_run_of_reader[reader] = run
-    if previous is None or previous.ended:
-        await _begin_and_track(run, reader=reader, begin=begin)
+    previous = _last_turn.get(reader)
+    turn = asyncio.Event()
+    _last_turn[reader] = turn
+    if previous is None or previous.is_set():
+        try:
+            await begin()
+        except BaseException:
+            _end_turn(turn, reader=reader)
+            raise
+        _start(_end_turn_when_ended(run, turn, reader=reader))
         return
     run.queued_since = time.time()
-    waiting = asyncio.create_task(_begin_after(previous, run, reader=reader, begin=begin))
-    _waiting.add(waiting)
-    waiting.add_done_callback(_waiting.discard)
+    _start(_begin_after(previous, run, turn, reader=reader, begin=begin))
 
 
-async def _begin_after(previous: TurnTaker, run: TurnTaker, *, reader: str,
+def _start(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(coroutine)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def _begin_after(previous: asyncio.Event, run: TurnTaker, turn: asyncio.Event, *, reader: str,
                        begin: Callable[[], Awaitable[None]]) -> None:
-    await previous.wait()
-    if run.ended:  # stopped while it waited: nothing to begin
-        _forget(run, reader=reader)
-        return
     try:
-        await _begin_and_track(run, reader=reader, begin=begin)
-    except Exception:  # begin already ended the run and told the reader (a refusal, an unreachable queue)
-        logger.info("queued run %s could not begin", run.run_id, exc_info=True)
-        _forget(run, reader=reader)
+        await previous.wait()
+        if run.ended:  # stopped while it waited: nothing to begin
+            return
+        try:
+            await begin()
+        except Exception:  # begin has ended the run and told the reader (a refusal, an unreachable queue)
+            logger.info("queued run %s could not begin", run.run_id, exc_info=True)
+            return
+        await run.wait()
+    finally:
+        _end_turn(turn, reader=reader)
 
 
-async def _begin_and_track(run: TurnTaker, *, reader: str, begin: Callable[[], Awaitable[None]]) -> None:
+async def _end_turn_when_ended(run: TurnTaker, turn: asyncio.Event, *, reader: str) -> None:
     try:
-        await begin()
-    except BaseException:
-        _forget(run, reader=reader)
-        raise
-    forgetting = asyncio.create_task(_forget_when_ended(run, reader=reader))
-    _waiting.add(forgetting)
-    forgetting.add_done_callback(_waiting.discard)
+        await run.wait()
+    finally:
+        _end_turn(turn, reader=reader)
 
 
-async def _forget_when_ended(run: TurnTaker, *, reader: str) -> None:
-    await run.wait()
-    _forget(run, reader=reader)
-
-
-def _forget(run: TurnTaker, *, reader: str) -> None:
-    if _last_run_of_reader.get(reader) is run:
-        del _last_run_of_reader[reader]
+def _end_turn(turn: asyncio.Event, *, reader: str) -> None:
+    turn.set()
+    if _last_turn.get(reader) is turn:
+        del _last_turn[reader]
 
 
 def queued_note(waited_ms: float) -> str:
@@ -131,18 +139,18 @@ def speedup_noise(*, speedup: float, cores_busy: float, baseline_cores_busy: flo
     - a speedup above the usable cores cannot come from those cores;
     - a result that contradicts the claim (under 3/4 of the expected speedup,
       or over 5/4 of it) while the machine was busy (load above the cores
-      before the run) or the work was starved (`cores_busy` under half of
-      what the claim predicts, or the one-worker baseline under half a core)
-      says more about the machine than about the method.
+      before the run) says more about the machine than about the method;
+    - so does any result whose work was starved (`cores_busy` under half of
+      what the claim predicts, or the one-worker baseline under half a core),
+      even one that agrees with the claim: it came from the other programs'
+      timing, not from these workers.
     """
     cores = conditions["cores"]
     if speedup > cores * 1.1:
         return (f"a {speedup:.2f}× speedup is more than {cores} cores can give, so it is noise in the timing, "
                 "not a finding")
     contradicts = speedup < 0.75 * expected_speedup or speedup > 1.25 * expected_speedup
-    if not contradicts:
-        return None
-    if machine_was_busy(conditions):
+    if contradicts and machine_was_busy(conditions):
         why = f"the load average was {conditions['load_before']:.2f} on {cores} cores before the run"
     elif cores_busy < 0.5 * expected_speedup:
         why = f"the workers kept only {cores_busy:.2f} cores busy where {expected_speedup:g} were expected"

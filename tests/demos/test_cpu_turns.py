@@ -1,4 +1,5 @@
 """CPU-bound runs of one reader take turns: compare mode's two runs never share the cores they measure."""
+import asyncio
 import time
 
 import pytest
@@ -86,3 +87,49 @@ def test_a_short_speedup_on_a_busy_machine_is_noise_but_not_on_an_idle_one():
     assert cpu_turns.speedup_noise(conditions={"load_before": 0.2, "cores": 2}, **kwargs) is None
     assert cpu_turns.speedup_noise(conditions={"load_before": 3.1, "cores": 2}, speedup=1.9, cores_busy=1.9,
                                    baseline_cores_busy=1.0, expected_speedup=2) is None
+
+
+def test_a_result_from_starved_workers_is_noise_even_when_it_agrees_with_the_claim():
+    # 2.09x, but the baseline had 0.4 of a core: the "speedup" is the other programs' timing.
+    said = cpu_turns.speedup_noise(speedup=2.09, cores_busy=1.2, baseline_cores_busy=0.4, expected_speedup=2,
+                                   conditions={"load_before": 1.5, "cores": 2})
+    assert said is not None and "baseline had only 0.40 of a core" in said
+
+
+class _FakeRun:
+    """Just what a turn needs of a run: an id, an ending, and a record of when it began."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.run_id, self.queued_since, self.log = name, None, log
+        self._ended = asyncio.Event()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    async def wait(self) -> None:
+        await self._ended.wait()
+
+    async def begin(self) -> None:
+        self.log.append(f"{self.run_id} began")
+
+    def end(self) -> None:
+        self.log.append(f"{self.run_id} ended")
+        self._ended.set()
+
+
+async def test_a_third_run_waits_for_the_first_even_when_the_second_is_stopped_while_queued():
+    log: list[str] = []
+    first, second, third = (_FakeRun(name, log) for name in "ABC")
+    for run in (first, second, third):
+        await cpu_turns.begin_in_turn(run, reader="socket-1", begin=run.begin)
+    assert log == ["A began"] and second.queued_since is not None
+    second.end()  # the reader stopped B while it waited
+    await asyncio.sleep(0.01)
+    assert log == ["A began", "B ended"]  # C still waits: A is computing
+    first.end()
+    await asyncio.sleep(0.01)
+    assert log == ["A began", "B ended", "A ended", "C began"]
+    third.end()
+    await asyncio.sleep(0.01)
+    assert "socket-1" not in cpu_turns._last_turn  # nothing is kept once a reader's runs are over

@@ -55,8 +55,6 @@ async def test_cpu_work_speeds_up_on_processes():
         if each["speedup"] > each["cores"] * 1.1:
             assert each["noise"] and "more than" in each["text"], each  # above the cores: never a finding
     _assert_claim_or_said_noise(summary, summary["speedup"] >= 1.5)
-    if not summary["noise"]:
-        assert summary["cores_busy"] > 1.3, summary  # two processes really did share the two cores
     assert _running_lanes(events) == {0, 1, 2}
 
 
@@ -76,8 +74,6 @@ async def test_a_hash_that_releases_the_gil_runs_in_parallel_on_threads():
     runs = [(await _run({"work": "hash", "mode": "threads"}))[0] for _ in range(3)]
     summary = _median_run(runs)
     _assert_claim_or_said_noise(summary, summary["speedup"] >= 1.5)
-    if not summary["noise"]:
-        assert summary["cores_busy"] > 1.3, summary
     assert "2 threads" in summary["text"] and "2 hash jobs" in summary["text"]
 
 
