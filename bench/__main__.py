@@ -20,20 +20,20 @@ from pathlib import Path
 
 import psutil
 
-from bench import demos, jobqueue, memory, pages, viewers
+from bench import demos, jobqueue, memory, pages, parallelism, viewers
 from bench.site import BASE_DIR, start_site
 
 FULL = {
     "wrk_connections": 64, "wrk_seconds": 10, "viewers": 1000,
     "viewer_params": {"requests": 5, "wait_ms": 300, "jitter_ms": 50, "mode": "concurrent"},
     "one_cook_requests": 10_000, "c10k_event_loop": 10_000, "c10k_threads": 1_000, "jobs": 500,
-    "race_increments": 100, "offload": {},
+    "race_increments": 100, "offload": {}, "parallelism_runs": 10,
 }
 SMOKE = {
     "wrk_connections": 8, "wrk_seconds": 2, "viewers": 10,
     "viewer_params": {"requests": 2, "wait_ms": 50, "jitter_ms": 10, "mode": "concurrent"},
     "one_cook_requests": 200, "c10k_event_loop": 200, "c10k_threads": 50, "jobs": 20,
-    "race_increments": 10, "offload": {"jobs": 1},
+    "race_increments": 10, "offload": {"jobs": 1}, "parallelism_runs": 2,
 }
 # Generous limits for the bench site only: 1,000 sockets come from one address.
 SITE_ENV = {"DEMO_SOCKETS_PER_IP": "5000", "DEMO_MAX_LOOP_RUNS": "5000", "DEMO_MAX_WORKER_RUNS": "50"}
@@ -97,6 +97,8 @@ def run_all(sizes: dict, log) -> dict:
         log("offload")
         results["offload_inline"] = demos.run_demo(site, "offload", {"mode": "inline", **sizes["offload"]})
         results["offload_celery"] = demos.run_demo(site, "offload", {"mode": "celery", **sizes["offload"]})
+        log(f"parallelism, {sizes['parallelism_runs']} runs")
+        results["parallelism"] = parallelism.measure(site, runs=sizes["parallelism_runs"])
         log("counter race")
         results["race"] = {
             mode: demos.run_demo(site, "counter-race", {"mode": mode, "workers": 8, "increments": sizes["race_increments"]})
@@ -199,8 +201,9 @@ def render(results: dict, command: str) -> str:
               f"p99 **{j['start_latency_p99_ms']} ms**; **{j['jobs_per_s']} jobs/s** end to end."]
     oi, ocel = results["offload_inline"], results["offload_celery"]
     if _ok(oi) and _ok(ocel):
-        lines.append(f"- `offload` probe p99: inline {oi['probe_p99_ms']:.1f} ms, celery {ocel['probe_p99_ms']:.1f} ms: "
-                     f"inline ÷ celery = **{oi['probe_p99_ms'] / max(ocel['probe_p99_ms'], 0.001):.1f}×**.")
+        ratio = oi['probe_tail_ms'] / max(ocel['probe_tail_ms'], 0.001)
+        lines.append(f"- `offload` probe tail ({oi['probe_tail']} / {ocel['probe_tail']}): inline {oi['probe_tail_ms']:.1f} ms, "
+                     f"celery {ocel['probe_tail_ms']:.1f} ms: inline ÷ celery = **{ratio:.1f}×**.")
     else:
         broken = oi if not _ok(oi) else ocel
         lines.append(f"- `offload`: {verdict(None, 'demo unavailable or failed: ' + str(broken.get('text', broken))[:200])}")
@@ -222,6 +225,7 @@ def render(results: dict, command: str) -> str:
     lines += ["", "## 6. Memory", "", "| process | idle MiB | during the websocket load MiB |", "|---|---|---|",
               f"| Daphne | {idle['daphne_mib']} | {loaded.get('daphne_mib', '—')} |",
               f"| Celery worker (with its pool) | {idle['worker_mib']} | {loaded.get('worker_mib', '—')} |", ""]
+    lines += parallelism.render(results["parallelism"])
     return "\n".join(lines) + "\n"
 
 

@@ -17,8 +17,11 @@ and optionally `check_params(values)` (cross-parameter rules, raising
 ParamError), `smoke_params` (a small preset the test suite runs),
 `lane_states` (the lane states its timeline uses), `summary_fields` (what each
 summary key is called, and its unit), `headline` (the at most three summary
-keys shown first), `queues` (Celery queues of its own jobs) and `step_mode`
-(a consumer that lets the reader step it by hand).
+keys shown first), `queues` (Celery queues of its own jobs), `step_mode`
+(a consumer that lets the reader step it by hand) and `burns_cpu` (True when
+its runs measure computing: one reader's such runs take turns,
+demos/cpu_turns.py, and its summary reports `cores_busy`, the host's load
+and cores).
 
 `emit(kind, **fields)` records one event; it stamps `t` (ms since the run
 started) unless given. Summaries are plain JSON dicts computed from measured

@@ -47,6 +47,8 @@ def _check(name: str, module: ModuleType) -> None:
         raise DemoDeclarationError(f"{name}: headline must be a tuple of at most {MAX_HEADLINE} summary keys")
     if not all(isinstance(queue, JobQueue) for queue in getattr(module, "queues", ())):
         raise DemoDeclarationError(f"{name}: queues must be demos.base.JobQueue values")
+    if getattr(module, "burns_cpu", False) and module.placement != "worker":
+        raise DemoDeclarationError(f"{name}: burns_cpu needs placement 'worker'; computing on the web loop stalls every socket")
     step_mode = getattr(module, "step_mode", None)
     if step_mode is not None and not isinstance(step_mode, StepMode):
         raise DemoDeclarationError(f"{name}: step_mode must be a demos.base.StepMode")
@@ -117,6 +119,7 @@ def describe(demo: Demo) -> dict:
         "placement": demo.placement,
         "time_limit_s": demo.time_limit_s,
         "lanes": demo.lanes,
+        "burns_cpu": bool(getattr(demo, "burns_cpu", False)),
         "lane_states": sorted(getattr(demo, "lane_states", LANE_STATES)),
         "summary_fields": {key: {"label": label, "unit": unit}
                            for key, (label, unit) in getattr(demo, "summary_fields", {}).items()},

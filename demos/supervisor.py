@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from coursesite import keys
 from coursesite.loop_db import DatabaseUnavailable
 from coursesite.redis_clients import async_redis, close_async_redis
-from demos import workers
+from demos import cpu_turns, workers
 from demos.base import (
     AcceptedMessage, Demo, ErrorCode, FinishedMessage, ProtocolMessage, RunCancelled, RunStatus, RunTimedOut,
 )
@@ -232,6 +232,7 @@ class SupervisedRun:
         self._on_end = on_end
         self._ended = asyncio.Event()
         self.accepted_at = time.monotonic()
+        self.queued_since: float | None = None  # wall time it was accepted, when it had to wait for its turn
 
     async def begin(self) -> None:
         """Start the run (called once, after `accepted` went out)."""
@@ -383,6 +384,7 @@ class WorkerRun(SupervisedRun):
                 await self.channel_layer.group_add(keys.run_group(self.run_id), self.channel_name)
                 await sync_to_async(run_worker_demo.apply_async)(
                     args=[self.run_id, self.demo.slug, self.params],
+                    kwargs={"queued_since": self.queued_since} if self.queued_since is not None else {},
                     soft_time_limit=self.demo.time_limit_s, time_limit=self.demo.time_limit_s + 5,
                 )
                 return
@@ -538,7 +540,10 @@ async def start_run(*, demo: Demo, params: dict[str, Any], ref: str | None, send
     _runs_in_this_process.add(run_id)
     accepted: AcceptedMessage = {"type": "accepted", "ref": ref, "run": run_id, "demo": demo.slug, "params": params}
     await send(accepted)
-    await run.begin()
+    if cpu_turns.burns_cpu(demo):  # one reader's CPU-bound runs take turns (demos/cpu_turns.py)
+        await cpu_turns.begin_in_turn(run, reader=channel_name or run_id, begin=run.begin)
+    else:
+        await run.begin()
     return run
 
 
@@ -660,9 +665,18 @@ def _record_ending(*, run_id: str, status: RunStatus, summary: dict[str, Any], r
     return None
 
 
-def run_in_worker(*, run_id: str, demo: Demo, params: dict[str, Any]) -> RunStatus:
-    """Run one worker-placed demo in this (Celery worker) thread, streaming through the channel layer."""
+def run_in_worker(*, run_id: str, demo: Demo, params: dict[str, Any], queued_since: float | None = None) -> RunStatus:
+    """Run one worker-placed demo in this (Celery worker) thread, streaming through the channel layer.
+
+    A run that waited for its turn (`queued_since`, demos/cpu_turns.py) counts
+    its time from its acceptance and opens with a note of the wait.
+    """
     recorder = EventRecorder()
+    if queued_since is not None:
+        waited_s = max(0.0, time.time() - queued_since)
+        recorder.started -= waited_s
+        recorder.started_at = round(recorder.started_at - waited_s, 4)
+        recorder("log", text=cpu_turns.queued_note(waited_s * 1000))
     emitter = RunEmitter(recorder, time_limit_s=demo.time_limit_s)
     pump = WorkerPump(run_id, recorder, emitter.stop_requested)
     final: FinishedMessage | None = None
@@ -671,11 +685,14 @@ def run_in_worker(*, run_id: str, demo: Demo, params: dict[str, Any]) -> RunStat
     try:
         error: BaseException | None = None
         summary = None
+        host = cpu_turns.host_conditions() if cpu_turns.burns_cpu(demo) else {}
         try:
             summary = demo.run(params, emitter)
         except (Exception, SoftTimeLimitExceeded) as failure:
             error = failure
         status, summary = _outcome_of(error, summary, emitter=emitter, demo=demo)
+        for key, value in host.items():  # every CPU-bound summary says how loaded the machine was
+            summary.setdefault(key, value)
         if status == "timed_out":
             # Where every thread was when the limit struck: a demo that should have ended sooner says why here.
             logger.warning("worker demo %s stopped at its %s s time limit\n%s", demo.slug, demo.time_limit_s,

@@ -15,12 +15,12 @@ from demos.supervisor import run_in_worker
 
 
 @shared_task(name="demos.run_worker_demo", ignore_result=True)
-def run_worker_demo(run_id: str, demo_slug: str, params: dict) -> str:
-    """Run one worker-placed demo, streaming its events through the channel layer."""
+def run_worker_demo(run_id: str, demo_slug: str, params: dict, queued_since: float | None = None) -> str:
+    """Run one worker-placed demo, streaming its events through the channel layer (`queued_since`: see run_in_worker)."""
     demo = get_demo(demo_slug)
     if demo is None:  # a queued run whose demo a deploy removed
         raise LookupError(f"no demo called {demo_slug!r}")
-    return run_in_worker(run_id=run_id, demo=demo, params=params)
+    return run_in_worker(run_id=run_id, demo=demo, params=params, queued_since=queued_since)
 
 
 @shared_task(name="demos.worker_clock")

@@ -18,6 +18,7 @@ import math
 import time
 
 from demos.params import ChoiceParam, IntParam, ParamError
+from demos.stats import ratio_text
 
 slug = "gather-vs-loop"
 title = "Awaiting in a loop, gather, and a capped gather"
@@ -144,11 +145,14 @@ async def run(params, emit):
     longest_ms = max(call_times_ms, default=0.0)
     if mode == "loop":
         text = (f"Awaited one after another, {calls} calls took {total_ms:.0f} ms, "
-                f"{total_ms / max(sum_ms, 1e-9):.2f} × the sum of their waits ({sum_ms:.0f} ms), "
+                f"{ratio_text(total_ms, sum_ms, 'the sum of their waits') or 'with no answered call to compare with'}, "
                 f"with never more than {max_in_flight} in flight.")
     elif mode == "gather":
+        # One call, or none answered, leaves nothing for a ratio to say.
+        against_longest = ((ratio_text(total_ms, longest_ms, "the longest single call", digits=1) if answered > 1 else None)
+                           or f"{answered} answered: nothing to overlap")
         text = (f"gather put {max_in_flight} calls in flight at once and finished in {total_ms:.0f} ms "
-                f"({total_ms / max(longest_ms, 1e-9):.1f} × the longest single call), against {sum_ms:.0f} ms "
+                f"({against_longest}), against {sum_ms:.0f} ms "
                 f"of waiting in total; ")
         text += (f"the service admitted only {service.peak_admitted} at a time and rejected {rejected}."
                  if rejected else "the service admitted every one.")

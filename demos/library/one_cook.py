@@ -11,6 +11,7 @@ import random
 import time
 
 from demos.params import ChoiceParam, IntParam
+from demos.stats import ratio_text
 
 slug = "one-cook"
 title = "One cook, many orders"
@@ -78,12 +79,19 @@ async def run(params, emit):
 
     sum_of_waits_ms = sum(measured_waits) * 1000
     longest_wait_ms = max(measured_waits) * 1000
-    if params["mode"] == "sequential":
+    if count == 1 or longest_wait_ms < 1:
+        # A ratio to one wait, or to waits of 0 ms, says nothing: state what was measured.
+        served = "One request" if count == 1 else f"{count} requests"
+        text = (f"{served} ({params['mode']}) took {total_ms:.1f} ms in all, "
+                f"{sum_of_waits_ms:.1f} ms of it waiting; with "
+                + ("one request there is nothing to overlap." if count == 1 else
+                   "waits this short the time is the loop's own overhead, not waiting."))
+    elif params["mode"] == "sequential":
         text = (f"Served one after another, {count} requests took {total_ms:.0f} ms: "
-                f"{total_ms / max(sum_of_waits_ms, 1e-9):.2f} × the sum of their waits ({sum_of_waits_ms:.0f} ms).")
+                f"{ratio_text(total_ms, sum_of_waits_ms, 'the sum of their waits')}.")
     else:
         text = (f"With all {count} waits overlapping on one thread, the run took {total_ms:.0f} ms: "
-                f"{total_ms / max(longest_wait_ms, 1e-9):.2f} × the longest single wait ({longest_wait_ms:.0f} ms), "
+                f"{ratio_text(total_ms, longest_wait_ms, 'the longest single wait')}, "
                 f"against {sum_of_waits_ms:.0f} ms of waiting in total.")
     return {
         "text": text,

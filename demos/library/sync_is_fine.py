@@ -32,6 +32,7 @@ title = "When async buys nothing"
 concept = ("Async overlaps waits and nothing else: on pure computation it only adds the cost of each await, "
            "and steps that need each other's results run in turn whatever the arrangement.")
 placement = "worker"  # it burns CPU on purpose: its own sandbox loop, in a worker
+burns_cpu = True  # it times computation: one reader's runs take turns
 time_limit_s = 60.0
 lanes = "arrangement"
 headline = ("overhead_per_await_us",)
@@ -85,19 +86,23 @@ async def _measure_computation(steps: int, emit, run_ms) -> dict:
     """Time the three versions, interleaved; return every repeat's time and the results."""
     times: dict[str, list[float]] = {key: [] for key in COMPUTE_KEYS}
     results: dict[str, int] = {}
+    cpu_s = 0.0  # CPU time of the threads that computed, read with time.thread_time in each
     for repeat in range(REPEATS):
         for lane, key in enumerate(COMPUTE_KEYS):
             emit.check_cancelled()
             label = f"run {repeat + 1} of {REPEATS}"
             emit("state", lane=lane, state="running", label=label if key != "to_thread" else f"{label}, in a thread")
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             if key == "plain":
                 value = compute_plain(steps)
             elif key == "async":
                 value = await compute_async(steps)
             else:
-                value = await asyncio.to_thread(compute_plain, steps)
+                value, thread_cpu_s = await asyncio.to_thread(_compute_timed, steps)
+                cpu_s += thread_cpu_s
             ended = time.perf_counter()
+            if key != "to_thread":
+                cpu_s += time.thread_time() - cpu_started
             emit("state", lane=lane, state="done", t=run_ms(ended))
             times[key].append((ended - started) * 1000)
             if results.setdefault(key, value) != value:
@@ -105,7 +110,15 @@ async def _measure_computation(steps: int, emit, run_ms) -> dict:
         emit("progress", done=repeat + 1, total=REPEATS + 1)
     if len(set(results.values())) != 1:
         raise AssertionError(f"the three versions disagree: {results}")
-    return {"times": times, "result": results["plain"]}
+    wall_s = sum(sum(values) for values in times.values()) / 1000
+    return {"times": times, "result": results["plain"], "cores_busy": cpu_s / wall_s if wall_s > 0 else 0.0}
+
+
+def _compute_timed(steps: int) -> tuple[int, float]:
+    """compute_plain in this (pool) thread, with the CPU time it took there."""
+    cpu_started = time.thread_time()
+    value = compute_plain(steps)
+    return value, time.thread_time() - cpu_started
 
 
 async def _measure_chain(chain_steps: int, step_s: float, first_lane: int, emit, run_ms) -> dict:
@@ -206,6 +219,12 @@ def run(params, emit):
     else:
         thread_part = (f"to_thread ({total_ms['to_thread']} ms) and plain ({total_ms['plain']} ms) were within "
                        f"noise of each other: one thread did all the work either way")
+    cores_busy = round(measured["computation"]["cores_busy"], 2)
+    if cores_busy < 0.5:  # the computing thread had under half a core: the times measure the machine
+        thread_part += (f" (but the computing thread kept only {cores_busy:.2f} cores busy: other work shared the CPU, "
+                        "so these times are noise, not a finding)")
+    else:
+        thread_part += f" ({cores_busy:.2f} cores busy while it computed)"
     text = (f"All three computed {measured['computation']['result']}: {async_part}; {thread_part}. "
             f"{chain_steps} dependent steps of {step_ms} ms took {chain_ms['in_order']} ms awaited in order and "
             f"{chain_ms['gathered']} ms gathered (their waits add up to {waits_ms} ms), while "
@@ -214,6 +233,7 @@ def run(params, emit):
         "text": text,
         "total_ms": total_ms,
         "spread_ms": spread_ms,
+        "cores_busy": cores_busy,
         "overhead_per_await_us": overhead_per_await_us,
         "result": measured["computation"]["result"],
         "chain_ms": chain_ms,

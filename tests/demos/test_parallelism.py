@@ -30,29 +30,51 @@ def _cores_busy(events: list[dict]) -> list[float]:
     return [event["value"] for event in events if event["kind"] == "metric" and event["name"] == "cores_busy"]
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="parallel speedup needs two cores")
+def _median_run(summaries: list[dict]) -> dict:
+    return sorted(summaries, key=lambda summary: summary["speedup"])[len(summaries) // 2]
+
+
+def _assert_claim_or_said_noise(run: dict, holds: bool) -> None:
+    """The claim holds, or the machine was busy (load above the cores before the run) and the summary says noise."""
+    if holds:
+        return
+    assert run["load_before"] > run["cores"], run  # on a machine that was not busy, a miss is a real failure
+    assert run["noise"] and "noise" in run["text"] and "load average" in run["text"], run
+
+
 async def test_cpu_work_speeds_up_on_processes():
-    # Other programs on a shared machine can take the second core away for a moment: one retry.
-    for _attempt in range(2):
-        summary, events = await _run({})  # defaults: cpu work, 2 processes
-        if summary["speedup"] > 1.4:
-            break
-    assert summary["cpu_count"] == len(os.sched_getaffinity(0))
-    assert summary["python_build"] == ("GIL" if GIL_BUILD else "free-threaded")
-    assert summary["speedup"] > 1.4, summary  # toward 2 on two free cores
-    assert summary["total_ms"] < summary["baseline_ms"]
+    # The claim (issue 15): at its defaults, >= 1.5x on two otherwise idle cores. bench/parallelism.py runs it
+    # ten times; here three runs and their median, so one neighbour's burst cannot decide it.
+    runs = [await _run({}) for _ in range(3)]  # defaults: cpu work, 2 processes
+    summary, events = next(run for run in runs if run[0] is _median_run([summary for summary, _ in runs]))
+    for each, _ in runs:
+        assert each["cpu_count"] == each["cores"] == len(os.sched_getaffinity(0))
+        assert each["python_build"] == ("GIL" if GIL_BUILD else "free-threaded")
+        assert f"{each['cores_busy']:.2f} cores busy" in each["text"] and "speedup" in each["text"], each
+        assert "2 processes" in each["text"]
+        if each["speedup"] > each["cores"] * 1.1:
+            assert each["noise"] and "more than" in each["text"], each  # above the cores: never a finding
+    _assert_claim_or_said_noise(summary, summary["speedup"] >= 1.5)
     assert _running_lanes(events) == {0, 1, 2}
-    assert "speedup" in summary["text"] and "2 processes" in summary["text"]
 
 
 @pytest.mark.skipif(not GIL_BUILD, reason="the claim is about the GIL")
 async def test_cpu_work_does_not_speed_up_on_threads_under_the_gil():
     summary, events = await _run({"mode": "threads"})
-    assert summary["speedup"] < 1.3, summary
+    _assert_claim_or_said_noise(summary, summary["speedup"] < 1.3)
     # The two threads take turns: together they never keep much more than one core busy.
     busy = _cores_busy(events)
     assert busy and max(busy) <= 1.4
+    assert summary["cores_busy"] <= 1.2, summary
     assert summary["python_build"] == "GIL"
+
+
+async def test_a_hash_that_releases_the_gil_runs_in_parallel_on_threads():
+    # hashlib.pbkdf2_hmac drops the GIL while OpenSSL computes, so two threads of one process use two cores.
+    runs = [(await _run({"work": "hash", "mode": "threads"}))[0] for _ in range(3)]
+    summary = _median_run(runs)
+    _assert_claim_or_said_noise(summary, summary["speedup"] >= 1.5)
+    assert "2 threads" in summary["text"] and "2 hash jobs" in summary["text"]
 
 
 async def test_waiting_work_speeds_up_on_threads():

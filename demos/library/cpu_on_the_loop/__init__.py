@@ -27,7 +27,6 @@ stay flat again with the process pool, where the step has a GIL of its own.
 The quiet spell before the step is the run's own baseline.
 """
 import json
-import math
 import queue
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 
+from demos import stats
 from demos.params import ChoiceParam, IntParam
 
 slug = "cpu-on-the-loop"
@@ -43,6 +43,7 @@ title = "CPU on the loop, threads and the GIL"
 concept = ("A heavy step on the loop freezes it; to_thread rescues waits and C code that releases the GIL, but "
            "pure-Python work in a thread still starves the loop of the GIL; a process pool keeps it responsive.")
 placement = "worker"  # it blocks and burns CPU on purpose, and starts processes
+burns_cpu = True  # its steps compute (pure Python or C hashing): one reader's runs take turns
 time_limit_s = 30.0
 lanes = "request"
 headline = ("heartbeat_max_lag_ms", "quiet_heartbeat_max_lag_ms", "step_ms")
@@ -72,7 +73,6 @@ SANDBOX = Path(__file__).with_name("sandbox.py")
 QUIET_S = 0.300  # the sandbox's quiet spell before the step (sandbox.QUIET_S): the run's own baseline
 TAIL_S = 0.300  # requests keep arriving this long after the step should have ended
 REQUEST_EVERY_S = 0.010
-PERCENTILE_MIN_SAMPLES = 100  # fewer samples than this and the summary names the max, not a p99
 BUSY_BASELINE_MS = 30.0  # a quiet-spell heartbeat later than this means the machine itself was too busy
 READY_TIMEOUT_S = 20.0  # sizing the work and starting the pool's process
 SWITCH_INTERVAL_MS = round(sys.getswitchinterval() * 1000, 1)  # the sandbox is a fresh interpreter: the default
@@ -80,12 +80,6 @@ SWITCH_INTERVAL_MS = round(sys.getswitchinterval() * 1000, 1)  # the sandbox is 
 WORK_LABELS = {"wait": "time.sleep", "pure-python": "a pure-Python loop", "c-releases-gil": "hashlib.pbkdf2_hmac"}
 OFFLOAD_LABELS = {"inline": "on the loop's own thread", "to_thread": "in a thread via asyncio.to_thread",
                   "process-pool": "in a process pool"}
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 class _Sandbox:
@@ -167,7 +161,7 @@ def run(params, emit):
 
 
 def _median(values: list[float]) -> float:
-    return round(_percentile(values, 0.5), 1) if values else 0.0
+    return round(stats.percentile(values, 0.5), 1) if values else 0.0
 
 
 def _summary(work: str, offload: str, measured: dict, setup_ms: float) -> dict:
@@ -185,13 +179,12 @@ def _summary(work: str, offload: str, measured: dict, setup_ms: float) -> dict:
     quiet_max_lag_ms = round(max(quiet_lags, default=0.0), 1)
     quiet_median_ms, step_median_ms = _median(quiet_latencies), _median(step_latencies)
     spread: dict[str, float] = {}
-    if len(lags) >= PERCENTILE_MIN_SAMPLES:
-        spread["heartbeat_p99_lag_ms"] = round(_percentile(lags, 0.99), 1)
-    if len(latencies) >= PERCENTILE_MIN_SAMPLES:
-        spread["request_p99_ms"] = round(_percentile(latencies, 0.99), 1)
-        tail = f"p99 of all {len(latencies)} requests: {spread['request_p99_ms']:.0f} ms"
-    else:
-        tail = f"max of all {len(latencies)} requests: {max(latencies, default=0.0):.0f} ms"
+    lag_tail, request_tail = stats.tail(lags), stats.tail(latencies)
+    if lag_tail.is_percentile:
+        spread["heartbeat_p99_lag_ms"] = round(lag_tail.value, 1)
+    if request_tail.is_percentile:
+        spread["request_p99_ms"] = round(request_tail.value, 1)
+    tail = f"{request_tail.label} requests: {request_tail.value:.0f} ms"
 
     if max_lag_ms >= 0.5 * step_ms:
         verdict = "the loop froze for the whole step"

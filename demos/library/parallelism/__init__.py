@@ -4,16 +4,21 @@ The run does one job per worker, twice. First one worker does all the jobs
 one after another: the baseline. Then the same jobs go to the chosen workers:
 `single` (one worker again), `threads` (one OS thread per job, all in one
 process) or `processes` (one process per job). A `cpu` job hashes in a
-pure-Python loop for about 200 ms, holding the GIL; an `io` job sleeps 200 ms,
-as a wait on a database would. Every phase runs in fresh child processes
-(sandbox.py beside this module), started before the clock starts, so
+pure-Python loop, holding the GIL; a `hash` job runs `hashlib.pbkdf2_hmac`,
+C code that releases the GIL; both are sized to JOB_CPU_S of CPU time,
+measured in this process before the run. An `io` job sleeps 200 ms, as a wait
+on a database would. Every phase runs in fresh child processes (sandbox.py
+beside this module), started and reporting ready before the clock starts, so
 neither start-up nor the host worker's own threads blur the comparison.
 
-A reader should see CPU jobs finish sooner on processes, up to the number of
-cores, but not on threads (on a standard build the threads take turns on the
-GIL, and the `cores_busy` line stays near 1), while waiting jobs overlap on
+A reader should see `cpu` jobs finish sooner on processes, up to the number
+of cores, but not on threads (on a standard build the threads take turns on
+the GIL, and `cores_busy` stays near 1); `hash` jobs speed up on threads too,
+since the GIL is released while OpenSSL computes; waiting jobs overlap on
 threads just fine. The speedup is measured against the baseline of the same
-run, on the same machine.
+run, on the same machine; `cores_busy` (the workers' CPU seconds over the wall
+seconds) stands beside it, and a result the machine's own load explains is
+called noise (demos.cpu_turns).
 """
 import json
 import os
@@ -26,12 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from demos import cpu_turns
 from demos.params import ChoiceParam, IntParam
 
 slug = "parallelism"
 title = "Threads, processes and the GIL"
 concept = "Waiting overlaps on threads; computing only goes faster on more cores, which in standard CPython means processes."
 placement = "worker"  # burns CPU and starts processes
+burns_cpu = True  # one reader's runs take turns: two of them at once would share the cores they measure
 time_limit_s = 40.0
 lanes = "worker"
 lane_states = frozenset({"blocked", "running", "done"})
@@ -42,8 +49,9 @@ summary_fields = {
     "startup_ms": ("Starting the workers", "ms"), "mean_job_ms": ("Mean job", "ms"),
 }
 params = (
-    ChoiceParam("work", "cpu", ("cpu", "io"), label="Work",
-                help="cpu: each job hashes in a Python loop for about 200 ms; io: each job waits 200 ms."),
+    ChoiceParam("work", "cpu", ("cpu", "hash", "io"), label="Work",
+                help="cpu: each job hashes in a Python loop (holding the GIL) for about 400 ms of CPU; "
+                     "hash: each job runs hashlib.pbkdf2_hmac (C, GIL released) for as long; io: each job waits 200 ms."),
     ChoiceParam("mode", "processes", ("single", "threads", "processes"), label="Workers are",
                 help="single: one worker does every job in turn; threads: one thread per job; processes: one process per job."),
     IntParam("workers", 2, 1, 8, label="Workers (= jobs)",
@@ -54,9 +62,35 @@ smoke_params = {"work": "io", "workers": 2}
 WORKER_SCRIPT = Path(__file__).with_name("sandbox.py")
 SAMPLE_EVERY_S = 0.1
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+# CPU time per job. Jobs of 200 ms let one scheduler hiccup of another process
+# (tens of ms on a shared machine) move a two-job speedup by a tenth or more;
+# at 400 ms the same hiccup costs half as much, and 8 workers still finish well
+# inside the time limit.
+JOB_CPU_S = 0.4
+CALIBRATE_CPU_S = 0.05  # how long sizing the jobs may compute, in CPU time
 
-# (lane, what happened, perf_counter time, /proc stat path of the thread: only on "ready")
-Report = tuple[int, str, float, str | None]
+# (lane, what happened, perf_counter time, /proc stat path of the thread on "ready" | CPU seconds on "finished")
+Report = tuple[int, str, float, str | float | None]
+
+
+def rounds_for(work: str, cpu_s: float = JOB_CPU_S) -> int:
+    """How many rounds of `work` take `cpu_s` of CPU time, measured here with time.thread_time.
+
+    CPU time, not wall time: a busy machine slows the clock on the wall but not
+    the count of instructions a round needs, so every phase does the same work.
+    """
+    if work == "io":
+        return 1
+    from demos.library.parallelism.sandbox import do_job
+
+    rounds = 1_000
+    while True:
+        started = time.thread_time()
+        do_job(work, rounds)
+        used = time.thread_time() - started
+        if used >= CALIBRATE_CPU_S:
+            return max(1, round(rounds * cpu_s / used))
+        rounds *= 4 if used < CALIBRATE_CPU_S / 8 else 2
 
 
 @dataclass
@@ -71,8 +105,9 @@ class _Child:
 class _Workers:
     """Child processes running sandbox.py beside this module; their reports arrive on `reports`."""
 
-    def __init__(self, work: str) -> None:
+    def __init__(self, work: str, rounds: int) -> None:
         self.work = work
+        self.rounds = rounds
         self.reports: queue.Queue[Report] = queue.Queue()
         self.children: list[_Child] = []
 
@@ -80,15 +115,19 @@ class _Workers:
         with stdout:  # closed here, by its only reader
             for line in stdout:
                 message = json.loads(line)
-                cpu_path = f"/proc/{message['pid']}/task/{message['tid']}/stat" if message["what"] == "ready" else None
-                self.reports.put((message["lane"], message["what"], message["when"], cpu_path))
+                extra: str | float | None = None
+                if message["what"] == "ready":
+                    extra = f"/proc/{message['pid']}/task/{message['tid']}/stat"
+                elif message["what"] == "finished":
+                    extra = float(message["cpu_s"])
+                self.reports.put((message["lane"], message["what"], message["when"], extra))
         for lane in lanes:
             self.reports.put((lane, "exited", time.perf_counter(), None))
 
     def start(self, first_lane: int, threads: int, jobs_each: int) -> None:
         """One process with `threads` threads (lanes from `first_lane`), each doing `jobs_each` jobs."""
         process = subprocess.Popen(
-            [sys.executable, str(WORKER_SCRIPT), self.work, str(jobs_each), str(first_lane),
+            [sys.executable, str(WORKER_SCRIPT), self.work, str(jobs_each), str(first_lane), "--rounds", str(self.rounds),
              "--threads", str(threads), "--max-seconds", str(int(time_limit_s))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
@@ -144,6 +183,7 @@ class _Phase:
         self.clock = clock  # perf_counter seconds -> run time in ms
         self.cpu_paths: dict[int, str] = {}
         self.cpu_seen: dict[str, int] = {}
+        self.jobs_cpu_s = 0.0  # what the worker threads themselves reported using on their jobs
         self.job_ms: list[float] = []
         self._job_started: dict[int, float] = {}
         self.finished_lanes: set[int] = set()
@@ -151,10 +191,10 @@ class _Phase:
         self.last_end: float | None = None
 
     def handle(self, report: Report) -> str:
-        lane, what, when, cpu_path = report
+        lane, what, when, extra = report
         if what == "ready":
-            assert cpu_path is not None  # every ready report names its thread
-            self.cpu_paths[lane] = cpu_path
+            assert isinstance(extra, str)  # every ready report names its thread
+            self.cpu_paths[lane] = extra
             self.emit("state", lane=lane, state="blocked", label="ready, waiting for the start", t=self.clock(when))
         elif what == "running":
             self._job_started[lane] = when
@@ -165,6 +205,8 @@ class _Phase:
             self.last_end = when if self.last_end is None else max(self.last_end, when)
             self.emit("state", lane=lane, state="blocked", label="waiting for its next job", t=self.clock(when))
         elif what == "finished":
+            assert isinstance(extra, float)  # every finished report says what CPU its thread used
+            self.jobs_cpu_s += extra
             self.finished_lanes.add(lane)
             self.emit("state", lane=lane, state="done", t=self.clock(when))
         return what
@@ -175,6 +217,11 @@ class _Phase:
             if ticks is not None:
                 self.cpu_seen[path] = ticks  # a task that has exited keeps its last reading
         return sum(self.cpu_seen.values()) / CLOCK_TICKS_PER_S
+
+    def cores_busy(self) -> float:
+        """The workers' CPU seconds over the phase's wall seconds: how many cores they kept busy on average."""
+        span_s = self.span_ms() / 1000
+        return self.jobs_cpu_s / span_s if span_s > 0 else 0.0
 
     def span_ms(self) -> float:
         """From the first job starting to the last job ending, in ms."""
@@ -220,9 +267,9 @@ def _run_phase(phase: _Phase, workers: _Workers, lane_count: int, emit) -> float
     return startup_ms or 0.0
 
 
-def _measure(phase: _Phase, work: str, starts: list[tuple[int, int, int]], emit) -> float:
+def _measure(phase: _Phase, work: str, rounds: int, starts: list[tuple[int, int, int]], emit) -> float:
     """Run one phase on fresh processes, each given as (first lane, threads, jobs per thread)."""
-    workers = _Workers(work)
+    workers = _Workers(work, rounds)
     try:
         for first_lane, threads, jobs_each in starts:
             workers.start(first_lane, threads, jobs_each)
@@ -232,6 +279,8 @@ def _measure(phase: _Phase, work: str, starts: list[tuple[int, int, int]], emit)
 
 
 def run(params, emit):
+    """Time the jobs on one worker, then on the chosen workers; the summary is the speedup and what it means."""
+    load_before = cpu_turns.host_conditions()  # before this run's own work adds to the load
     work, mode, jobs = params["work"], params["mode"], params["workers"]
     noun = {"single": "worker", "threads": "thread", "processes": "process"}[mode]
     lane_count = 1 if mode == "single" else jobs  # lane 0 is the baseline, lanes 1.. the chosen workers
@@ -244,8 +293,9 @@ def run(params, emit):
     def clock(when: float) -> float:
         return aligned_t + (when - aligned_at) * 1000
 
+    rounds = rounds_for(work)
     baseline = _Phase(emit, clock)
-    _measure(baseline, work, [(0, 1, jobs)], emit)
+    _measure(baseline, work, rounds, [(0, 1, jobs)], emit)
     baseline_ms = baseline.span_ms()
 
     emit("log", text=f"Now the same {_count_of(jobs, 'job')} go to {_count_of(lane_count, noun)}.")
@@ -256,23 +306,41 @@ def run(params, emit):
         starts = [(1, jobs, 1)]
     else:
         starts = [(1 + index, 1, 1) for index in range(jobs)]
-    startup_ms = _measure(chosen, work, starts, emit)
+    startup_ms = _measure(chosen, work, rounds, starts, emit)
 
     total_ms = chosen.span_ms()
     speedup = baseline_ms / total_ms
-    cpu_count = len(os.sched_getaffinity(0))
+    host = cpu_turns.host_conditions()
+    host["load_before"] = load_before["load_before"]
+    cpu_count = host["cores"]
+    cores_busy = chosen.cores_busy()
     build = _python_build()
     text = (f"{_count_of(jobs, work + ' job')} took {baseline_ms:.0f} ms one after another and "
             f"{total_ms:.0f} ms on {_count_of(lane_count, noun)}: a speedup of {speedup:.2f}× with "
-            f"{_count_of(cpu_count, 'core')} available ({build} build).")
+            f"{_count_of(cpu_count, 'core')} available ({build} build)")
+    computes = work != "io"
+    if computes:
+        text += f", the workers keeping {cores_busy:.2f} cores busy (1 job alone: {baseline.cores_busy():.2f})"
+    in_parallel = lane_count > 1 and (mode == "processes" or work == "hash" or build == "free-threaded")
+    noise = cpu_turns.speedup_noise(
+        speedup=speedup, cores_busy=cores_busy, baseline_cores_busy=baseline.cores_busy(), conditions=host,
+        expected_speedup=min(lane_count, cpu_count) if in_parallel else 1.0,
+    ) if computes else None
+    text += f". But {noise}." if noise else "."
     text += f" Starting the worker process{'es' if len(starts) > 1 else ''} took another {startup_ms:.0f} ms, not counted."
     return {
         "total_ms": round(total_ms, 1),
         "baseline_ms": round(baseline_ms, 1),
         "speedup": round(speedup, 2),
+        "cores_busy": round(cores_busy, 2),
+        "baseline_cores_busy": round(baseline.cores_busy(), 2),
         "cpu_count": cpu_count,
+        "load_before": host["load_before"],
+        "cores": cpu_count,
+        "noise": noise is not None,
         "python_build": build,
         "startup_ms": round(startup_ms, 1),
+        "job_cpu_ms": round(JOB_CPU_S * 1000) if computes else 0,
         "mean_job_ms": round(sum(chosen.job_ms) / len(chosen.job_ms), 1),
         "text": text,
     }

@@ -1,6 +1,6 @@
 """A worker process for the parallelism demo: some threads doing some jobs, reporting as they go.
 
-    python parallel_worker.py WORK JOBS_PER_THREAD FIRST_LANE --threads T --max-seconds S
+    python sandbox.py WORK JOBS_PER_THREAD FIRST_LANE --rounds R --threads T --max-seconds S
 
 Every measurement of the demo happens in processes like this one, never in
 the Celery worker that runs the demo: that process has threads of its own
@@ -11,7 +11,10 @@ each are `processes` mode.
 
 Each thread prints a JSON line when it is ready ({"lane", "what", "when",
 "pid", "tid"}), and once a line arrives on stdin (the start signal, so all
-workers begin together) one line as each job starts and ends. Times are
+workers begin together) one line as each job starts and ends, and a last one
+("finished", with the CPU seconds the thread used on its jobs). Every job is
+R rounds of its work, a size the parent measured in CPU time, so the same
+jobs are done whichever workers do them. Times are
 `time.perf_counter()`, the system-wide monotonic clock on Linux, so the parent
 can line them up with its own. A plain subprocess rather than
 `multiprocessing`: a Celery prefork worker is a daemonic process, and those
@@ -27,20 +30,22 @@ import sys
 import threading
 import time
 
-HASH_ROUNDS = 600_000  # about 200 ms of pure-Python hashing on one free core of a current x86 server
 IO_WAIT_S = 0.2
 PR_SET_PDEATHSIG = 1
 
 _print_lock = threading.Lock()
 
 
-def do_job(work: str) -> None:
-    """One unit of work: `cpu` computes while holding the GIL, `io` waits without it."""
+def do_job(work: str, rounds: int) -> None:
+    """One unit of work: `cpu` computes while holding the GIL, `hash` computes in C without it, `io` waits."""
     if work == "io":
         time.sleep(IO_WAIT_S)
         return
+    if work == "hash":  # OpenSSL's PBKDF2 runs with the GIL released, so threads can share the cores
+        hashlib.pbkdf2_hmac("sha256", b"password", b"salt", rounds)
+        return
     digest = b"\0" * 32
-    for _ in range(HASH_ROUNDS):  # hashlib only releases the GIL for inputs of 2 KiB or more
+    for _ in range(rounds):  # hashlib only releases the GIL for inputs of 2 KiB or more: this loop holds it
         digest = hashlib.sha256(digest).digest()
 
 
@@ -50,21 +55,23 @@ def report(lane: int, what: str, **extra) -> None:
         print(line, flush=True)
 
 
-def work_jobs(lane: int, work: str, jobs: int, go: threading.Event) -> None:
+def work_jobs(lane: int, work: str, jobs: int, rounds: int, go: threading.Event) -> None:
     report(lane, "ready", pid=os.getpid(), tid=threading.get_native_id())
     go.wait()
+    cpu_started = time.thread_time()
     for _ in range(jobs):
         report(lane, "running")
-        do_job(work)
+        do_job(work, rounds)
         report(lane, "job_done")
-    report(lane, "finished")
+    report(lane, "finished", cpu_s=time.thread_time() - cpu_started)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("work", choices=["cpu", "io"])
+    parser.add_argument("work", choices=["cpu", "hash", "io"])
     parser.add_argument("jobs", type=int, help="jobs per thread")
     parser.add_argument("first_lane", type=int)
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of work per job (cpu and hash)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-seconds", type=int, default=60)
     args = parser.parse_args()
@@ -74,7 +81,7 @@ def main() -> None:
         pass
     signal.alarm(args.max_seconds)
     go = threading.Event()
-    threads = [threading.Thread(target=work_jobs, args=(args.first_lane + index, args.work, args.jobs, go))
+    threads = [threading.Thread(target=work_jobs, args=(args.first_lane + index, args.work, args.jobs, args.rounds, go))
                for index in range(args.threads)]
     for thread in threads:
         thread.start()

@@ -1,0 +1,33 @@
+"""Degenerate parameters give a summary that states what was measured, with no meaningless ratio."""
+import pytest
+
+from tests.demos.helpers import demo_socket, receive_until_finished, start_run
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("daphne_server")]
+
+
+async def _summary(demo: str, params: dict) -> dict:
+    async with demo_socket() as socket:
+        accepted = await start_run(socket, demo, params)
+        _, finished = await receive_until_finished(socket, accepted["run"], timeout=30)
+    assert finished["status"] == "succeeded", finished
+    return finished["summary"]
+
+
+@pytest.mark.parametrize("mode", ["concurrent", "sequential"])
+async def test_one_cook_with_zero_waits_prints_no_ratio(mode):
+    summary = await _summary("one-cook", {"mode": mode, "requests": 20, "wait_ms": 0, "jitter_ms": 0})
+    assert summary["longest_wait_ms"] < 1
+    assert "×" not in summary["text"] and "(0 ms)" not in summary["text"], summary["text"]
+    assert "20 requests" in summary["text"] and "overhead" in summary["text"]
+
+
+async def test_one_cook_with_one_request_says_there_is_nothing_to_overlap():
+    summary = await _summary("one-cook", {"mode": "concurrent", "requests": 1, "wait_ms": 100, "jitter_ms": 0})
+    assert "×" not in summary["text"] and "nothing to overlap" in summary["text"], summary["text"]
+    assert summary["text"].startswith("One request (concurrent) took")
+
+
+async def test_gather_with_one_call_prints_no_ratio():
+    summary = await _summary("gather-vs-loop", {"mode": "gather", "calls": 1})
+    assert "×" not in summary["text"] and "1 answered: nothing to overlap" in summary["text"], summary["text"]
