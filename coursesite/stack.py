@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from coursesite.embedded import EmbeddedPostgres, EmbeddedRedis, port_is_free, remove_tree
+from coursesite.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_is_free, remove_tree
 from coursesite.processes import JobQueueSpec, site_processes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -125,6 +125,11 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"Port {port} on {host} is already in use; stop whatever holds it or set PORT=<another port>.", file=sys.stderr)
         return 1
 
+    upstream_port = int(os.environ.get("UPSTREAM_PORT") or free_port("127.0.0.1"))
+    if not port_is_free(upstream_port, "127.0.0.1"):
+        print(f"Port {upstream_port} for the upstream is already in use; set UPSTREAM_PORT=<another port>.", file=sys.stderr)
+        return 1
+
     data_root = var_dir()
     services_file = data_root / "run" / "services.json"
     processes_file = data_root / "run" / "processes.json"  # for benchmarks that measure them
@@ -135,6 +140,7 @@ def command_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, _raise_stop)
     try:
         urls = stack.start_servers()
+        urls["DEMO_UPSTREAM_ADDRESS"] = f"127.0.0.1:{upstream_port}"
         services_file.parent.mkdir(parents=True, exist_ok=True)
         services_file.write_text(json.dumps(urls))
         env = child_env(urls, "coursesite.settings.dev")
@@ -142,7 +148,8 @@ def command_run(args: argparse.Namespace) -> int:
         manage(["load_course"], env)
         manage(["sweep_runs"], env)
         manage(["collectstatic", "--noinput", "-v", "0"], env)
-        for process in site_processes(host=host, port=port, run_dir=data_root / "run", job_queues=declared_job_queues(env)):
+        for process in site_processes(host=host, port=port, run_dir=data_root / "run", job_queues=declared_job_queues(env),
+                                      upstream_port=upstream_port):
             stack.spawn(process.name, list(process.argv), env)
         processes_file.write_text(json.dumps({name: process.pid for name, process in stack.children}))
         say(f"Site: http://{host}:{port}/   Health: http://{host}:{port}/healthz")

@@ -36,6 +36,11 @@ def _check(name: str, module: ModuleType) -> None:
                                    f"the widget knows {', '.join(sorted(LANE_STATES))}")
     if not all(isinstance(queue, JobQueue) for queue in getattr(module, "queues", ())):
         raise DemoDeclarationError(f"{name}: queues must be demos.base.JobQueue values")
+    waits = getattr(module, "waits", None)
+    if name.startswith(library.__name__ + ".") and not (isinstance(waits, str) and waits.strip()):
+        raise DemoDeclarationError(f"{name}: declare `waits`, a short phrase saying what its waits really are "
+                                   "(\"PostgreSQL\", \"a timer standing in for I/O\", \"none: CPU work\"); "
+                                   "the widget shows it under the title")
     step_mode = getattr(module, "step_mode", None)
     if step_mode is not None and not isinstance(step_mode, StepMode):
         raise DemoDeclarationError(f"{name}: step_mode must be a demos.base.StepMode")
@@ -106,6 +111,7 @@ def describe(demo: Demo) -> dict:
         "placement": demo.placement,
         "time_limit_s": demo.time_limit_s,
         "lanes": demo.lanes,
+        "waits": getattr(demo, "waits", None),
         "lane_states": sorted(getattr(demo, "lane_states", LANE_STATES)),
         "step_mode": None if step_mode is None else {"scenarios": list(step_mode.scenarios), "label": step_mode.label},
         "params": [param.describe() for param in demo.params],

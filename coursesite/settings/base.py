@@ -222,6 +222,9 @@ DEMO_RUNS_PER_SOCKET = env_int("DEMO_RUNS_PER_SOCKET", 2)
 DEMO_MAX_LOOP_RUNS = env_int("DEMO_MAX_LOOP_RUNS", 200)
 DEMO_MAX_WORKER_RUNS = env_int("DEMO_MAX_WORKER_RUNS", 8)
 DEMO_SOCKETS_PER_IP = env_int("DEMO_SOCKETS_PER_IP", 20)
+# Where the upstream process listens (demos/upstream.py, `host:port`): the network waits of loop demos go there.
+# `make run` starts it and sets this; empty means no upstream, and a run that needs one fails saying so.
+DEMO_UPSTREAM_ADDRESS = os.environ.get("DEMO_UPSTREAM_ADDRESS") or _embedded.get("DEMO_UPSTREAM_ADDRESS") or ""
 
 # Demo engine timing: every interval, silence and grace period in one block.
 # A run's events go out in one batch at most this often (caps a run at ~20 messages a second).

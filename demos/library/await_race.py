@@ -23,6 +23,7 @@ concept = ("One thread is enough for a race: tasks that read, await, then write 
 placement = "loop"  # only awaits, bounded work: safe on the web loop
 time_limit_s = 30.0
 lanes = "task"
+waits = "a timer (asyncio.sleep) standing in for I/O"
 params = (
     ChoiceParam("mode", "unsafe", ("unsafe", "locked", "no-await"), label="Mode",
                 help="unsafe: read, await, write; locked: the same inside an asyncio.Lock; "

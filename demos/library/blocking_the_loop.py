@@ -28,6 +28,7 @@ concept = ("A blocking call inside async code freezes every task on the loop for
 placement = "worker"  # it blocks a loop on purpose: its own sandbox loop, in a worker
 time_limit_s = 30.0
 lanes = "request"
+waits = "timers standing in for I/O: asyncio.sleep, or time.sleep where it blocks"
 params = (
     ChoiceParam("mode", "block", ("await", "block", "offload"), label="Slow request",
                 help="await: asyncio.sleep; block: time.sleep on the loop; offload: time.sleep via asyncio.to_thread."),

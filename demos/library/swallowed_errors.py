@@ -42,6 +42,7 @@ concept = ("A failed task reports to whoever awaits it: fire-and-forget and plai
 placement = "worker"  # its own loop: it installs an exception handler, leaks tasks and collects garbage
 time_limit_s = 20.0
 lanes = "task"
+waits = "a timer (asyncio.sleep) standing in for I/O"
 lane_states = frozenset({"waiting", "failed", "done"})
 MODES = ("fire-and-forget", "gather", "gather-return-exceptions", "taskgroup")
 params = (

@@ -34,6 +34,7 @@ concept = ("Async overlaps waits and nothing else: on pure computation it only a
 placement = "worker"  # it burns CPU on purpose: its own sandbox loop, in a worker
 time_limit_s = 60.0
 lanes = "arrangement"
+waits = "none for the computation (CPU work); asyncio.sleep standing in for I/O in the chain"
 lane_states = frozenset({"running", "waiting", "queued", "done"})
 params = (
     IntParam("steps", 200_000, 1_000, 1_000_000, label="Computation steps",

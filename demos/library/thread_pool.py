@@ -21,6 +21,7 @@ concept = "A thread pool serves as many blocking requests at once as it has thre
 placement = "worker"  # it starts real OS threads that block
 time_limit_s = 45.0
 lanes = "thread"
+waits = "time.sleep standing in for a blocking database call"
 params = (
     IntParam("requests", 12, 1, 200, label="Requests", help="How many requests arrive at once."),
     IntParam("threads", 4, 1, 64, label="Threads", help="The pool's size (max_workers)."),

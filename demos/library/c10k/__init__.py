@@ -34,6 +34,7 @@ concept = "A waiting connection on an event loop is a few KB of data; on a threa
 placement = "worker"  # starts two subprocesses and blocks while it watches them
 time_limit_s = 60.0
 lanes = "process"
+waits = "real TCP connections between two processes, idle until each sends one request"
 params = (
     ChoiceParam("mode", "event-loop", ("event-loop", "threads"), label="Server",
                 help="event-loop: one asyncio thread holds every connection; threads: one OS thread per connection."),

@@ -42,6 +42,7 @@ concept = ("Read, add one in Python, write back: concurrent clients overwrite ea
 placement = "worker"  # threads, real connections, blocking sleeps
 time_limit_s = 90.0
 lanes = "client"
+waits = "PostgreSQL (plus a time.sleep pause between a read and its write)"
 # A client thread holds the CPU only between statements; waiting on PostgreSQL (or a row lock) is `blocked`.
 lane_states = frozenset({"running", "blocked", "done", "failed"})
 step_mode = StepMode(

@@ -45,6 +45,7 @@ concept = ("A heavy step on the loop freezes it; to_thread rescues waits and C c
 placement = "worker"  # it blocks and burns CPU on purpose, and starts processes
 time_limit_s = 30.0
 lanes = "request"
+waits = "real socket round trips to an echo server; the heavy step is CPU work or time.sleep"
 params = (
     ChoiceParam("work", "pure-python", ("wait", "pure-python", "c-releases-gil"), label="Heavy step",
                 help="wait: time.sleep; pure-python: a Python loop holding the GIL; "

@@ -46,6 +46,7 @@ concept = ("Transactions that lock the same two rows in opposite orders deadlock
 placement = "worker"  # threads, real connections, blocking waits for row locks
 time_limit_s = 60.0
 lanes = "client"
+waits = "PostgreSQL row locks (plus a time.sleep pause while a lock is held)"
 # A client thread holds the CPU only between statements; in a statement (waiting for a row lock or not)
 # or in its pause it is blocked. A deadlock victim's lane turns `failed` until it retries.
 lane_states = frozenset({"running", "blocked", "done", "failed"})

@@ -93,6 +93,7 @@ concept = ("Each turn the loop runs what is ready, then sleeps in select() until
 placement = "worker"  # it installs its own loop subclass and blocks that loop on purpose: a sandbox loop in a worker
 time_limit_s = 30.0
 lanes = "actor"
+waits = "real socket round trips to a server thread, and timers"
 lane_states = frozenset({"running", "waiting", "queued", "blocked", "done"})
 params = (
     IntParam("blocking_ms", 200, 0, 500, label="Blocking callback (ms)",

@@ -47,6 +47,7 @@ concept = ("CPU-heavy work done inside a request holds up every request behind i
 placement = "worker"  # starts a server process and burns CPU
 time_limit_s = 60.0
 lanes = "job"
+waits = "real HTTP requests to a server process; the jobs themselves are CPU work"
 # The CPU jobs run in processes of their own, fed only from this queue.
 queues = (JobQueue(JOBS_QUEUE, concurrency=2, pool="prefork", does="runs the offload demo's CPU jobs"),)
 params = (

@@ -34,6 +34,7 @@ concept = "Waiting overlaps on threads; computing only goes faster on more cores
 placement = "worker"  # burns CPU and starts processes
 time_limit_s = 40.0
 lanes = "worker"
+waits = "none for cpu jobs (CPU work); time.sleep standing in for I/O for io jobs"
 params = (
     ChoiceParam("work", "cpu", ("cpu", "io"), label="Work",
                 help="cpu: each job hashes in a Python loop for about 200 ms; io: each job waits 200 ms."),
