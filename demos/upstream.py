@@ -50,7 +50,7 @@ import time
 from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
-MAX_CONNECTIONS = 4_000  # a run opens at most CONNECTIONS_PER_RUN; the site runs at most 200 loop runs
+MAX_CONNECTIONS = 12_000  # a run opens at most CONNECTIONS_PER_RUN; lowered to fit the descriptor limit
 MAX_WAITING = 60_000  # requests waiting at once, over every connection
 MAX_DELAY_MS = 10_000
 MAX_LINE_BYTES = 80
@@ -83,7 +83,8 @@ class LineWriter:
 class WaitServer:
     """The counts every connection shares: connections, requests waiting, and per pool."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_connections: int = MAX_CONNECTIONS) -> None:
+        self.max_connections = max_connections
         self.connections = 0
         self.waiting = 0
         self.waiting_in_pool: dict[bytes, int] = {}
@@ -107,7 +108,7 @@ class WaitProtocol(asyncio.Protocol):
         self.transport = transport
         self.writer = LineWriter(transport)
         self.server.connections += 1
-        if self.server.connections > MAX_CONNECTIONS:
+        if self.server.connections > self.server.max_connections:
             transport.write(b"FULL\n")
             transport.close()
 
@@ -386,7 +387,8 @@ def _guard_process() -> None:
 
 async def serve(port: int) -> None:
     """Listen on 127.0.0.1:`port` until cancelled or sent SIGTERM."""
-    wait_server = WaitServer()
+    soft_limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wait_server = WaitServer(max_connections=min(MAX_CONNECTIONS, soft_limit - 64))
     loop = asyncio.get_running_loop()
     server = await loop.create_server(wait_server.protocol, HOST, port, backlog=LISTEN_BACKLOG, reuse_address=True)
     stop = asyncio.Event()
