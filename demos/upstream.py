@@ -223,7 +223,7 @@ class _WaitClient(asyncio.Protocol):
         self.tally = tally
         self.buffer = b""
         # request id -> (its future, when it was sent, when its answer is overdue), perf_counter seconds
-        self.waiting: dict[bytes, tuple[asyncio.Future[list[bytes]], float, float]] = {}
+        self.waiting: dict[bytes, tuple[asyncio.Future[tuple[list[bytes], float]], float, float]] = {}
         self.closed: Exception | None = None
 
     def connection_made(self, transport) -> None:
@@ -231,13 +231,13 @@ class _WaitClient(asyncio.Protocol):
         self.writer = LineWriter(transport)
         self.tally.connections_made += 1
 
-    def send(self, request_id: bytes, line: bytes, deadline: float) -> asyncio.Future[list[bytes]]:
-        """Write one request line; the future resolves to the answer's words, plus the round trip in seconds."""
-        answered: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+    def send(self, request_id: bytes, line: bytes, sent: float, deadline: float) -> asyncio.Future[tuple[list[bytes], float]]:
+        """Write one request line; the future resolves to the answer's words and the round trip in seconds."""
+        answered: asyncio.Future[tuple[list[bytes], float]] = asyncio.get_running_loop().create_future()
         if self.closed is not None:
             answered.set_exception(self.closed)
             return answered
-        self.waiting[request_id] = (answered, time.perf_counter(), deadline)
+        self.waiting[request_id] = (answered, sent, deadline)
         self.tally.requests_sent += 1
         self.tally.bytes_sent += len(line)
         self.writer.write(line)
@@ -257,7 +257,7 @@ class _WaitClient(asyncio.Protocol):
             answered, sent, _ = entry
             if not answered.done():
                 self.tally.answers_received += 1
-                answered.set_result([*words, str(arrived - sent).encode()])
+                answered.set_result((words, arrived - sent))
 
     def _fail(self, error: Exception) -> None:
         self.closed = error
@@ -361,15 +361,14 @@ class UpstreamSession:
         request_id = next(self.ids)
         client = self.clients[request_id % len(self.clients)]
         line = (f"WAIT {request_id} {round(wait_ms)}" + (f" {pool} {limit}" if pool is not None else "") + "\n").encode()
-        deadline = time.perf_counter() + wait_ms / 1000 + self.ANSWER_GRACE_S
-        words = await client.send(str(request_id).encode(), line, deadline)
-        round_trip_s = float(words[-1])
+        sent = time.perf_counter()
+        words, round_trip_s = await client.send(b"%d" % request_id, line, sent, sent + wait_ms / 1000 + self.ANSWER_GRACE_S)
         if words[0] == b"OK":
             self.tally.answered_by.add(int(words[2]))
             return Answer(ok=True, admitted=int(words[3]), round_trip_s=round_trip_s)
         if words[0] == b"BUSY":
             return Answer(ok=False, admitted=0, round_trip_s=round_trip_s)
-        raise UpstreamUnavailable(f"the upstream answered {b' '.join(words[:-1]).decode(errors='replace')!r}")
+        raise UpstreamUnavailable(f"the upstream answered {b' '.join(words).decode(errors='replace')!r}")
 
 
 # ---------------------------------------------------------------- the server program

@@ -94,13 +94,21 @@ def _test_database_url() -> str:
     return f"postgresql://{database['USER']}:{database['PASSWORD']}@{host}:{database['PORT'] or 5432}/{database['NAME']}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def upstream_server():
-    """The demos' upstream process, as `make run` starts it; every Daphne of the suite is pointed at it."""
+    """The demos' upstream process, as `make run` starts it; every Daphne of the suite is pointed at it.
+
+    Autouse because in-process consumers (tests.demos.helpers.in_process_socket)
+    run network-mode demos in the test process too, which reads the address
+    from its own settings.
+    """
     from tests.servers import start_upstream, stop_process
 
     server = start_upstream(base_dir=BASE_DIR)
+    previous = settings.DEMO_UPSTREAM_ADDRESS
+    settings.DEMO_UPSTREAM_ADDRESS = server.address
     yield server
+    settings.DEMO_UPSTREAM_ADDRESS = previous
     stop_process(server.process)
 
 
