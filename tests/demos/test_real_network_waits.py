@@ -56,6 +56,9 @@ async def test_timer_mode_says_so_and_opens_no_socket():
     _, finished = await _run("one-cook", {"io": "timer", "requests": 5, "wait_ms": 20})
     assert finished["status"] == "succeeded"
     assert "connections_made" not in finished["summary"] and "TCP" not in finished["summary"]["text"]
+    _, finished = await _run("gather-vs-loop", {"io": "timer", "mode": "gather", "calls": 40, "limit": 20})
+    assert finished["status"] == "succeeded" and finished["summary"]["rejected"] == 20
+    assert "connections_made" not in finished["summary"] and "TCP" not in finished["summary"]["text"]
 
 
 async def test_the_upstream_counts_and_limits_the_calls_gather_makes(upstream_server):
