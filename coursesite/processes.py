@@ -17,6 +17,8 @@ LISTEN_BACKLOG = 1024
 ASGI_APPLICATION = "coursesite.asgi:application"
 # The queue demo runs are sent to (Celery's default queue).
 DEMO_RUNS_QUEUE = "celery"
+# The upstream's port when nothing else is chosen (the README's table shows it; `make run` picks a free one).
+DEFAULT_UPSTREAM_PORT = 8001
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ def daphne_argv(host: str, port: int) -> tuple[str, ...]:
             ASGI_APPLICATION)
 
 
+def upstream_argv(port: int) -> tuple[str, ...]:
+    """The upstream that answers demos' network waits after the delay they ask for (demos/upstream.py)."""
+    return (str(BIN_DIR / "python"), "-m", "demos.upstream", "--port", str(port))
+
+
 def demo_worker_argv(*, hostname: str = "worker@%h", concurrency: int = 2, pool: str | None = None,
                      beat_schedule: Path | None = None, loglevel: str = "INFO") -> tuple[str, ...]:
     """The Celery worker for worker-placed demo runs (with beat when a schedule file is given)."""
@@ -78,9 +85,13 @@ def job_worker_argv(queue: JobQueueSpec, *, hostname: str | None = None, logleve
             "--concurrency", str(queue.concurrency), "-P", queue.pool, "--hostname", hostname or f"{queue.name}@%h")
 
 
-def site_processes(*, host: str, port: int, run_dir: Path, job_queues: list[JobQueueSpec]) -> list[Process]:
+def site_processes(*, host: str, port: int, run_dir: Path, job_queues: list[JobQueueSpec],
+                   upstream_port: int = DEFAULT_UPSTREAM_PORT) -> list[Process]:
     """Every process `make run` supervises, in start order."""
     processes = [
+        Process("upstream", upstream_argv(upstream_port),
+                "answers the network waits of loop demos after the delay each asks for, over TCP on 127.0.0.1 "
+                "(`make run` picks a free port unless UPSTREAM_PORT is set; Daphne reads it from DEMO_UPSTREAM_ADDRESS)"),
         Process("daphne", daphne_argv(host, port),
                 "serves pages and the demo websockets; loop-placed demo runs are tasks on its event loop"),
         Process("celery worker", demo_worker_argv(beat_schedule=run_dir / "celerybeat-schedule"),

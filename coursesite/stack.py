@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
-from coursesite.embedded import EmbeddedPostgres, EmbeddedRedis, port_is_free, remove_tree
+from coursesite.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_is_free, remove_tree
 from coursesite.processes import JobQueueSpec, site_processes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -277,6 +277,11 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"Port {port} on {host} is already in use; stop whatever holds it or set PORT=<another port>.", file=sys.stderr)
         return 1
 
+    upstream_port = int(os.environ.get("UPSTREAM_PORT") or free_port("127.0.0.1"))
+    if not port_is_free(upstream_port, "127.0.0.1"):
+        print(f"Port {upstream_port} for the upstream is already in use; set UPSTREAM_PORT=<another port>.", file=sys.stderr)
+        return 1
+
     data_root = var_dir()
     services_file = data_root / "run" / "services.json"
     processes_file = data_root / "run" / "processes.json"  # for benchmarks that measure them
@@ -287,6 +292,7 @@ def command_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, _raise_stop)
     try:
         urls = stack.start_servers()
+        urls["DEMO_UPSTREAM_ADDRESS"] = f"127.0.0.1:{upstream_port}"
         services_file.parent.mkdir(parents=True, exist_ok=True)
         services_file.write_text(json.dumps(urls))
         env = child_env(urls, "coursesite.settings.dev")
@@ -298,7 +304,8 @@ def command_run(args: argparse.Namespace) -> int:
         policy = SupervisorPolicy.from_settings()  # declared_job_queues() has set Django up
         stack.grace_s = policy.stop_grace_s
         probe_host = f"[{host}]" if ":" in host else host
-        for process in site_processes(host=host, port=port, run_dir=data_root / "run", job_queues=job_queues):
+        for process in site_processes(host=host, port=port, run_dir=data_root / "run", job_queues=job_queues,
+                                      upstream_port=upstream_port):
             probe_url = f"http://{probe_host}:{port}{PROBE_PATH}" if process.name == "daphne" else None
             stack.spawn(process.name, list(process.argv), env, probe_url=probe_url)
         processes_file.write_text(json.dumps(stack.pids()))

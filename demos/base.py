@@ -13,7 +13,9 @@ declare"):
     lanes: str                # what one timeline lane is ("request", "client", ...)
     run(params, emit) -> dict # the summary; async def for loop demos, def for worker demos
 
-and optionally `check_params(values)` (cross-parameter rules, raising
+Library demos also declare `waits`, a short phrase saying what their waits
+really are ("PostgreSQL", "a timer standing in for I/O"); the widget shows it.
+Optionally `check_params(values)` (cross-parameter rules, raising
 ParamError), `smoke_params` (a small preset the test suite runs),
 `lane_states` (the lane states its timeline uses), `summary_fields` (what each
 summary key is called, and its unit), `headline` (the at most three summary

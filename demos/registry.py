@@ -49,6 +49,11 @@ def _check(name: str, module: ModuleType) -> None:
         raise DemoDeclarationError(f"{name}: queues must be demos.base.JobQueue values")
     if getattr(module, "burns_cpu", False) and module.placement != "worker":
         raise DemoDeclarationError(f"{name}: burns_cpu needs placement 'worker'; computing on the web loop stalls every socket")
+    waits = getattr(module, "waits", None)
+    if name.startswith(library.__name__ + ".") and not (isinstance(waits, str) and waits.strip()):
+        raise DemoDeclarationError(f"{name}: declare `waits`, a short phrase saying what its waits really are "
+                                   "(\"PostgreSQL\", \"a timer standing in for I/O\", \"none: CPU work\"); "
+                                   "the widget shows it under the title")
     step_mode = getattr(module, "step_mode", None)
     if step_mode is not None and not isinstance(step_mode, StepMode):
         raise DemoDeclarationError(f"{name}: step_mode must be a demos.base.StepMode")
@@ -120,6 +125,7 @@ def describe(demo: Demo) -> dict:
         "time_limit_s": demo.time_limit_s,
         "lanes": demo.lanes,
         "burns_cpu": bool(getattr(demo, "burns_cpu", False)),
+        "waits": getattr(demo, "waits", None),
         "lane_states": sorted(getattr(demo, "lane_states", LANE_STATES)),
         "summary_fields": {key: {"label": label, "unit": unit}
                            for key, (label, unit) in getattr(demo, "summary_fields", {}).items()},

@@ -94,8 +94,26 @@ def _test_database_url() -> str:
     return f"postgresql://{database['USER']}:{database['PASSWORD']}@{host}:{database['PORT'] or 5432}/{database['NAME']}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def upstream_server():
+    """The demos' upstream process, as `make run` starts it; every Daphne of the suite is pointed at it.
+
+    Autouse because in-process consumers (tests.demos.helpers.in_process_socket)
+    run network-mode demos in the test process too, which reads the address
+    from its own settings.
+    """
+    from tests.servers import start_upstream, stop_process
+
+    server = start_upstream(base_dir=BASE_DIR)
+    previous = settings.DEMO_UPSTREAM_ADDRESS
+    settings.DEMO_UPSTREAM_ADDRESS = server.address
+    yield server
+    settings.DEMO_UPSTREAM_ADDRESS = previous
+    stop_process(server.process)
+
+
 @pytest.fixture(scope="session")
-def daphne_server(django_db_setup, django_db_blocker):
+def daphne_server(django_db_setup, django_db_blocker, upstream_server):
     """The suite's real Daphne, started as `make run` starts it, against the test database.
 
     Every websocket test talks to it (tests.demos.helpers.demo_socket); its
@@ -107,7 +125,8 @@ def daphne_server(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         database_url = _test_database_url()
-    server = start_daphne(base_dir=BASE_DIR, database_url=database_url)
+    server = start_daphne(base_dir=BASE_DIR, database_url=database_url,
+                          env_overrides={"DEMO_UPSTREAM_ADDRESS": upstream_server.address})
     helpers.default_server = server
     yield server
     helpers.default_server = None
@@ -115,7 +134,7 @@ def daphne_server(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
-def daphne_factory(django_db_setup, django_db_blocker):
+def daphne_factory(django_db_setup, django_db_blocker, upstream_server):
     """Start extra Daphnes with environment overrides (other limits); each stops after the test.
 
     Settings changed in the test process never reach another process, so
@@ -128,7 +147,8 @@ def daphne_factory(django_db_setup, django_db_blocker):
     started = []
 
     def start(**env_overrides: str):
-        server = start_daphne(base_dir=BASE_DIR, database_url=database_url, env_overrides=env_overrides)
+        env = {"DEMO_UPSTREAM_ADDRESS": upstream_server.address, **env_overrides}
+        server = start_daphne(base_dir=BASE_DIR, database_url=database_url, env_overrides=env)
         started.append(server)
         return server
 

@@ -9,6 +9,7 @@ fixture in tests/conftest.py).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from coursesite.embedded import free_port
-from coursesite.processes import daphne_argv
+from coursesite.processes import daphne_argv, upstream_argv
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60
@@ -51,6 +52,52 @@ class DaphneServer:
             return log.read().decode("utf-8", errors="replace")
 
 
+@dataclass
+class UpstreamServer:
+    """The demos' upstream (demos/upstream.py), started as `make run` starts it."""
+
+    port: int
+    log_path: Path
+    process: subprocess.Popen = field(repr=False)
+
+    @property
+    def address(self) -> str:
+        """What a Daphne's DEMO_UPSTREAM_ADDRESS must say to reach it."""
+        return f"{HOST}:{self.port}"
+
+
+def start_upstream(*, base_dir: Path) -> UpstreamServer:
+    """Start the upstream on a free port and wait until it accepts connections."""
+    port = free_port(HOST)
+    log_path = base_dir / "var" / f"upstream-test-{port}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(list(upstream_argv(port)), cwd=base_dir, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    server = UpstreamServer(port=port, log_path=log_path, process=process)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return server
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_process(process)
+                raise RuntimeError(f"the upstream did not start; see {log_path}") from None
+            time.sleep(0.1)  # a sync fixture, never inside a test's event loop
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM the process's group, then SIGKILL if it hangs."""
+    if process.poll() is None:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
 def start_daphne(*, base_dir: Path, database_url: str, env_overrides: dict[str, str] | None = None) -> DaphneServer:
     """Start Daphne against the given database and wait until it answers /healthz."""
     port = free_port(HOST)
@@ -78,10 +125,4 @@ def start_daphne(*, base_dir: Path, database_url: str, env_overrides: dict[str, 
 
 def stop_daphne(server: DaphneServer) -> None:
     """Stop Daphne as `make run` does (SIGTERM), then SIGKILL if it hangs."""
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, 15)
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, 9)
-            server.process.wait()
+    stop_process(server.process)

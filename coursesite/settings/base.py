@@ -278,6 +278,9 @@ DEMO_STEP_SOCKETS_PER_ADDRESS = env_int("DEMO_STEP_SOCKETS_PER_ADDRESS", 4)
 DEMO_STEP_SESSIONS_PER_ADDRESS = env_int("DEMO_STEP_SESSIONS_PER_ADDRESS", 4)
 # Addresses (or CIDRs) of reverse proxies whose X-Forwarded-For is believed (coursesite/proxy.py).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# Where the upstream process listens (demos/upstream.py, `host:port`): the network waits of loop demos go there.
+# `make run` starts it and sets this; empty means no upstream, and a run that needs one fails saying so.
+DEMO_UPSTREAM_ADDRESS = os.environ.get("DEMO_UPSTREAM_ADDRESS") or _embedded.get("DEMO_UPSTREAM_ADDRESS") or ""
 
 # Demo engine timing: every interval, silence and grace period in one block.
 # A run's events go out in one batch at most this often (caps a run at ~20 messages a second).

@@ -29,6 +29,7 @@ summary_fields = {
     "tasks": ("Tasks", ""), "task_switches": ("Turns between writers", ""),
 }
 lane_states = frozenset({"running", "waiting", "lock-wait", "done"})
+waits = "a timer (asyncio.sleep) standing in for I/O"
 params = (
     ChoiceParam("mode", "unsafe", ("unsafe", "locked", "no-await"), label="Mode",
                 help="unsafe: read, await, write; locked: the same inside an asyncio.Lock; "

@@ -1,9 +1,13 @@
 """Awaiting in a loop, gathering, and gathering behind a semaphore.
 
-`calls` independent calls go to a pretend downstream service that answers
-each after `call_ms` (an `asyncio.sleep`) but admits at most `limit` calls at
-once: any call beyond that is turned away after a short round trip, like an
-HTTP 429. The client makes the calls in one of three ways:
+`calls` independent calls go to a downstream service that answers each after
+`call_ms` but admits at most `limit` calls at once: any call beyond that is
+turned away at once, like an HTTP 429. In the default `network` mode the
+service is real: each call is a round trip over TCP to the upstream process
+(demos/upstream.py), which answers after `call_ms` and itself counts and
+limits this run's calls. In `timer` mode a pretend service in this process
+stands in, waiting on `asyncio.sleep`. The client makes the calls in one of
+three ways:
 
 - `loop`: `for ...: await call()`, one after another;
 - `gather`: `asyncio.gather` of all of them at once;
@@ -15,15 +19,17 @@ wait but with every call over the limit failing in red, and `capped` stay at
 """
 import asyncio
 import math
+import secrets
 import time
 
 from demos.params import ChoiceParam, IntParam, ParamError
 from demos.stats import ratio_text
+from demos.upstream import UpstreamSession, UpstreamUnavailable
 
 slug = "gather-vs-loop"
 title = "Awaiting in a loop, gather, and a capped gather"
 concept = "Independent awaits overlap with gather; a semaphore keeps the overlap within what the downstream service accepts."
-placement = "loop"  # only awaits asyncio.sleep, with bounded work
+placement = "loop"  # only awaits sockets or timers, with bounded work
 time_limit_s = 45.0
 lanes = "call"
 lane_states = frozenset({"waiting", "queued", "done", "failed"})
@@ -34,9 +40,13 @@ summary_fields = {
     "sum_of_waits_ms": ("Sum of the calls' waits", "ms"), "longest_call_ms": ("Longest single call", "ms"),
     "peak_admitted": ("Most calls the service admitted at once", ""),
 }
+waits = "real socket round trips to an upstream process (timer mode: asyncio.sleep standing in)"
 params = (
     ChoiceParam("mode", "gather", ("loop", "gather", "capped"), label="Mode",
                 help="loop awaits one call at a time; gather starts them all; capped gathers behind a semaphore."),
+    ChoiceParam("io", "network", ("network", "timer"), label="Service",
+                help="network: a real server in another process answers each call over TCP; "
+                     "timer: a pretend service here waits on asyncio.sleep."),
     IntParam("calls", 40, 1, 500, label="Calls", help="How many independent calls to make."),
     IntParam("cap", 10, 1, 200, label="Cap", help="capped mode: the semaphore's size, our most calls in flight."),
     IntParam("limit", 20, 1, 500, label="Service limit",
@@ -65,7 +75,7 @@ class ServiceBusy(Exception):
 
 
 class PretendService:
-    """Answers after `call_s`; admits at most `limit` calls at once and rejects the rest."""
+    """The timer stand-in: answers after `call_s`; admits at most `limit` calls at once and rejects the rest."""
 
     def __init__(self, *, limit: int, call_s: float) -> None:
         self.limit = limit
@@ -74,6 +84,7 @@ class PretendService:
         self.peak_admitted = 0
 
     async def call(self) -> None:
+        """One call: answered after `call_s`, or ServiceBusy after a short pause when over the limit."""
         if self.admitted >= self.limit:
             await asyncio.sleep(REJECT_S)
             raise ServiceBusy()
@@ -85,10 +96,44 @@ class PretendService:
             self.admitted -= 1
 
 
+class UpstreamService:
+    """The real service: the upstream process answers each call after `call_ms` and limits this run's pool."""
+
+    def __init__(self, upstream: UpstreamSession, *, limit: int, call_ms: int) -> None:
+        self.upstream = upstream
+        self.limit = limit
+        self.call_ms = call_ms
+        self.pool = secrets.token_hex(8)  # the upstream counts this run's calls apart from any other's
+        self.peak_admitted = 0
+
+    async def call(self) -> None:
+        """One round trip; ServiceBusy when the upstream turned it away."""
+        answer = await self.upstream.wait(self.call_ms, pool=self.pool, limit=self.limit)
+        if not answer.ok:
+            raise ServiceBusy()
+        self.peak_admitted = max(self.peak_admitted, answer.admitted)
+
+
 async def run(params, emit):
     """Make the calls in the chosen way; return the measured total, peak in flight and rejections."""
+    if params["io"] == "timer":
+        return await make_calls(params, emit, PretendService(limit=params["limit"], call_s=params["call_ms"] / 1000))
+    async with UpstreamSession(connections=params["calls"]) as upstream:
+        summary = await make_calls(params, emit, UpstreamService(upstream, limit=params["limit"],
+                                                                   call_ms=params["call_ms"]))
+    tally = upstream.tally
+    summary.update(tally.describe())
+    summary["text"] += (f" Each call was a round trip over TCP to the upstream process "
+                        f"(pid {', '.join(map(str, sorted(tally.answered_by))) or 'none answered'}), "
+                        f"which counted and limited them: {tally.requests_sent} requests on "
+                        f"{tally.connections_made} connections.")
+    return summary
+
+
+async def make_calls(params, emit, service: PretendService | UpstreamService) -> dict:
+    """Call `service` in the chosen way and measure the total, the most in flight and the rejections."""
     mode, calls = params["mode"], params["calls"]
-    service = PretendService(limit=params["limit"], call_s=params["call_ms"] / 1000)
+    failures: list[UpstreamUnavailable] = []
     in_flight = max_in_flight = rejected = finished = 0
     call_times_ms: list[float] = []
     progress_step = max(1, calls // 50)
@@ -109,6 +154,9 @@ async def run(params, emit):
             rejected += 1
             emit("state", lane=index, state="failed", label="rejected: service over its limit")
             emit("counter", name="rejected", value=rejected)
+        except UpstreamUnavailable as error:
+            failures.append(error)
+            emit("state", lane=index, state="failed", label="no answer from the upstream")
         in_flight -= 1
         finished += 1
         emit("metric", name="in_flight", value=in_flight, unit="calls")
@@ -139,6 +187,8 @@ async def run(params, emit):
                     group.create_task(one_call(index))
                 await asyncio.sleep(0)  # let the site's loop breathe between chunks
     total_ms = round((time.perf_counter() - started) * 1000, 1)  # rounded once: text and number agree
+    if failures:
+        raise UpstreamUnavailable(f"{len(failures)} of {calls} calls got no answer: {failures[0]}")
 
     answered = len(call_times_ms)
     sum_ms = sum(call_times_ms)

@@ -1,17 +1,22 @@
 """One cook, many orders: overlapping waits on one event loop.
 
-N simulated requests each await an I/O wait (an `asyncio.sleep` standing in
-for a database or network call). In `sequential` mode the loop awaits them one
-after another; in `concurrent` mode all are in flight at once on the same
-single thread. A reader should see the sequential total come out near the sum
-of the waits and the concurrent total near the longest single wait.
+N requests each wait on I/O. In the default `network` mode every wait is a
+real round trip over TCP to the upstream process (demos/upstream.py), which
+answers after the requested delay, so Daphne's loop waits in its selector for
+the answer's bytes; in `timer` mode an `asyncio.sleep` stands in for the wait.
+In `sequential` mode the loop awaits the requests one after another; in
+`concurrent` mode all are in flight at once on the same single thread. A
+reader should see the sequential total come out near the sum of the waits and
+the concurrent total near the longest single wait.
 """
 import asyncio
+import os
 import random
 import time
 
 from demos.params import ChoiceParam, IntParam
 from demos.stats import ratio_text
+from demos.upstream import UpstreamSession, UpstreamUnavailable
 
 slug = "one-cook"
 title = "One cook, many orders"
@@ -25,11 +30,15 @@ summary_fields = {
     "total_ms": ("Time for every request", "ms"), "sum_of_waits_ms": ("Sum of the waits", "ms"),
     "longest_wait_ms": ("Longest single wait", "ms"), "requests": ("Requests", ""),
 }
+waits = "real socket round trips to an upstream process (timer mode: asyncio.sleep standing in)"
 params = (
     ChoiceParam("mode", "concurrent", ("sequential", "concurrent"), label="Mode",
                 help="sequential awaits each request before starting the next; concurrent starts them all."),
+    ChoiceParam("io", "network", ("network", "timer"), label="Waits on",
+                help="network: each wait is a round trip over TCP to a server in another process, answered after "
+                     "the wait; timer: an asyncio.sleep stands in for it."),
     IntParam("requests", 10, 1, 10_000, label="Requests", help="How many requests the one thread serves."),
-    IntParam("wait_ms", 300, 0, 2_000, label="I/O wait (ms)", help="How long each request waits on its pretend database."),
+    IntParam("wait_ms", 300, 0, 2_000, label="I/O wait (ms)", help="How long the upstream takes to answer each request."),
     IntParam("jitter_ms", 50, 0, 1_000, label="Jitter (ms)", help="Each wait varies by up to this much either way."),
 )
 # Small enough for the test suite's run over every demo.
@@ -44,19 +53,47 @@ def check_params(values):
 
 
 async def run(params, emit):
+    """Serve the requests in the chosen mode; return the measured total against the sum and the longest wait."""
+    if params["io"] == "network":
+        opening = time.perf_counter()
+        async with UpstreamSession(connections=params["requests"]) as upstream:
+            connect_ms = (time.perf_counter() - opening) * 1000  # before the clock of the run starts
+            summary = await serve_requests(params, emit, upstream)
+        tally = upstream.tally
+        summary.update(tally.describe(), connect_ms=round(connect_ms, 1))
+        summary["text"] += (f" Every wait was a round trip over TCP: {tally.requests_sent} requests on "
+                            f"{tally.connections_made} connections (opened in {connect_ms:.0f} ms beforehand), "
+                            f"answered by the upstream process (pid {', '.join(map(str, sorted(tally.answered_by)))}; "
+                            f"this web process is pid {os.getpid()}).")
+        return summary
+    return await serve_requests(params, emit, None)
+
+
+async def serve_requests(params, emit, upstream: UpstreamSession | None) -> dict:
+    """Make every request wait (on the upstream, or on a timer when `upstream` is None) and time the whole."""
     rng = random.Random()
     count, wait_ms, jitter_ms = params["requests"], params["wait_ms"], params["jitter_ms"]
     planned_waits = [max(0.0, wait_ms + rng.uniform(-jitter_ms, jitter_ms)) / 1000 for _ in range(count)]
     measured_waits = [0.0] * count
     finished = 0
     progress_step = max(1, count // 100)
+    failures: list[UpstreamUnavailable] = []
     emit("lanes", count=count)
 
     async def handle_request(index: int) -> None:
         nonlocal finished
         emit("state", lane=index, state="waiting")
         started = time.perf_counter()
-        await asyncio.sleep(planned_waits[index])  # the I/O wait: the loop serves others meanwhile
+        # The I/O wait: the loop serves others meanwhile.
+        if upstream is None:
+            await asyncio.sleep(planned_waits[index])
+        else:
+            try:
+                await upstream.wait(planned_waits[index] * 1000)
+            except UpstreamUnavailable as error:
+                failures.append(error)
+                emit("state", lane=index, state="failed", label="no answer from the upstream")
+                return
         measured_waits[index] = time.perf_counter() - started
         emit("state", lane=index, state="done")
         finished += 1
@@ -76,6 +113,8 @@ async def run(params, emit):
                     # site's loop; yield between batches.
                     await asyncio.sleep(0)
     total_ms = (time.perf_counter() - started) * 1000
+    if failures:
+        raise UpstreamUnavailable(f"{len(failures)} of {count} requests got no answer: {failures[0]}")
 
     sum_of_waits_ms = sum(measured_waits) * 1000
     longest_wait_ms = max(measured_waits) * 1000

@@ -49,6 +49,7 @@ summary_fields = {
     "log_lines_at_teardown": ("Lines logged only at teardown", ""), "log_delay_ms": ("Delay before the log line", "ms"),
     "siblings_cancelled": ("Sibling tasks cancelled", ""), "still_running_after_return": ("Tasks still running afterwards", ""),
 }
+waits = "a timer (asyncio.sleep) standing in for I/O"
 lane_states = frozenset({"waiting", "failed", "done"})
 MODES = ("fire-and-forget", "gather", "gather-return-exceptions", "taskgroup")
 params = (

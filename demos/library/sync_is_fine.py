@@ -42,6 +42,7 @@ summary_fields = {
     "chain_ms": ("Chain of steps", "ms"), "chain_waits_ms": ("Sum of the chain's waits", "ms"),
     "chain_result": ("Chain's value", ""), "steps": ("Steps computed", ""), "repeats": ("Repeats", ""),
 }
+waits = "none for the computation (CPU work); asyncio.sleep standing in for I/O in the chain"
 lane_states = frozenset({"running", "waiting", "queued", "done"})
 params = (
     IntParam("steps", 200_000, 1_000, 1_000_000, label="Computation steps",

@@ -29,6 +29,7 @@ summary_fields = {
 }
 # A pool thread spends its request in time.sleep: blocked in a system call, holding the thread but no CPU.
 lane_states = frozenset({"blocked", "done"})
+waits = "time.sleep standing in for a blocking database call"
 params = (
     IntParam("requests", 12, 1, 200, label="Requests", help="How many requests arrive at once."),
     IntParam("threads", 4, 1, 64, label="Threads", help="The pool's size (max_workers)."),

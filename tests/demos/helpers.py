@@ -173,6 +173,24 @@ async def handshake_status(path: str = DEMO_PATH, *, server: DaphneServer | None
     return 101
 
 
+class InProcessSocket(WebsocketCommunicator):
+    """channels' communicator with `put_back`, so `start_run` works the same on both kinds of socket."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._held: collections.deque = collections.deque()
+
+    async def receive_json_from(self, timeout: float = 1):
+        """The next held-back message, or the next one from the application."""
+        if self._held:
+            return self._held.popleft()
+        return await super().receive_json_from(timeout)
+
+    def put_back(self, messages: list) -> None:
+        """Return decoded messages to the front, in their order (see `start_run`)."""
+        self._held.extendleft(reversed(messages))
+
+
 @asynccontextmanager
 async def in_process_socket(path: str = DEMO_PATH):
     """A socket to coursesite.asgi.application on this test's own event loop, no server in between.
@@ -182,7 +200,7 @@ async def in_process_socket(path: str = DEMO_PATH):
     """
     from coursesite.asgi import application
 
-    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN, HOST])
+    communicator = InProcessSocket(application, path, headers=[ORIGIN, HOST])
     connected, _ = await communicator.connect()
     assert connected
     try:

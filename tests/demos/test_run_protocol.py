@@ -11,7 +11,7 @@ async def test_run_streams_accepted_events_then_finished():
     async with demo_socket() as socket:
         accepted = await start_run(socket, "one-cook", {"requests": 5, "wait_ms": 80, "mode": "concurrent"}, ref="mine")
         assert accepted["ref"] == "mine" and accepted["demo"] == "one-cook"
-        assert accepted["params"] == {"mode": "concurrent", "requests": 5, "wait_ms": 80, "jitter_ms": 50}
+        assert accepted["params"] == {"mode": "concurrent", "io": "network", "requests": 5, "wait_ms": 80, "jitter_ms": 50}
         batches, finished = await receive_until_finished(socket, accepted["run"])
     assert [batch["seq"] for batch in batches] == list(range(len(batches)))
     events = [event for batch in batches for event in batch["events"]]

@@ -45,6 +45,8 @@ async def test_any_frame_gets_an_answer_and_nothing_leaks(batch):
                 assert isinstance(answer["code"], str) and isinstance(answer["message"], str)
             else:
                 await socket.send_json_to({"type": "cancel", "run": answer["run"]})
+                # Its end, before the next frame: a later run's stream must not interleave with it.
+                await receive_until_finished(socket, answer["run"], timeout=10)
         # Still usable afterwards.
         accepted = await start_run(socket, "one-cook", {"requests": 1, "wait_ms": 0, "jitter_ms": 0}, ref="last")
         _, finished = await receive_until_finished(socket, accepted["run"])

@@ -44,6 +44,7 @@ summary_fields = {
 }
 # Both processes spend their phases mostly inside the kernel (accept, connect, epoll_wait, recv): `blocked`.
 lane_states = frozenset({"blocked", "done"})
+waits = "real TCP connections between two processes, idle until each sends one request"
 params = (
     ChoiceParam("mode", "event-loop", ("event-loop", "threads"), label="Server",
                 help="event-loop: one asyncio thread holds every connection; threads: one OS thread per connection."),

@@ -56,6 +56,7 @@ summary_fields = {
     "requests": ("Requests served", ""), "switch_interval_ms": ("GIL switch interval", "ms"),
     "setup_ms": ("Sandbox start-up", "ms"),
 }
+waits = "real socket round trips to an echo server; the heavy step is CPU work or time.sleep"
 params = (
     ChoiceParam("work", "pure-python", ("wait", "pure-python", "c-releases-gil"), label="Heavy step",
                 help="wait: time.sleep; pure-python: a Python loop holding the GIL; "

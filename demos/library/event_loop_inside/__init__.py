@@ -104,6 +104,7 @@ summary_fields = {
     "max_timer_late_ms": ("Latest timer", "ms"), "timers_behind_block": ("Timers held up by the block", ""),
     "longest_iteration_busy_ms": ("Longest busy iteration", "ms"), "blocking_ms": ("Blocking callback asked for", "ms"),
 }
+waits = "real socket round trips to a server thread, and timers"
 lane_states = frozenset({"running", "waiting", "queued", "blocked", "done"})
 params = (
     IntParam("blocking_ms", 200, 0, 500, label="Blocking callback (ms)",

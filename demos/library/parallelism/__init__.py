@@ -48,6 +48,7 @@ summary_fields = {
     "cpu_count": ("Cores available", ""), "python_build": ("Python build", ""),
     "startup_ms": ("Starting the workers", "ms"), "mean_job_ms": ("Mean job", "ms"),
 }
+waits = "none for cpu jobs (CPU work); time.sleep standing in for I/O for io jobs"
 params = (
     ChoiceParam("work", "cpu", ("cpu", "hash", "io"), label="Work",
                 help="cpu: each job hashes in a Python loop (holding the GIL) for about 400 ms of CPU; "

@@ -54,6 +54,18 @@ placement = "worker"  # starts two subprocesses and blocks while it watches them
 time_limit_s = 60.0
 lanes = "process"
 lane_states = frozenset({"running", "waiting", "blocked", "done", "failed"})
+waits = "real socket round trips to an upstream process of its own, which answers after the delay"
+headline = ("elapsed_ms", "os_threads", "rss_bytes_per_request")
+summary_fields = {
+    "elapsed_ms": ("Time for every request", "ms"), "os_threads": ("OS threads in the server process", ""),
+    "rss_bytes_per_request": ("Memory per waiting request", "bytes"),
+    "kernel_stack_bytes_per_request": ("Kernel stack per waiting request", "bytes"),
+    "requests": ("Requests served", ""), "requests_asked": ("Requests asked for", ""),
+    "waiting_at_once": ("Requests waiting at once", ""), "delay_ms": ("Upstream delay", "ms"),
+    "all_sent_ms": ("Time until every request was sent", "ms"), "idle_rss_bytes": ("Server memory when idle", "bytes"),
+    "peak_rss_bytes": ("Server memory at its peak", "bytes"), "socket_class": ("Socket class the handlers used", ""),
+    "capped": ("Fewer requests than asked (descriptor limit)", ""),
+}
 params = (
     ChoiceParam("mode", "greenlets", ("threads", "greenlets", "asyncio"), label="Handlers run on",
                 help="threads: one OS thread per request; greenlets: the same code under gevent's monkey-patching; "

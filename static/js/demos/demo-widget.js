@@ -147,7 +147,9 @@ export class DemoWidget {
       el(
         "header",
         { className: "demo-header" },
-        el("div", { className: "demo-heading" }, el("p", { className: "demo-eyebrow" }, "Live demo"), heading, demo.concept ? el("p", { className: "demo-concept" }, demo.concept) : null),
+        el("div", { className: "demo-heading" }, el("p", { className: "demo-eyebrow" }, "Live demo"), heading, demo.concept ? el("p", { className: "demo-concept" }, demo.concept) : null,
+          // What the demo's waits really are, so no one takes a timer for a network call.
+          demo.waits ? el("p", { className: "demo-concept demo-waits" }, `Waits: ${demo.waits}`) : null),
         el("div", { className: "demo-mode", role: "group", "aria-label": "Number of runs" }, this.modeButtons),
       ),
       this.form,
