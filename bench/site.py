@@ -37,11 +37,19 @@ class RunningSite:
             self.process.wait(timeout=30)
 
 
+# Every reader of a site started here is this machine, 127.0.0.1: the per-address fair shares
+# that keep one stranger from taking every slot would turn the test's or benchmark's own load away.
+ONE_LOCAL_CLIENT_ENV = {
+    "DEMO_WORKER_RUNS_PER_ADDRESS": "1000", "DEMO_LOOP_RUNS_PER_ADDRESS": "100000",
+    "DEMO_STEP_SOCKETS_PER_ADDRESS": "1000", "DEMO_STEP_SESSIONS_PER_ADDRESS": "1000",
+}
+
+
 def start_site(var_dir: Path, *, extra_env: dict[str, str] | None = None, timeout_s: float = 180) -> RunningSite:
     """`python -m coursesite.stack run` in its own var dir, waited for until both its workers answer."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
-    env.update({"COURSESITE_VAR_DIR": str(var_dir), "PORT": str(port)})
+    env.update({"COURSESITE_VAR_DIR": str(var_dir), "PORT": str(port), **ONE_LOCAL_CLIENT_ENV})
     env.update(extra_env or {})
     log_name = var_dir.parent / f"{var_dir.name}.log" if var_dir.parent.exists() else None
     log = open(log_name, "w") if log_name else subprocess.DEVNULL

@@ -202,5 +202,7 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
         """Send a message unless the socket has gone; a closed socket is not an error here."""
         try:
             await self.send_json(message)
-        except Exception:
-            logger.debug("dropped a message for a closed socket")
+        except Exception as error:
+            # Said out loud: a message the server could not send (too big for the protocol, say)
+            # once vanished here at debug level, and readers silently lost events batches.
+            logger.warning("could not send a %s message: %s: %s", message.get("type"), error.__class__.__name__, error)

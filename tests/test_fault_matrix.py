@@ -44,7 +44,8 @@ PROBE_RUN = ("thread-pool", {"requests": 2, "threads": 2, "wait_ms": 50})
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("matrix")
-    running = start_site(root / "var", extra_env={"DEBUG": "1"})
+    # The test revives the servers it kills itself; make run's own revival would race it.
+    running = start_site(root / "var", extra_env={"DEBUG": "1", "SUPERVISOR_EMBEDDED_RESTART_DELAY_S": "60"})
     yield running
     running.stop()
 

@@ -306,13 +306,16 @@ DEMO_CANCEL_FLAG_TTL_S = 120
 DEMO_ADDRESS_LEASE_S = env_int("DEMO_ADDRESS_LEASE_S", 60)
 # What Daphne buffers of one websocket message or frame; past it the protocol closes with 1009
 # before reading the payload (the app's own 16 KiB cap answers `too_big` first, below this).
-DEMO_WS_MAX_MESSAGE_BYTES = 64 * 1024
+# Autobahn applies the same limit to what the server SENDS, so it must stay well above the
+# largest events batch (2,500 events, about 160 KB for a 10,000-request run): 2 MiB.
+DEMO_WS_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 # A request's headers must have arrived this long after its connection opened (or its previous response ended).
 DEMO_REQUEST_HEADERS_TIMEOUT_S = env_int("DEMO_REQUEST_HEADERS_TIMEOUT_S", 5)
 # A websocket handshake must be complete (and accepted) this long after its request arrived.
 DEMO_WS_HANDSHAKE_TIMEOUT_S = env_int("DEMO_WS_HANDSHAKE_TIMEOUT_S", 10)
 # A reader whose unsent bytes pass this bound is closed with 4408 (too slow) ...
-DEMO_SLOW_READER_BUFFER_BYTES = env_int("DEMO_SLOW_READER_BUFFER_BYTES", 256 * 1024)
+# (above a few full events batches, which a reader that does read drains at once)
+DEMO_SLOW_READER_BUFFER_BYTES = env_int("DEMO_SLOW_READER_BUFFER_BYTES", 4 * 1024 * 1024)
 # ... and has this long to read what is queued (and the close) before its connection is cut.
 DEMO_SLOW_READER_DRAIN_S = 10
 # A step session ends after this long without a step (its connections hold a row, maybe a lock).

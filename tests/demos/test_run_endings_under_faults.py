@@ -33,7 +33,8 @@ LOOP_RUN = ("one-cook", {"mode": "sequential", "requests": 3, "wait_ms": 1000, "
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("endings")
-    running = start_site(root / "var", extra_env={"DEBUG": "1"})
+    # The test revives the servers it kills itself; make run's own revival would race it.
+    running = start_site(root / "var", extra_env={"DEBUG": "1", "SUPERVISOR_EMBEDDED_RESTART_DELAY_S": "60"})
     yield running
     running.stop()
 
