@@ -22,7 +22,7 @@ server_limits.install()
 # cyclic collector's view, so full collections stay short on the event loop.
 gc.collect()
 gc.freeze()
-# Python's default collection thresholds stay: raising them took one-cook's
+# Python's default collection thresholds stay: raising them took a 10,000-request loop demo's
 # overhead down but let 10,000 connect/disconnect cycles grow Daphne's memory
 # by 9 % or more against 0-2 % (docs/benchmark-notes.md).
 
