@@ -55,8 +55,6 @@ summary_fields = {
 # pause are `blocked` (in a system call, no CPU); waiting for the row lock is `lock-wait`.
 lane_states = frozenset({"blocked", "lock-wait", "done", "failed"})
 waits = "PostgreSQL (plus a time.sleep pause between a read and its write)"
-# A client thread holds the CPU only between statements; waiting on PostgreSQL (or a row lock) is `blocked`.
-lane_states = frozenset({"running", "blocked", "done", "failed"})
 step_mode = StepMode(
     consumer="demos.library.counter_race.step_consumer.StepConsumer",
     scenarios=tuple(ACTIONS),

@@ -58,9 +58,6 @@ summary_fields = {
 # (`lock-wait`); its pause and COMMIT are `blocked`. A deadlock victim's lane turns `failed` until it retries.
 lane_states = frozenset({"running", "blocked", "lock-wait", "done", "failed"})
 waits = "PostgreSQL row locks (plus a time.sleep pause while a lock is held)"
-# A client thread holds the CPU only between statements; in a statement (waiting for a row lock or not)
-# or in its pause it is blocked. A deadlock victim's lane turns `failed` until it retries.
-lane_states = frozenset({"running", "blocked", "done", "failed"})
 
 MODES = ("unordered", "ordered")
 params = (
