@@ -15,7 +15,8 @@ async def _open_stepper(context, site_url):
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     await page.goto(site_url + LESSON)
-    stepper = page.locator('section.demo-steps[data-widget-state="ready"]')
+    # The lesson has more than one step widget; these tests drive the counter race's.
+    stepper = page.locator('section.demo-steps[data-demo="counter-race"][data-widget-state="ready"]')
     await stepper.wait_for(timeout=15_000)
     return page, stepper, problems
 

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { fillTemplate, lostUpdates, parseStepModeText, resultText, transactionStateText, verdictText } from "../../static/js/demos/stepper-text.js";
+import { fillTemplate, lostUpdates, parseStepModeText, resultText, scenarioActions, transactionStateText, verdictText } from "../../static/js/demos/stepper-text.js";
 
 const TEXT = {
   title: "Try it",
@@ -28,6 +28,10 @@ test("a step's result reads from the server's template for its action", () => {
   assert.equal(resultText(TEXT, { action: "vacuum", status: "done", result: {} }), "done");
   assert.equal(resultText(TEXT, { action: "read", status: "blocked", result: { waiting_for: ["T1"] } }), "blocked — waiting for T1's lock");
   assert.equal(resultText(TEXT, { action: "read", status: "error", result: { message: "deadlock" } }), "error: deadlock (rolled back)");
+  assert.equal(
+    resultText(TEXT, { action: "read", status: "error", result: { message: "deadlock detected", sqlstate: "40P01", detail: "Process 7 waits for ShareLock." } }),
+    "error: deadlock detected, SQLSTATE 40P01 (rolled back) — Process 7 waits for ShareLock",
+  );
 });
 
 test("the verdict counts what fell short of one per commit", () => {
@@ -54,4 +58,12 @@ test("the page's data-step-mode is checked, not trusted", () => {
   assert.throws(() => parseStepModeText(JSON.stringify({ ...TEXT, scenarios: [] })), /no scenarios/);
   const { verdicts, ...noVerdicts } = TEXT;
   assert.throws(() => parseStepModeText(JSON.stringify(noVerdicts)), /no verdicts/);
+});
+
+test("a scenario may list different statements per transaction", () => {
+  const scenario = { id: "crossed", label: "Crossed", actions: ["a", "b"], actions_by_tx: { T2: ["b", "a"] } };
+  assert.deepEqual(scenarioActions(scenario, "T1"), ["a", "b"]);
+  assert.deepEqual(scenarioActions(scenario, "T2"), ["b", "a"]);
+  assert.deepEqual(scenarioActions(TEXT.scenarios[0], "T2"), ["begin", "read", "commit"]);
+  assert.deepEqual(scenarioActions(undefined, "T1"), []);
 });

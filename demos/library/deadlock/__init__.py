@@ -37,6 +37,9 @@ from typing import Any
 from django.db import OperationalError, ProgrammingError, connection, connections, transaction
 from django.db.models import F
 
+from demos.base import StepMode
+from demos.library.deadlock.step_sandbox import ACTIONS as STEP_ACTIONS
+from demos.library.deadlock.step_text import STEP_TEXT
 from demos.params import ChoiceParam, IntParam, ParamError
 
 slug = "deadlock"
@@ -58,6 +61,14 @@ summary_fields = {
 # (`lock-wait`); its pause and COMMIT are `blocked`. A deadlock victim's lane turns `failed` until it retries.
 lane_states = frozenset({"running", "blocked", "lock-wait", "done", "failed"})
 waits = "PostgreSQL row locks (plus a time.sleep pause while a lock is held)"
+# The reader closes the cycle by hand: two transactions, two rows, one statement per press (step_consumer.py).
+step_mode = StepMode(
+    consumer="demos.library.deadlock.step_consumer.StepConsumer",
+    scenarios=tuple(STEP_ACTIONS),
+    label="Step two transactions into a deadlock",
+    fallback="Step mode: run two real PostgreSQL transactions one statement at a time and make them deadlock.",
+    text=STEP_TEXT,
+)
 
 MODES = ("unordered", "ordered")
 params = (

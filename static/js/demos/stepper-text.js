@@ -13,6 +13,7 @@
  * @property {string} id  what `open` sends as `scenario`
  * @property {string} label  the option's text
  * @property {string[]} actions  the statements each transaction runs, shown before a session opens
+ * @property {Record<string, string[]>} [actions_by_tx]  per transaction, where they differ from `actions`
  */
 
 /**
@@ -32,7 +33,7 @@
  * @typedef {object} StepResult
  * @property {string} [action]
  * @property {"done" | "blocked" | "error"} [status]
- * @property {{waiting_for?: string[], message?: string, [field: string]: unknown}} [result]
+ * @property {{waiting_for?: string[], message?: string, sqlstate?: string, detail?: string, [field: string]: unknown}} [result]
  */
 
 /**
@@ -100,6 +101,16 @@ export function lockHolders(message) {
 }
 
 /**
+ * The statements one transaction runs in a scenario, before the server names them.
+ * @param {StepScenario | undefined} scenario
+ * @param {string} tx
+ * @returns {string[]}
+ */
+export function scenarioActions(scenario, tx) {
+  return scenario?.actions_by_tx?.[tx] ?? scenario?.actions ?? [];
+}
+
+/**
  * What one step's result says, in a few words.
  * @param {StepModeText} text
  * @param {StepResult} message
@@ -108,7 +119,13 @@ export function lockHolders(message) {
 export function resultText(text, message) {
   const result = message.result || {};
   if (message.status === "blocked") return `blocked — waiting for ${lockHolders(message)}'s lock`;
-  if (message.status === "error") return `error: ${result.message || "the statement failed"} (rolled back)`;
+  if (message.status === "error") {
+    // The server's own words, with its SQLSTATE and DETAIL when the step consumer passes them on.
+    // (The widget adds its own full stop, hence the detail's is dropped.)
+    const code = result.sqlstate ? `, SQLSTATE ${result.sqlstate}` : "";
+    const detail = result.detail ? ` — ${String(result.detail).replace(/\.\s*$/, "")}` : "";
+    return `error: ${result.message || "the statement failed"}${code} (rolled back)${detail}`;
+  }
   const template = message.action === undefined ? undefined : text.results[message.action];
   return template === undefined ? "done" : fillTemplate(template, result);
 }

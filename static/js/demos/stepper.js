@@ -13,7 +13,7 @@
  */
 import { el, replaceChildren, uniqueId } from "./dom.js";
 import { JsonSocket, socketUrl } from "./socket.js";
-import { actionLabel, lockHolders, lostUpdates, parseStepModeText, resultText, transactionStateText, verdictText } from "./stepper-text.js";
+import { actionLabel, lockHolders, lostUpdates, parseStepModeText, resultText, scenarioActions, transactionStateText, verdictText } from "./stepper-text.js";
 
 /**
  * @typedef {import("./stepper-text.js").StepModeText} StepModeText
@@ -218,7 +218,7 @@ export class StepperWidget {
   renderColumn(name, open) {
     const column = this.columns[name];
     const tx = this.tx[name];
-    const actions = this.actions[name].length ? this.actions[name] : this.previewActions();
+    const actions = this.actions[name].length ? this.actions[name] : this.previewActions(name);
     const known = [...column.buttonByAction.keys()].join(",");
     if (known !== actions.join(",")) {
       column.buttonByAction.clear();
@@ -248,9 +248,12 @@ export class StepperWidget {
     column.state.textContent = transactionStateText(this.text, { started, blocked: tx.blocked, busy: tx.busy, failed: tx.failed, next: tx.next, actions });
   }
 
-  /** @returns {string[]} the chosen scenario's statements, before the server names them */
-  previewActions() {
-    return this.text.scenarios.find((scenario) => scenario.id === this.select.value)?.actions ?? [];
+  /**
+   * @param {string} name  the transaction
+   * @returns {string[]} its statements in the chosen scenario, before the server names them
+   */
+  previewActions(name) {
+    return scenarioActions(this.text.scenarios.find((scenario) => scenario.id === this.select.value), name);
   }
 
   /**
