@@ -356,6 +356,11 @@ class WorkerRun(SupervisedRun):
     placement = "worker"
     channel_layer: Any
     channel_name: str
+    # Defaults for a run not begun yet: a CPU-bound run may wait for its turn (demos/cpu_turns.py)
+    # and be cancelled before `begin` ever runs.
+    last_heard: float | None = None
+    _finishing: bool = False
+    _watchdog: asyncio.Task | None = None
 
     def attach(self, *, channel_layer: Any, channel_name: str) -> WorkerRun:
         """Where the run's group messages must arrive: the consumer's channel."""
@@ -486,7 +491,7 @@ class WorkerRun(SupervisedRun):
     async def _wind_down(self) -> None:
         if self.ended:
             return
-        watchdog = getattr(self, "_watchdog", None)
+        watchdog = self._watchdog
         if watchdog is not None and watchdog is not asyncio.current_task():
             watchdog.cancel()
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
+from bench.site import ONE_LOCAL_CLIENT_ENV
 from coursesite.embedded import free_port
 from coursesite.processes import daphne_argv, upstream_argv
 
@@ -101,8 +102,10 @@ def stop_process(process: subprocess.Popen) -> None:
 def start_daphne(*, base_dir: Path, database_url: str, env_overrides: dict[str, str] | None = None) -> DaphneServer:
     """Start Daphne against the given database and wait until it answers /healthz."""
     port = free_port(HOST)
+    # Every client of the suite is 127.0.0.1: per-address shares are lifted unless a test sets them (as the
+    # fair-share tests do, through daphne_factory), or every test running three worker demos would be `busy`.
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "coursesite.settings.test",
-           "PYTHONUNBUFFERED": "1", **(env_overrides or {})}
+           "PYTHONUNBUFFERED": "1", **ONE_LOCAL_CLIENT_ENV, **(env_overrides or {})}
     log_path = base_dir / "var" / f"daphne-test-{port}.log"
     log_path.parent.mkdir(exist_ok=True)
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor

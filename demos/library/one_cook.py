@@ -118,13 +118,14 @@ async def serve_requests(params, emit, upstream: UpstreamSession | None) -> dict
 
     sum_of_waits_ms = sum(measured_waits) * 1000
     longest_wait_ms = max(measured_waits) * 1000
-    if count == 1 or longest_wait_ms < 1:
-        # A ratio to one wait, or to waits of 0 ms, says nothing: state what was measured.
+    if count == 1 or max(planned_waits) * 1000 < 1:
+        # A ratio to one wait, or to waits of 0 ms (which a real round trip still makes a millisecond or so
+        # long), says nothing: state what was measured.
         served = "One request" if count == 1 else f"{count} requests"
         text = (f"{served} ({params['mode']}) took {total_ms:.1f} ms in all, "
                 f"{sum_of_waits_ms:.1f} ms of it waiting; with "
                 + ("one request there is nothing to overlap." if count == 1 else
-                   "waits this short the time is the loop's own overhead, not waiting."))
+                   "no wait asked for, the time is the round trips' and the loop's own overhead, not waiting."))
     elif params["mode"] == "sequential":
         text = (f"Served one after another, {count} requests took {total_ms:.0f} ms: "
                 f"{ratio_text(total_ms, sum_of_waits_ms, 'the sum of their waits')}.")

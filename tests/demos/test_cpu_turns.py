@@ -19,6 +19,7 @@ async def _collect(socket, run_ids: list[str], timeout: float = 90) -> dict[str,
     deadline = time.monotonic() + timeout
     while any(run["finished"] is None for run in runs.values()):
         message = await socket.receive_json_from(timeout=max(0.1, deadline - time.monotonic()))
+        assert "run" in message, message
         run = runs[message["run"]]
         if message["type"] == "events":
             run["events"] += [{**event, "at": message["started_at"] + event["t"] / 1000} for event in message["events"]]

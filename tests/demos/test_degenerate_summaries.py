@@ -17,7 +17,6 @@ async def _summary(demo: str, params: dict) -> dict:
 @pytest.mark.parametrize("mode", ["concurrent", "sequential"])
 async def test_one_cook_with_zero_waits_prints_no_ratio(mode):
     summary = await _summary("one-cook", {"mode": mode, "requests": 20, "wait_ms": 0, "jitter_ms": 0})
-    assert summary["longest_wait_ms"] < 1
     assert "×" not in summary["text"] and "(0 ms)" not in summary["text"], summary["text"]
     assert "20 requests" in summary["text"] and "overhead" in summary["text"]
 

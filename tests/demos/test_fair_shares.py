@@ -61,16 +61,17 @@ async def open_session(socket, ref: str) -> dict:
     return await socket.receive_json_from(timeout=20)
 
 
-async def test_step_sessions_per_address_are_capped_across_sockets():
-    address = "127.0.2.20"  # the suite's server: 2 sessions a socket, 4 an address
+async def test_step_sessions_per_address_are_capped_across_sockets(daphne_factory):
+    server = daphne_factory(DEMO_STEP_SESSIONS_PER_ADDRESS="4")  # 2 sessions a socket, 4 an address
+    address = "127.0.2.20"
     async with AsyncExitStack() as sockets:
         opened = []
         for index in range(2):
-            socket = await sockets.enter_async_context(demo_socket(STEP_PATH, from_address=address))
+            socket = await sockets.enter_async_context(demo_socket(STEP_PATH, server=server, from_address=address))
             opened += [await open_session(socket, f"s{index}-{slot}") for slot in range(2)]
         assert [message["type"] for message in opened] == ["opened"] * 4, opened
-        third = await sockets.enter_async_context(demo_socket(STEP_PATH, from_address=address))
+        third = await sockets.enter_async_context(demo_socket(STEP_PATH, server=server, from_address=address))
         refused = await open_session(third, "one-too-many")
         assert (refused["type"], refused["code"]) == ("error", "busy") and refused["retry_after_s"] > 0, refused
-        async with demo_socket(STEP_PATH, from_address="127.0.2.21") as other_reader:
+        async with demo_socket(STEP_PATH, server=server, from_address="127.0.2.21") as other_reader:
             assert (await open_session(other_reader, "other"))["type"] == "opened"
