@@ -133,6 +133,9 @@ def _with_slow_reader_check(server_send: Any) -> Any:
             return  # closing: what the reader has not read yet is all it will get
         server_send(protocol, content, binary)
         # Checked after the write, so a run's last message counts too; at most one message past the bound.
+        # No timer is needed besides: unsent bytes only grow when something is sent (while the peer
+        # does not read they stay put, when it reads they shrink), so every crossing of the bound
+        # happens in a send and is seen here.
         if unsent_bytes(protocol.transport) > settings.DEMO_SLOW_READER_BUFFER_BYTES:
             protocol.closed_as_too_slow = True
             logger.warning("closing websocket of %s: over %s bytes unread", protocol.client_addr,
