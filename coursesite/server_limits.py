@@ -22,14 +22,18 @@ Two more gaps, both about clients that are slow on purpose or by accident:
   peer has not taken are counted here; past `DEMO_SLOW_READER_BUFFER_BYTES`
   later messages are dropped, the socket is closed with 4408 ("too slow",
   after everything already queued), and a reader that still does not read within
-  `DEMO_SLOW_READER_DRAIN_S` has its connection cut.
+  `DEMO_SLOW_READER_DRAIN_S` has its connection cut. Once such a socket has
+  closed, glibc is asked to hand freed memory back (`malloc_trim`): without
+  it the megabytes those buffers took could stay in the process's heap.
 
-Both wrap one method of a Daphne class; `install` checks the methods are
+Each wraps one method of a Daphne class; `install` checks the methods are
 still there and leaves Daphne alone (returning False) if a new version moved
 them. docs/adr/0014-slow-clients-limited-in-daphnes-protocols.md says why.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fcntl
 import functools
 import logging
@@ -133,6 +137,9 @@ def _with_slow_reader_check(server_send: Any) -> Any:
             return  # closing: what the reader has not read yet is all it will get
         server_send(protocol, content, binary)
         # Checked after the write, so a run's last message counts too; at most one message past the bound.
+        # No timer is needed besides: unsent bytes only grow when something is sent (while the peer
+        # does not read they stay put, when it reads they shrink), so every crossing of the bound
+        # happens in a send and is seen here.
         if unsent_bytes(protocol.transport) > settings.DEMO_SLOW_READER_BUFFER_BYTES:
             protocol.closed_as_too_slow = True
             logger.warning("closing websocket of %s: over %s bytes unread", protocol.client_addr,
@@ -143,6 +150,32 @@ def _with_slow_reader_check(server_send: Any) -> Any:
             protocol.sendClose(code=CLOSE_TOO_SLOW, reason="too slow: messages were not being read")
 
     return send
+
+
+def _return_freed_memory() -> None:
+    """Ask glibc to give the heap's free pages back to the system; nothing elsewhere."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc
+        trim = None
+    if trim is not None:
+        trim(0)
+
+
+# A too-slow socket's buffers are freed with it, but glibc keeps freed pages in its heap for reuse;
+# a second later (once its objects are gone) they are handed back, so the memory shows it.
+TRIM_DELAY_S = 1.0
+
+
+def _trimming_after_a_slow_reader(on_close: Any) -> Any:
+    @functools.wraps(on_close)
+    def closed(protocol: Any, *args: Any, **kwargs: Any) -> None:
+        on_close(protocol, *args, **kwargs)
+        if getattr(protocol, "closed_as_too_slow", False):
+            cast(Any, reactor).callLater(TRIM_DELAY_S, _return_freed_memory)
+
+    return closed
 
 
 # --- protocol failures announced with a close frame ------------------------------------------------
@@ -161,6 +194,7 @@ PATCHES = [
     (ws_protocol.WebSocketFactory, "__init__", _failing_with_a_close_frame),
     (http_protocol.HTTPFactory, "buildProtocol", _with_header_deadline),
     (ws_protocol.WebSocketProtocol, "serverSend", _with_slow_reader_check),
+    (ws_protocol.WebSocketProtocol, "onClose", _trimming_after_a_slow_reader),
 ]
 
 

@@ -317,7 +317,7 @@ DEMO_WS_HANDSHAKE_TIMEOUT_S = env_int("DEMO_WS_HANDSHAKE_TIMEOUT_S", 10)
 # (above a few full events batches, which a reader that does read drains at once)
 DEMO_SLOW_READER_BUFFER_BYTES = env_int("DEMO_SLOW_READER_BUFFER_BYTES", 4 * 1024 * 1024)
 # ... and has this long to read what is queued (and the close) before its connection is cut.
-DEMO_SLOW_READER_DRAIN_S = 10
+DEMO_SLOW_READER_DRAIN_S = env_int("DEMO_SLOW_READER_DRAIN_S", 10)
 # A step session ends after this long without a step (its connections hold a row, maybe a lock).
 DEMO_STEP_IDLE_S = 120.0
 

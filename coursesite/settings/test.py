@@ -18,4 +18,4 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Small demos of the suite's own, e.g. a worker demo that blocks its own loop.
 DEMO_EXTRA_MODULES = ["tests.sample_demos.blocking_worker", "tests.sample_demos.failing", "tests.sample_demos.failing_worker",
                       "tests.sample_demos.slow_worker",
-                      "tests.sample_demos.long_worker"]
+                      "tests.sample_demos.long_worker", "tests.sample_demos.firehose"]
