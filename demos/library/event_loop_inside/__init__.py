@@ -40,7 +40,7 @@ Per iteration the stream carries a log line (ready queue length, timers
 pending and the next deadline, the timeout passed to select(), how long it
 slept, the sockets it reported, the callbacks that ran), metrics
 (`select_timeout_ms`, `select_slept_ms`, `callbacks_run`, and `timer_late_ms`
-per timer) and counters. Lanes: the loop thread (waiting inside select(),
+per timer) and counters. Lanes: the loop thread (blocked, asleep inside select(),
 running callbacks, blocked in the blocking callback), each client socket
 (waiting for its echo; queued while the reply sits unread in the kernel), the
 sleeping task and each timer (waiting until due; queued while overdue).

@@ -46,8 +46,10 @@ class Reporter:
             emit(kind, t=run_ms(fields.pop("at")), **fields)
 
         loop_lane = workload.lanes.loop
-        emit("state", t=run_ms(call.entered), lane=loop_lane, state="waiting",
-             label=f"inside select(), timeout {_format_timeout(call.timeout)}")
+        # In select() the loop thread is in a system call, asleep in the kernel: blocked, no CPU (the
+        # blocking callback is blocked too, in time.sleep; the labels tell the good sleep from the bad).
+        emit("state", t=run_ms(call.entered), lane=loop_lane, state="blocked",
+             label=f"asleep inside select(), timeout {_format_timeout(call.timeout)}")
         emit("state", t=run_ms(call.returned), lane=loop_lane, state="running", label="running callbacks")
         names = []
         for handle, started, seconds in iteration.ran:
