@@ -207,7 +207,7 @@ async def test_closing_the_socket_ends_the_subprocess_and_its_connections():
 
 
 async def test_an_idle_session_ends_by_itself(monkeypatch):
-    monkeypatch.setattr(step_consumer, "IDLE_LIMIT_S", 1.0)
+    monkeypatch.setattr(step_consumer.StepConsumer, "idle_limit_s", 1.0)
     # In process on purpose: the shortened idle limit is patched into this process's consumer.
     async with in_process_socket(STEP_PATH) as communicator:
         session = (await open_session(communicator, "read-modify-write"))["session"]

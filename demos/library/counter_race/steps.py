@@ -16,81 +16,25 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Literal, TypedDict
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import connection
-from psycopg.conninfo import make_conninfo
 
 from demos.library.counter_race.models import RaceCounter
 from demos.library.counter_race.stepper_sandbox import ACTIONS, APPLICATION_NAME
+from demos.step_mode import SandboxError, StepErrorMessage, StepMessage, database_conninfo
 
 logger = logging.getLogger("demos.counter_race.steps")
 # Run by path, not with -m: it imports nothing from the project, so nothing of the site loads into it.
 SANDBOX_SCRIPT = Path(__file__).with_name("stepper_sandbox.py")
 
 SCENARIOS = tuple(ACTIONS)
-StepErrorCode = Literal["bad_message", "unknown_session", "invalid_step", "busy", "unavailable", "rate_limited"]
 # How long the sandbox may take to connect twice and say it is ready.
 START_TIMEOUT_S = 15
 # How long a stopping sandbox may take to roll back and close before it is killed.
 STOP_TIMEOUT_S = 5
 
 __all__ = ["APPLICATION_NAME", "SCENARIOS", "SandboxError", "StepSession", "database_conninfo"]
-
-class OpenedMessage(TypedDict):
-    type: Literal["opened"]
-    session: str
-    scenario: str
-    actions: dict[str, list[str]]
-    counter: int
-    ref: Any
-
-
-class StepMessage(TypedDict):
-    type: Literal["step"]
-    session: str
-    tx: Literal["T1", "T2"]
-    action: str
-    sql: str
-    status: Literal["done", "blocked", "error"]
-    result: dict[str, Any]
-    counter_committed: int | None
-
-
-class ClosedMessage(TypedDict):
-    type: Literal["closed"]
-    session: str
-    reason: Literal["closed", "idle", "failed"]
-
-
-class StepErrorMessage(TypedDict, total=False):
-    type: Literal["error"]
-    code: StepErrorCode
-    message: str
-    session: str
-    tx: str
-    action: str
-    ref: Any
-
-
-class SandboxError(RuntimeError):
-    """The sandbox could not start or stopped talking."""
-
-
-def database_conninfo() -> str:
-    """A libpq conninfo for Django's default database (the test database under pytest)."""
-    database = connection.settings_dict
-    options = database.get("OPTIONS") or {}
-    fields = {
-        "dbname": database["NAME"],
-        "user": database.get("USER") or None,
-        "password": database.get("PASSWORD") or None,
-        "host": options.get("host") or database.get("HOST") or None,
-        "port": str(database["PORT"]) if database.get("PORT") else None,
-    }
-    return make_conninfo(**{name: value for name, value in fields.items() if value})
 
 
 def _create_row() -> tuple[str, int]:

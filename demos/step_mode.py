@@ -1,0 +1,259 @@
+"""Step mode, the engine's part: the reader schedules a demo's transactions by hand, one step at a time.
+
+Protocol on `/ws/steps/<slug>/` (README, "Demos and their protocol"):
+client -> server `open` {scenario, ref}, `step` {session, tx, action},
+`close` {session}; server -> client `opened`, `step` (status "blocked" first
+when a statement waits for a lock, then "done" or "error"), `closed`
+{reason: closed | idle | failed} and `error` {code}. A demo with a step mode
+subclasses StepModeConsumer with its scenarios and how a session starts
+(its own sandbox process and rows: demos/library/<slug>/steps.py); the
+message shapes and the bounds on sessions live here, once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, Literal, Protocol, TypedDict
+
+from django.conf import settings
+from django.db import connection
+from psycopg.conninfo import make_conninfo
+
+from demos.limits import STEP_SOCKETS, AddressLease, step_session_lease
+from demos.sockets import ClientError, GuardedJsonConsumer
+
+logger = logging.getLogger("demos.step_mode")
+
+MAX_SESSIONS_PER_SOCKET = 2
+MAX_SESSIONS_PER_PROCESS = 12
+MAX_REF_LENGTH = 100
+TRANSACTIONS = ("T1", "T2")
+
+
+class OpenedMessage(TypedDict):
+    type: Literal["opened"]
+    session: str
+    scenario: str
+    actions: dict[str, list[str]]
+    counter: int
+    ref: Any
+
+
+class StepMessage(TypedDict):
+    type: Literal["step"]
+    session: str
+    tx: Literal["T1", "T2"]
+    action: str
+    sql: str
+    status: Literal["done", "blocked", "error"]
+    result: dict[str, Any]
+    counter_committed: int | None
+
+
+class ClosedMessage(TypedDict):
+    type: Literal["closed"]
+    session: str
+    reason: Literal["closed", "idle", "failed"]
+
+
+class StepErrorMessage(TypedDict, total=False):
+    type: Literal["error"]
+    code: str
+    message: str
+    session: str
+    tx: str
+    action: str
+    ref: Any
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not start or stopped talking."""
+
+
+class StepSession(Protocol):
+    """What a demo's step session offers the consumer."""
+
+    session_id: str
+    reader: asyncio.Task | None
+    ended: bool
+
+    def actions(self) -> dict[str, list[str]]: ...
+
+    async def send(self, *, tx: str, action: str) -> None: ...
+
+    def messages(self) -> AsyncIterator[Any]: ...
+
+    async def stop(self) -> None: ...
+
+
+def database_conninfo() -> str:
+    """A libpq conninfo for Django's default database (the test database under pytest)."""
+    database = connection.settings_dict
+    options = database.get("OPTIONS") or {}
+    fields = {
+        "dbname": database["NAME"],
+        "user": database.get("USER") or None,
+        "password": database.get("PASSWORD") or None,
+        "host": options.get("host") or database.get("HOST") or None,
+        "port": str(database["PORT"]) if database.get("PORT") else None,
+    }
+    return make_conninfo(**{name: value for name, value in fields.items() if value})
+
+
+class StepModeConsumer(GuardedJsonConsumer):
+    """The websocket of one demo's step mode; a demo's consumer names its scenarios and how a session starts.
+
+    Sessions hold real resources (a sandbox process, database connections,
+    rows), so they are bounded per socket, per process (per demo) and per
+    address, end when their socket closes, and end after `idle_limit_s`
+    without a step.
+    """
+
+    lease_kind = STEP_SOCKETS
+    scenarios: tuple[str, ...] = ()
+    idle_limit_s: float = settings.DEMO_STEP_IDLE_S
+    max_sessions_per_socket = MAX_SESSIONS_PER_SOCKET
+    # Each session is a subprocess with a few PostgreSQL connections; this caps them per web process.
+    max_sessions_per_process = MAX_SESSIONS_PER_PROCESS
+    _sessions_in_process: ClassVar[int] = 0  # counted per demo: each subclass gets its own on first change
+
+    async def start_session(self, *, scenario: str) -> tuple[StepSession, int]:
+        """Start a session of `scenario`; (session, the counter it starts from). SandboxError if it cannot."""
+        raise NotImplementedError
+
+    @classmethod
+    def _count_session(cls, change: int) -> None:
+        cls._sessions_in_process = cls._sessions_in_process + change
+
+    def sockets_per_address(self) -> int:
+        return settings.DEMO_STEP_SOCKETS_PER_ADDRESS
+
+    async def connect(self) -> None:
+        self.sessions: dict[str, StepSession] = {}
+        self.session_leases: dict[str, AddressLease] = {}
+        self.last_step: dict[str, float] = {}
+        self.idle_watchers: dict[str, asyncio.Task] = {}
+        self.endings: set[asyncio.Task] = set()
+        self.opening = 0
+        await self.accept()
+
+    async def receive_json(self, content: dict, **kwargs) -> None:
+        kind = content.get("type")
+        if kind == "open":
+            await self.open_session(content)
+        elif kind == "step":
+            await self.step(content)
+        elif kind == "close":
+            session = self._session(content)
+            await self.end_session(session, reason="closed")
+        else:
+            raise ClientError("bad_message", "Unknown message type; expected `open`, `step` or `close`.")
+
+    def _session(self, content: dict) -> StepSession:
+        session_id = content.get("session")
+        session = self.sessions.get(session_id) if isinstance(session_id, str) else None
+        if session is None:
+            raise ClientError("unknown_session", "No open step session of yours has that id; open a new one.")
+        return session
+
+    async def open_session(self, content: dict) -> None:
+        ref = content.get("ref")
+        if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH):
+            raise ClientError("bad_message", f"`ref` must be a string of at most {MAX_REF_LENGTH} characters.")
+        extra = {"ref": ref} if ref is not None else {}
+        scenario = content.get("scenario")
+        if scenario not in self.scenarios:
+            raise ClientError("bad_message", f"`scenario` must be one of {', '.join(self.scenarios)}.", **extra)
+        if len(self.sessions) + self.opening >= self.max_sessions_per_socket:
+            raise ClientError("busy", f"You already have {self.max_sessions_per_socket} step sessions open; close one first.",
+                              retry_after_s=self.idle_limit_s, **extra)
+        if type(self)._sessions_in_process >= self.max_sessions_per_process:
+            raise ClientError("busy", "Too many readers are stepping through this demo right now; try again in a minute.",
+                              retry_after_s=60, **extra)
+        lease = step_session_lease(self.client_address)
+        retry_after = await lease.acquire()
+        if retry_after is not None:
+            raise ClientError("busy", "Your address already has as many step sessions open as it may; close one first.",
+                              retry_after_s=retry_after, **extra)
+        self.opening += 1
+        self._count_session(+1)
+        started = False
+        try:
+            session, counter = await self.start_session(scenario=scenario)
+            started = True
+        except SandboxError:
+            logger.exception("could not start a step session")
+            raise ClientError("unavailable", "The database sandbox could not start; try again shortly.", **extra) from None
+        finally:
+            self.opening -= 1
+            if not started:
+                self._count_session(-1)
+                await lease.release()
+        self.sessions[session.session_id] = session
+        self.session_leases[session.session_id] = lease
+        self.last_step[session.session_id] = time.monotonic()
+        opened: OpenedMessage = {
+            "type": "opened", "session": session.session_id, "scenario": scenario,
+            "actions": session.actions(), "counter": counter, "ref": ref,
+        }
+        await self.send_json(opened)
+        session.reader = asyncio.create_task(self._forward(session))
+        self.idle_watchers[session.session_id] = asyncio.create_task(self._watch_idle(session))
+
+    async def step(self, content: dict) -> None:
+        session = self._session(content)
+        tx, action = content.get("tx"), content.get("action")
+        if tx not in TRANSACTIONS or not isinstance(action, str) or len(action) > 20:
+            raise ClientError("bad_message", "A step names `tx` (T1 or T2) and an `action`.", session=session.session_id)
+        self.last_step[session.session_id] = time.monotonic()
+        try:
+            await session.send(tx=tx, action=action)
+        except (BrokenPipeError, ConnectionResetError):
+            await self.end_session(session, reason="failed")
+
+    async def _forward(self, session: StepSession) -> None:
+        """Relay the sandbox's answers; if it exits on its own, the session is over."""
+        async for message in session.messages():
+            if not session.ended:  # a statement cancelled by the ending itself is not news
+                await self.safe_send(message)
+        if not session.ended:
+            # A new task: ending the session cancels this reader, which must not cancel the ending.
+            ending = asyncio.create_task(self.end_session(session, reason="failed"))
+            self.endings.add(ending)
+            ending.add_done_callback(self.endings.discard)
+
+    async def _watch_idle(self, session: StepSession) -> None:
+        while True:
+            quiet_for = time.monotonic() - self.last_step.get(session.session_id, 0)
+            if quiet_for >= self.idle_limit_s:
+                break
+            await asyncio.sleep(self.idle_limit_s - quiet_for)
+        await self.end_session(session, reason="idle")
+
+    async def end_session(self, session: StepSession, *, reason: Literal["closed", "idle", "failed"]) -> None:
+        if self.sessions.pop(session.session_id, None) is None:
+            return  # already ending
+        self._count_session(-1)
+        self.last_step.pop(session.session_id, None)
+        watcher = self.idle_watchers.pop(session.session_id, None)
+        if watcher is not None and watcher is not asyncio.current_task():
+            watcher.cancel()
+        lease = self.session_leases.pop(session.session_id, None)
+        try:
+            await session.stop()
+        finally:
+            if lease is not None:
+                await lease.release()
+            closed: ClosedMessage = {"type": "closed", "session": session.session_id, "reason": reason}
+            await self.safe_send(closed)
+
+    async def disconnect(self, code) -> None:
+        await self.release_resources()
+
+    async def release_resources(self) -> None:
+        """End every session this socket holds (and wait for endings already under way)."""
+        sessions = list(getattr(self, "sessions", {}).values())
+        await asyncio.gather(*(self.end_session(session, reason="closed") for session in sessions),
+                             *getattr(self, "endings", ()), return_exceptions=True)
