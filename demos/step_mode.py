@@ -12,11 +12,15 @@ message shapes and the bounds on sessions live here, once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, Literal, Protocol, TypedDict
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 from psycopg.conninfo import make_conninfo
@@ -100,6 +104,125 @@ def database_conninfo() -> str:
         "port": str(database["PORT"]) if database.get("PORT") else None,
     }
     return make_conninfo(**{name: value for name, value in fields.items() if value})
+
+
+
+# How long a sandbox may take to connect its transactions and say it is ready.
+SANDBOX_START_TIMEOUT_S = 15
+# How long a stopping sandbox may take to roll back and close before it is killed.
+SANDBOX_STOP_TIMEOUT_S = 5
+
+
+class SandboxStepSession:
+    """A step session whose transactions live in a sandbox subprocess speaking JSON lines.
+
+    The subprocess holds the database connections, so a statement waiting
+    for a lock waits there; this side only writes a line per step to its
+    stdin and reads its answers from stdout with asyncio, and the web event
+    loop never blocks. A demo's session says how to make and delete its rows
+    and which statements each transaction has; starting, stepping, relaying
+    and stopping are the same for every demo.
+    """
+
+    def __init__(self, *, session_id: str, scenario: str, process: asyncio.subprocess.Process) -> None:
+        self.session_id = session_id
+        self.scenario = scenario
+        self.process = process
+        stdin, stdout = process.stdin, process.stdout
+        assert stdin is not None and stdout is not None  # launch() asks for both pipes
+        self.stdin, self.stdout = stdin, stdout
+        self.reader: asyncio.Task | None = None
+        self.ended = False
+
+    async def delete_rows(self) -> None:
+        """Delete the rows this session made (called once the sandbox has stopped)."""
+        raise NotImplementedError
+
+    def actions(self) -> dict[str, list[str]]:
+        """Each transaction's statements, in order."""
+        raise NotImplementedError
+
+    @classmethod
+    async def launch(cls, *, session_id: str, scenario: str, script: str, arguments: list[str],
+                     on_failure: Callable[[], Awaitable[None]], **fields: Any) -> tuple[Any, int]:
+        """Start the sandbox `script` and wait until it says it is ready; (session, the counter it reports).
+
+        `on_failure` undoes what was made for the session if the process cannot even start.
+        """
+        conninfo = await database_sync_to_async(database_conninfo)()
+        try:
+            # stderr is inherited: a sandbox's traceback belongs in the web server's log.
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, script, "--session", session_id, "--scenario", scenario, *arguments,
+                cwd=str(settings.BASE_DIR), env={**os.environ, "STEPPER_CONNINFO": conninfo},
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as error:
+            await on_failure()
+            raise SandboxError(f"could not start the sandbox: {error}") from error
+        session = cls(session_id=session_id, scenario=scenario, process=process, **fields)
+        try:
+            line = await asyncio.wait_for(session.stdout.readline(), SANDBOX_START_TIMEOUT_S)
+            ready = json.loads(line) if line else {}
+            if not ready.get("ready"):
+                raise SandboxError("the sandbox exited before it was ready")
+        except (TimeoutError, ValueError, SandboxError) as error:
+            await session.stop()
+            raise SandboxError(str(error) or "the sandbox did not start in time") from error
+        return session, int(ready["counter"])
+
+    async def send(self, *, tx: str, action: str) -> None:
+        """Hand a step to the sandbox; its answer arrives through `messages()`."""
+        self.stdin.write((json.dumps({"tx": tx, "action": action}) + "\n").encode())
+        await self.stdin.drain()
+
+    async def messages(self) -> AsyncIterator[StepMessage | StepErrorMessage]:
+        """The sandbox's answers, as protocol messages, until it exits."""
+        while True:
+            line = await self.stdout.readline()
+            if not line:
+                return
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                logger.warning("step session %s: a line that is not JSON from the sandbox", self.session_id)
+                continue
+            if "error" in answer:
+                error: StepErrorMessage = {
+                    "type": "error", "code": answer["error"], "message": answer.get("message", ""),
+                    "session": self.session_id, "tx": answer.get("tx"), "action": answer.get("action"),
+                }
+                yield error
+            else:
+                step: StepMessage = {
+                    "type": "step", "session": self.session_id, "tx": answer["tx"], "action": answer["action"],
+                    "sql": answer["sql"], "status": answer["status"], "result": answer["result"],
+                    "counter_committed": answer["counter_committed"],
+                }
+                yield step
+
+    async def stop(self) -> None:
+        """Stop the sandbox (closing its connections), then delete the session's rows. Safe to call twice."""
+        if self.ended:
+            return
+        self.ended = True
+        process = self.process
+        if process.returncode is None:
+            try:
+                self.stdin.write(b'{"quit": true}\n')
+                await self.stdin.drain()
+                self.stdin.close()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            try:
+                await asyncio.wait_for(process.wait(), SANDBOX_STOP_TIMEOUT_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+        await self.delete_rows()
 
 
 class StepModeConsumer(GuardedJsonConsumer):
