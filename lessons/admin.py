@@ -26,10 +26,10 @@ class LessonAdmin(admin.ModelAdmin):
     list_display = ("title", "course", "position", "published", "updated_at", "preview_link")
     list_display_links = ("title",)
     list_editable = ("position", "published")
-    list_filter = ("course", "published")
+    list_filter = ("course", "kind", "published")
     search_fields = ("title", "summary", "body")
     prepopulated_fields = {"slug": ("title",)}
-    fields = ("course", "title", "slug", "position", "summary", "body", "published")
+    fields = ("course", "title", "slug", "kind", "position", "summary", "body", "published")
     actions = ("publish", "unpublish")
     save_on_top = True
 

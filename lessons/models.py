@@ -60,13 +60,21 @@ See <a href="/api/demos/">/api/demos/</a> for the demos and their parameters."""
 
 
 class Lesson(models.Model):
+    class Kind(models.TextChoices):
+        LESSON = "lesson", "Lesson"
+        REFERENCE = "reference", "Reference page (glossary, cheat sheet): not numbered among the lessons"
+
     course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="lessons")
     title = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, help_text="Part of the lesson's address; unique within its course.")
     position = models.PositiveIntegerField(default=0, help_text="Lessons are read in this order, smallest first.")
     summary = models.CharField(max_length=300, blank=True, help_text="One sentence shown in the lesson list.")
     body = models.TextField(help_text=DEMO_HELP)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.LESSON)
     body_html = models.TextField(editable=False, default="")
+    # The interactive blocks (predictions, check questions) parsed from `body` on save: what the server checks
+    # a reader's answers against, without parsing Markdown on every request.
+    blocks = models.JSONField(editable=False, default=list)
     toc = models.JSONField(editable=False, default=list)
     published = models.BooleanField(default=False, help_text="Only published lessons are visible to readers.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -86,6 +94,7 @@ class Lesson(models.Model):
         rendered = render_lesson_markdown(self.body)
         self.body_html = rendered.html
         self.toc = rendered.toc
+        self.blocks = rendered.blocks
         super().save(*args, **kwargs)
         content_changed()
 

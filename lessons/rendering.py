@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nh3
 from django.utils.text import slugify
@@ -52,6 +52,8 @@ class RenderedLesson:
     html: str
     toc: list[dict]
     demo_slugs: list[str]
+    # Interactive blocks (predictions, check questions) as plain dicts, stored on the lesson for the server's checks.
+    blocks: list[dict] = field(default_factory=list)
 
 
 def _highlight(code: str, language: str, attrs: str) -> str:

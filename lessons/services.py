@@ -124,6 +124,7 @@ def course_load(*, directory: Path, refresh: bool = False) -> LoadReport:
             report.updated += 1
         lesson.title = entry["title"]
         lesson.summary = entry.get("summary", "")
+        lesson.kind = entry.get("kind", Lesson.Kind.LESSON)
         lesson.position = position * 10  # gaps leave room for authors to slot lessons in
         lesson.body = body
         lesson.published = True

@@ -58,7 +58,15 @@ class HomeView(CachedForReadersMixin, ListView):
         by_course: dict[int, list[Lesson]] = {}
         for lesson in lessons:
             by_course.setdefault(lesson.course_id, []).append(lesson)
-        context["course_lessons"] = [(course, by_course.get(course.id, [])) for course in context["courses"]]
+        # Each course: its numbered lessons, then its reference pages (glossary, cheat sheet) apart.
+        context["course_lessons"] = [
+            (
+                course,
+                [lesson for lesson in by_course.get(course.id, []) if lesson.kind == Lesson.Kind.LESSON],
+                [lesson for lesson in by_course.get(course.id, []) if lesson.kind == Lesson.Kind.REFERENCE],
+            )
+            for course in context["courses"]
+        ]
         return context
 
 
@@ -78,10 +86,12 @@ class LessonDetailView(CachedForReadersMixin, DetailView):
         lesson = self.object
         # Neighbours among what this reader may see, in reading order.
         visible = Lesson.objects.visible_to(self.request.user).filter(course=lesson.course)
-        siblings = list(visible.only("id", "title", "slug", "position", "course"))
+        siblings = list(visible.only("id", "title", "slug", "position", "course", "kind"))
         index = next(i for i, sibling in enumerate(siblings) if sibling.id == lesson.id)
         context["previous_lesson"] = siblings[index - 1] if index > 0 else None
         context["next_lesson"] = siblings[index + 1] if index + 1 < len(siblings) else None
-        context["lesson_number"] = index + 1
-        context["lesson_count"] = len(siblings)
+        # Reference pages (glossary, cheat sheet) are read beside the lessons, not counted among them.
+        numbered = [sibling for sibling in siblings if sibling.kind == Lesson.Kind.LESSON]
+        context["lesson_number"] = next((i + 1 for i, s in enumerate(numbered) if s.id == lesson.id), None)
+        context["lesson_count"] = len(numbered)
         return context

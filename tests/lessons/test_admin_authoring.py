@@ -29,7 +29,7 @@ def test_create_preview_publish_then_read_anonymously(author):
     add_page = client.get("/admin/lessons/lesson/add/").content.decode()
     assert 'id="id_slug"' in add_page and "prepopulated" in add_page.lower()
     response = client.post("/admin/lessons/lesson/add/", {
-        "course": course.pk, "title": "Waiting well", "slug": "waiting-well", "position": 10,
+        "course": course.pk, "kind": "lesson", "title": "Waiting well", "slug": "waiting-well", "position": 10,
         "summary": "How to wait.", "body": "## Why wait\n\nBecause `await`.", "published": "",
     })
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -54,7 +54,7 @@ def test_bad_demo_block_is_a_validation_error_not_a_broken_page(author):
     _login(client)
     course = Course.objects.create(title="Async", slug="async")
     response = client.post("/admin/lessons/lesson/add/", {
-        "course": course.pk, "title": "Broken", "slug": "broken", "position": 1, "summary": "",
+        "course": course.pk, "kind": "lesson", "title": "Broken", "slug": "broken", "position": 1, "summary": "",
         "body": "Intro\n\n```demo no-such-demo\nmode: fast\n```\n", "published": "on",
     })
     assert response.status_code == 200
@@ -69,7 +69,7 @@ def test_duplicate_slug_in_a_course_is_refused(author):
     course = Course.objects.create(title="Async", slug="async")
     Lesson.objects.create(course=course, title="One", slug="one", body="x")
     response = client.post("/admin/lessons/lesson/add/", {
-        "course": course.pk, "title": "One again", "slug": "one", "position": 2, "summary": "", "body": "y",
+        "course": course.pk, "kind": "lesson", "title": "One again", "slug": "one", "position": 2, "summary": "", "body": "y",
     })
     assert response.status_code == 200 and "errorlist" in response.content.decode()
 
