@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.utils.cache import patch_vary_headers
 
+from coursesite.compression import accepts_gzip
 from coursesite.middleware import SyncAndAsyncMiddleware
 from lessons.services import CACHE_ERRORS, areader_page_key, reader_page_key
 
@@ -19,10 +20,14 @@ def _wants_reader_copy(request) -> bool:
     return request.method in ("GET", "HEAD") and settings.SESSION_COOKIE_NAME not in request.COOKIES
 
 
-def _served(cached):
+def _served(request, cached):
+    # lessons.views stores a plain copy and, when it is smaller, a gzip one.
+    if not isinstance(cached, dict):
+        return None
+    response = cached["gzip"] if cached.get("gzip") is not None and accepts_gzip(request) else cached["plain"]
     # What SessionMiddleware adds further in: the page differs for a visitor with a session.
-    patch_vary_headers(cached, ("Cookie",))
-    return cached
+    patch_vary_headers(response, ("Cookie", "Accept-Encoding"))
+    return response
 
 
 class CachedReaderPageMiddleware(SyncAndAsyncMiddleware):
@@ -32,8 +37,9 @@ class CachedReaderPageMiddleware(SyncAndAsyncMiddleware):
                 cached = caches["pages"].get(reader_page_key(path=request.path))
             except CACHE_ERRORS:
                 cached = None
-            if cached is not None:
-                return _served(cached)
+            served = _served(request, cached) if cached is not None else None
+            if served is not None:
+                return served
         return self.get_response(request)
 
     async def acall(self, request):
@@ -43,6 +49,7 @@ class CachedReaderPageMiddleware(SyncAndAsyncMiddleware):
                 cached = caches["pages"].get(await areader_page_key(path=request.path))
             except CACHE_ERRORS:
                 cached = None
-            if cached is not None:
-                return _served(cached)
+            served = _served(request, cached) if cached is not None else None
+            if served is not None:
+                return served
         return await self.get_response(request)

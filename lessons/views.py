@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import SimpleTemplateResponse
 from django.views.generic import DetailView, ListView, View
 
+from coursesite.compression import compressed_copy
 from lessons.models import Course, Lesson
 from lessons.services import CACHE_ERRORS, reader_page_key
 
@@ -39,8 +40,10 @@ class CachedForReadersMixin(View):
 
 
 def _cache_quietly(key, response) -> None:
+    # Both copies are kept, so that serving a page from the cache never compresses on the event loop.
+    cached = {"plain": response, "gzip": compressed_copy(response)}
     try:
-        caches["pages"].set(key, response, READER_PAGE_TTL_S)
+        caches["pages"].set(key, cached, READER_PAGE_TTL_S)
     except CACHE_ERRORS:
         pass
 

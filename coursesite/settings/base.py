@@ -129,6 +129,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: nothing may answer (not even a static file or a cached page) for a foreign Host.
     "coursesite.origins.AllowedHostMiddleware",
+    # Outside everything that builds a body: HTML and JSON leave gzipped (cached pages come pre-compressed).
+    "coursesite.compression.CompressionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "coursesite.middleware.ContentSecurityPolicyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
