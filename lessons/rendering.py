@@ -105,8 +105,7 @@ def render_lesson_markdown(source: str) -> RenderedLesson:
     toc = []
     for index, token in enumerate(tokens):
         if token.type == "heading_open" and token.tag in {"h2", "h3"}:
-            text = tokens[index + 1].content
-            toc.append({"level": int(token.tag[1]), "id": token.attrGet("id"), "text": text})
+            toc.append(_toc_entry(token, tokens[index + 1]))
     raw_html = md.renderer.render(tokens, md.options, {})
     clean_html = nh3.clean(
         raw_html,
@@ -117,3 +116,18 @@ def render_lesson_markdown(source: str) -> RenderedLesson:
         strip_comments=True,
     )
     return RenderedLesson(html=clean_html, toc=toc, demo_slugs=demos_seen)
+
+
+def _toc_entry(heading: Token, inline: Token) -> dict:
+    """One contents line: the plain text (for screen readers and tests) and the same with its inline code marked up."""
+    text_parts: list[str] = []
+    html_parts: list[str] = []
+    for child in inline.children or []:
+        if child.type == "code_inline":
+            text_parts.append(child.content)
+            html_parts.append(f"<code>{html.escape(child.content)}</code>")
+        elif child.type in {"text", "softbreak"} or child.content:
+            text_parts.append(child.content)
+            html_parts.append(html.escape(child.content))
+    return {"level": int(heading.tag[1]), "id": heading.attrGet("id"), "text": "".join(text_parts),
+            "html": "".join(html_parts)}

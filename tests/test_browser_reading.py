@@ -33,3 +33,7 @@ async def test_lesson_is_readable_without_javascript_at_360px(first_lesson, site
         assert await page.locator(".prose p").count() > 3
         # Nothing forces sideways scrolling on a small phone.
         assert await page.evaluate("document.documentElement.scrollWidth") <= 360
+        # The contents come right after the title and before the lesson's text.
+        title, contents, text = [await page.locator(selector).first.bounding_box() for selector in ("h1", ".toc", ".prose")]
+        assert title["y"] < contents["y"] < text["y"]
+        await page.screenshot(path="var/lesson-360.png")

@@ -77,4 +77,10 @@ def test_ordinary_markdown_survives():
     assert "<em>text</em>" in rendered.html
     assert 'href="https://example.com"' in rendered.html
     assert "<table>" in rendered.html
-    assert rendered.toc == [{"level": 2, "id": "waiting", "text": "Waiting"}]
+    assert rendered.toc == [{"level": 2, "id": "waiting", "text": "Waiting", "html": "Waiting"}]
+
+
+def test_contents_show_inline_code_as_code_and_escape_the_rest():
+    rendered = render_lesson_markdown("## Why `await` <matters>\n\nText.")
+    assert rendered.toc[0]["text"] == "Why await <matters>"
+    assert rendered.toc[0]["html"] == "Why <code>await</code> &lt;matters&gt;"

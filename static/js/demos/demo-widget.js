@@ -60,6 +60,21 @@ export function sourceCodeBlock(sourceHtml) {
   return el("div", { className: "highlight demo-code-block", tabindex: "0", role: "region", "aria-label": "Demo source code" }, el("pre", {}, code));
 }
 
+/**
+ * Build a "code that ran" panel's highlighted source only while it is open: a module's source is
+ * thousands of spans, and a lesson with eight demos would otherwise carry them all in its DOM.
+ * @param {HTMLDetailsElement} panel
+ * @param {string} sourceHtml
+ * @param {string} sourcePath
+ */
+export function fillWhenOpen(panel, sourceHtml, sourcePath) {
+  const summary = panel.querySelector("summary");
+  panel.addEventListener("toggle", () => {
+    if (panel.open) panel.append(el("p", { className: "demo-code-path" }, el("code", {}, sourcePath)), sourceCodeBlock(sourceHtml));
+    else panel.replaceChildren(...(summary ? [summary] : []));
+  });
+}
+
 /** A server error as a sentence for the reader. */
 function errorText(message, tag) {
   const prefix = tag ? `Run ${tag}: ` : "";
@@ -132,14 +147,8 @@ export class DemoWidget {
     );
     /** @type {HTMLDetailsElement} */
     this.codePanel = el("details", { className: "demo-code" }, el("summary", {}, "Code that ran"));
-    if (demo.source_html) {
-      this.codePanel.append(
-        el("p", { className: "demo-code-path" }, el("code", {}, demo.source_path ?? "")),
-        sourceCodeBlock(demo.source_html),
-      );
-    } else {
-      this.codePanel.hidden = true;
-    }
+    if (demo.source_html) fillWhenOpen(this.codePanel, demo.source_html, demo.source_path ?? "");
+    else this.codePanel.hidden = true;
     const heading = el(`h${headingLevel}`, { className: "demo-title", id: titleId }, demo.title);
     this.section.classList.add("demo-widget");
     this.section.setAttribute("aria-labelledby", titleId);
