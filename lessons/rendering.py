@@ -63,7 +63,9 @@ def _highlight(code: str, language: str, attrs: str) -> str:
         lexer = TextLexer()
     body = highlight(code, lexer, HtmlFormatter(nowrap=True))
     label = html.escape(language or "text")
-    return f'<pre class="highlight" data-lang="{label}"><code>{body}</code></pre>'
+    # Focusable, so a keyboard reader can scroll a long line into view (axe: scrollable-region-focusable).
+    return (f'<pre class="highlight" data-lang="{label}" tabindex="0" role="region" aria-label="Code ({label})">'
+            f"<code>{body}</code></pre>")
 
 
 def _markdown() -> MarkdownIt:
@@ -110,7 +112,7 @@ def render_lesson_markdown(source: str) -> RenderedLesson:
     clean_html = nh3.clean(
         raw_html,
         tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRIBUTES | {"pre": {"class", "data-lang"}},
+        attributes=ALLOWED_ATTRIBUTES | {"pre": {"class", "data-lang", "tabindex", "role", "aria-label"}},
         url_schemes=ALLOWED_URL_SCHEMES,
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,

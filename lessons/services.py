@@ -133,6 +133,26 @@ def course_load(*, directory: Path, refresh: bool = False) -> LoadReport:
     return report
 
 
+def lessons_rerender() -> list[str]:
+    """Render every stored lesson again with today's renderer (a renderer change reaches old lessons too).
+
+    A lesson whose Markdown today's rules reject keeps its old HTML; its title and the reason come back,
+    for `load_course` to print, so an author can fix it in the admin.
+    """
+    from lessons.rendering import LessonRenderError, render_lesson_markdown
+
+    problems = []
+    for lesson in Lesson.objects.all():
+        try:
+            rendered = render_lesson_markdown(lesson.body)
+        except LessonRenderError as error:
+            problems.append(f"{lesson.title}: {error}")
+            continue
+        if (rendered.html, rendered.toc, rendered.blocks) != (lesson.body_html, lesson.toc, lesson.blocks):
+            Lesson.objects.filter(pk=lesson.pk).update(body_html=rendered.html, toc=rendered.toc, blocks=rendered.blocks)
+    return problems
+
+
 def shipped_courses() -> list[Path]:
     """Every course folder shipped with the site."""
     return sorted(path for path in CONTENT_DIR.iterdir() if (path / "course.toml").exists())

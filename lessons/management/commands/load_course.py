@@ -1,7 +1,7 @@
 """Load the shipped course content where it is missing (`make run` calls this)."""
 from django.core.management.base import BaseCommand
 
-from lessons.services import course_load, shipped_courses
+from lessons.services import course_load, lessons_rerender, shipped_courses
 
 
 class Command(BaseCommand):
@@ -16,3 +16,5 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{directory.name}: {report.created} created, {report.updated} refreshed, {report.kept} kept as they were"
             )
+        for problem in lessons_rerender():
+            self.stderr.write(f"kept the old page of {problem}")

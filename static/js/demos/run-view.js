@@ -48,6 +48,8 @@ export class RunView {
     this.timeline = new Timeline({ noun });
     this.canvasNote = el("p", { className: "demo-canvas-note", hidden: true });
     this.timeline.canvas.setAttribute("role", "img");
+    // Named from the start (axe: an image without a name); the name becomes the run's description once it runs.
+    this.timeline.canvas.setAttribute("aria-label", `Timeline, one lane per ${noun}: empty until the demo runs.`);
     // Labels shortened to fit the gutter are told in full on hover (the Table view lists them too).
     this.timeline.canvas.addEventListener("mousemove", (event) => this.showLaneTitle(event));
     this.drawn = null; // {layout, scale} of the last frame, for hit tests
