@@ -80,7 +80,7 @@ class PredictionAdmin(admin.ModelAdmin):
             wrong_label = labels.get(stats.most_common_wrong[0], stats.most_common_wrong[0])
         return TemplateResponse(request, "learning/admin/block_statistics.html", {
             **self.admin_site.each_context(request), "title": f"Prediction {block['id']}",
-            "lesson": lesson, "block": block, "stats": stats, "chart": chart, "unit": unit,
+            "lesson": lesson, "prediction": block, "stats": stats, "chart": chart, "unit": unit,
             "wrong_label": wrong_label, "opts": self.model._meta,
             "csv_url": reverse("admin:learning_prediction_csv", args=[lesson.id, block["id"]]),
             "lesson_url": reverse("admin:learning_prediction_lesson", args=[lesson.id]),
