@@ -116,3 +116,12 @@ def test_the_dashboard_shows_runs_refusals_failures_duration_and_accuracy_per_de
     assert "400 ms (median of 3)" in row
     assert row.strip().endswith("2 1 of 2")
     assert "Demo dashboard" in staff.get("/admin/").content.decode()
+
+
+def test_the_dashboard_counts_busy_refusals_by_the_words_the_engine_records_them_with():
+    import inspect
+
+    from demos import supervisor
+
+    # The engine records a run it turned away as cancelled with this summary; if its words change, so must ours.
+    assert f'"{BUSY_REFUSAL_TEXT}"' in inspect.getsource(supervisor.start_run)
