@@ -53,3 +53,8 @@ def address_leases(kind: str, address: str) -> str:
 def demo_key(slug: str, *parts: str) -> str:
     """A key owned by one demo package: `coursesite:demo:<slug>:<parts...>`."""
     return ":".join((PREFIX, "demo", slug, *parts))
+
+
+def prediction_rate(kind: str, who: str, window: int) -> str:
+    """Counter of prediction posts from one reader token hash or one client address (`kind`) in one time window."""
+    return f"{PREFIX}:prediction-rate:{kind}:{who}:{window}"

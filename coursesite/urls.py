@@ -9,5 +9,6 @@ urlpatterns = [
     path("hello", views.hello, name="hello"),
     path("admin/", admin.site.urls),
     path("", include("demos.urls")),
+    path("", include("learning.urls")),
     path("", include("lessons.urls")),
 ]

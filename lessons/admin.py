@@ -38,13 +38,14 @@ class CourseAdmin(admin.ModelAdmin):
 
 @admin.register(Lesson)
 class LessonAdmin(admin.ModelAdmin):
-    list_display = ("title", "course", "position", "published", "updated_at", "preview_link")
+    list_display = ("title", "course", "position", "published", "updated_at", "preview_link", "prediction_statistics")
     list_display_links = ("title",)
     list_editable = ("position", "published")
     list_filter = ("course", "kind", "published")
     search_fields = ("title", "summary", "body")
     prepopulated_fields = {"slug": ("title",)}
-    fields = ("course", "title", "slug", "kind", "position", "summary", "body", "published")
+    fields = ("course", "title", "slug", "kind", "position", "summary", "body", "published", "prediction_statistics")
+    readonly_fields = ("prediction_statistics",)
     actions = ("publish", "unpublish")
     save_on_top = True
     change_form_template = "admin/lessons/lesson/change_form.html"
@@ -87,6 +88,13 @@ class LessonAdmin(admin.ModelAdmin):
     def preview_link(self, lesson):
         label = "View" if lesson.published else "Preview draft"
         return format_html('<a href="{}">{}</a>', lesson.get_absolute_url(), label)
+
+    @admin.display(description="Predictions")
+    def prediction_statistics(self, lesson):
+        # What readers predicted for this lesson's blocks (learning/admin.py draws the pages).
+        if lesson.pk is None:
+            return "-"
+        return format_html('<a href="{}">Reader predictions</a>', reverse("admin:learning_prediction_lesson", args=[lesson.pk]))
 
     @admin.action(description="Publish the selected lessons")
     def publish(self, request, queryset):

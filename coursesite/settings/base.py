@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "axes",
     "lessons",
     "demos",
+    "learning",
     # Demo packages with tables of their own are apps too (demos/discovery.py).
     *demo_apps(),
 ]
@@ -322,6 +323,11 @@ DEMO_SLOW_READER_BUFFER_BYTES = env_int("DEMO_SLOW_READER_BUFFER_BYTES", 4 * 102
 DEMO_SLOW_READER_DRAIN_S = env_int("DEMO_SLOW_READER_DRAIN_S", 10)
 # A step session ends after this long without a step (its connections hold a row, maybe a lock).
 DEMO_STEP_IDLE_S = 120.0
+
+# Predictions (learning/): posts allowed per reader token and per client address in each window.
+PREDICTIONS_PER_READER = env_int("PREDICTIONS_PER_READER", 30)
+PREDICTIONS_PER_ADDRESS = env_int("PREDICTIONS_PER_ADDRESS", 120)
+PREDICTION_RATE_WINDOW_S = env_int("PREDICTION_RATE_WINDOW_S", 60)
 
 # `make run`'s supervisor (coursesite/stack.py). It asks Daphne for /hello this often ...
 SUPERVISOR_PROBE_INTERVAL_S = env_float("SUPERVISOR_PROBE_INTERVAL_S", 2.0)

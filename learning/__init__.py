@@ -1,0 +1,1 @@
+"""What readers do with a lesson: their predictions, kept anonymously, and what authors learn from them."""
