@@ -93,7 +93,7 @@ export class DemoWidget {
     this.section = section;
     this.demo = demo;
     this.socket = socket;
-    this.id = uniqueId("demo");
+    this.id = uniqueId("demo-widget");
     this.noun = demo.lanes || "lane";
     const params = demo.params ?? [];
     const given = (Array.isArray(configs) && configs.length ? configs : [{}]).slice(0, 2).map((config) => completeValues(params, config));

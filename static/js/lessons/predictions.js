@@ -214,7 +214,7 @@ export class PredictionPanel {
     this.chosen.hidden = true;
     this.changeButton.hidden = true;
     this.result.hidden = true;
-    this.element.classList.remove("is-close", "is-far");
+    this.element.classList.remove("is-close", "is-far", "is-done");
     this.hint();
     (this.input ?? this.radios?.find((radio) => radio.checked) ?? this.radios?.[0])?.focus();
   }
@@ -291,7 +291,7 @@ export class PredictionPanel {
       : block.answer === "choice" ? `“${choiceLabel(block, measured)}”` : withUnit(measured, block.unit);
     rows.push([block.compare ? (block.measure === "ratio" ? "Measured ratio" : "Measured outcome") : "Measured", measuredText]);
     let verdict;
-    if (close === null) verdict = this.answer === null ? "No guess to compare." : "This run's summary does not say, so it cannot be compared.";
+    if (close === null) verdict = this.answer === null ? "You skipped the guess; above is what the run measured." : "This run's summary does not say, so it cannot be compared.";
     else if (block.answer === "choice") verdict = close ? "Right: that is what the run measured." : "Not this time: the run measured something else.";
     else verdict = close ? `Close: within ${toleranceText(block.tolerance, block.unit)} of the measurement.`
       : `Not close: more than ${toleranceText(block.tolerance, block.unit)} away from the measurement.`;
@@ -312,6 +312,7 @@ export class PredictionPanel {
     );
     this.result.hidden = false;
     this.chosen.hidden = true;
+    this.element.classList.add("is-done"); // the result is on screen; the status line stays for screen readers only
     this.element.classList.toggle("is-close", close === true);
     this.element.classList.toggle("is-far", close === false);
     this.say(`${rows.map(([term, value]) => `${term}: ${value}`).join(". ")}. ${verdict}`);
