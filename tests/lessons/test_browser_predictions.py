@@ -3,11 +3,14 @@ compare runs are predicted too; a check question is answered wrong, then right.
 
 The lessons are made here (not taken from the shipped course); the demo is `one-cook` on timers, small and fast.
 """
+import functools
 import re
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from lessons.models import Course, Lesson
 from tests.conftest import chromium
@@ -108,6 +111,23 @@ async def _open(context, url):
     return page, problems
 
 
+AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@functools.cache
+def _axe_source():
+    return AXE.read_text() + "\n;true"
+
+
+async def _serious_axe_findings(page, selector):
+    """axe-core's serious and critical findings inside the blocks (light and dark alike: the page follows the system)."""
+    # Evaluated through the DevTools protocol: the site's CSP rightly refuses injected <script> tags.
+    await page.evaluate(_axe_source())
+    results = await page.evaluate("(selector) => axe.run({include: [...document.querySelectorAll(selector)].map((node) => [node])})", selector)
+    return [(violation["id"], [node["target"] for node in violation["nodes"]]) for violation in results["violations"]
+            if violation["impact"] in ("serious", "critical")]
+
+
 async def _events(page, name):
     return [event["detail"] for event in await page.evaluate("window.blockEvents") if event["name"] == name]
 
@@ -141,6 +161,9 @@ async def test_a_reader_predicts_runs_and_sees_the_guess_beside_the_measured_val
     [predicted] = await _events(page, "prediction")
     assert finished["block"] == "demo-1" and finished["status"] == "succeeded" and len(finished["runs"]) == 1
     assert predicted == {"block": "four-waits", "answer": 70, "skipped": False, "close": True, "runs": finished["runs"]}
+    for scheme in ("light", "dark"):
+        await page.emulate_media(color_scheme=scheme)
+        assert await _serious_axe_findings(page, ".prediction") == [], scheme
     assert problems == []
     await page.close()
 
@@ -181,6 +204,9 @@ async def test_a_check_question_answered_wrong_then_right(browser_context, lesso
     await feedback.get_by_text("Right.").wait_for()
     assert "the call holds the thread" in await feedback.inner_text()
     assert await _events(page, "quiz-answered") == [{"block": "one-thread", "correct": False}, {"block": "one-thread", "correct": True}]
+    for scheme in ("light", "dark"):
+        await page.emulate_media(color_scheme=scheme)
+        assert await _serious_axe_findings(page, ".quiz") == [], scheme
     assert problems == []
     await page.close()
 

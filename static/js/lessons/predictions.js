@@ -81,7 +81,8 @@ export class PredictionPanel {
     this.changeButton = el("button", { type: "button", className: "prediction-button", hidden: true, onclick: () => this.reopen() }, "Change my guess");
     /** @type {HTMLElement | null} */
     this.problem = el("p", { className: "prediction-problem", id: `${this.block.id}-problem`, hidden: true });
-    this.form = this.block.answer === "choice" ? this.choiceForm(questionId) : this.numberForm(questionId);
+    // Not a named <form>: that would make each a landmark; the group around it carries the question as its name.
+    this.form = this.block.answer === "choice" ? this.choiceForm() : this.numberForm();
     element.classList.add("is-live");
     element.setAttribute("role", "group");
     element.setAttribute("aria-labelledby", questionId);
@@ -91,19 +92,18 @@ export class PredictionPanel {
     document.addEventListener("coursesite:demo-finished", (event) => this.finished(/** @type {CustomEvent} */ (event).detail));
   }
 
-  /** @param {string} questionId */
-  numberForm(questionId) {
+  numberForm() {
     const block = this.block;
     const inputId = `${block.id}-guess`;
     const unitText = block.unit === "x" ? "× (larger ÷ smaller)" : block.unit;
     /** @type {HTMLInputElement} */
     this.input = el("input", {
       type: "number", id: inputId, className: "prediction-input", step: "any", inputmode: "decimal",
-      min: block.range?.[0], max: block.range?.[1], "aria-describedby": `${block.id}-unit ${block.id}-problem`,
+      min: block.range?.[0], max: block.range?.[1], "aria-describedby": unitText ? `${block.id}-unit ${block.id}-problem` : `${block.id}-problem`,
     });
     return el(
       "form",
-      { className: "prediction-form", novalidate: true, "aria-labelledby": questionId, onsubmit: (event) => this.lock(event) },
+      { className: "prediction-form", novalidate: true, onsubmit: (event) => this.lock(event) },
       el("label", { for: inputId, className: "prediction-label" }, "Your guess"),
       el("span", { className: "prediction-field" }, this.input, unitText ? el("span", { className: "prediction-unit", id: `${block.id}-unit` }, unitText) : null),
       this.buttons(),
@@ -111,8 +111,7 @@ export class PredictionPanel {
     );
   }
 
-  /** @param {string} questionId */
-  choiceForm(questionId) {
+  choiceForm() {
     const block = this.block;
     /** @type {HTMLInputElement[]} */
     this.radios = [];
@@ -124,7 +123,7 @@ export class PredictionPanel {
     });
     return el(
       "form",
-      { className: "prediction-form", novalidate: true, "aria-labelledby": questionId, onsubmit: (event) => this.lock(event) },
+      { className: "prediction-form", novalidate: true, onsubmit: (event) => this.lock(event) },
       el("fieldset", { className: "prediction-choices" }, el("legend", { className: "prediction-label" }, "Your guess"), options),
       this.buttons(),
       this.problem,

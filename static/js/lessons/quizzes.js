@@ -34,7 +34,7 @@ export class QuizPanel {
     const inputs = block.answer === "choice" ? this.choiceInputs() : this.numberInput();
     const form = el(
       "form",
-      { className: "quiz-form", novalidate: true, "aria-labelledby": questionId, onsubmit: (event) => this.check(event) },
+      { className: "quiz-form", novalidate: true, onsubmit: (event) => this.check(event) },
       inputs,
       el("div", { className: "quiz-actions" }, el("button", { type: "submit", className: "quiz-check" }, "Check")),
       this.problem,
