@@ -176,6 +176,8 @@ def render_prediction(block: dict[str, Any], *, inline: Callable[[str], str]) ->
 def _choice_key(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # as JavaScript writes it: 3.0 is "3"
     if isinstance(value, (int, float, str)):
         return str(value)
     return None

@@ -85,6 +85,11 @@ def test_a_prediction_is_stored_with_its_demo_block_and_the_demos_unit():
         "range": [0.0, 2000.0], "choices": None, "explain": "The waits overlap, so the total is about one wait.",
     }
     assert blocks[1]["choices"] == [{"key": "4", "label": "Four requests"}, {"key": "5", "label": "Five requests"}]
+    # The server's rule reads a summary as the browser's does (static/js/lessons/closeness.js).
+    assert measured_value(blocks[1], [{"requests": 4}]) == measured_value(blocks[1], [{"requests": 4.0}]) == "4"
+    assert is_close(blocks[1], "4", "4") is True and is_close(blocks[1], "5", "4") is False
+    assert measured_value(first, [{"total_ms": 61.5}]) == 61.5 and is_close(first, 80, 61.5) is True
+    assert is_close(first, 90, 61.5) is False and measured_value(first, [{}]) is None
 
 
 def test_the_html_carries_the_block_and_a_note_for_readers_without_javascript():
