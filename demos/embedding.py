@@ -6,12 +6,19 @@ configuration for side-by-side compare. `demo-planned SLUG` marks the place of
 a demo that is not built yet. `demo-steps SLUG` embeds the step mode of a demo that declares one
 (optional line: `scenario: NAME`).
 Validation happens here so that the admin rejects a bad block instead of a
-reader seeing a broken page.
+reader seeing a broken page. `embed_demo_fence` also hands back what it parsed
+(the demo, its checked presets, whether it compares two), so the blocks that
+follow a demo, such as predictions, can be checked against it.
 """
 from __future__ import annotations
 
+import difflib
 import html
 import json
+from dataclasses import dataclass
+from typing import Any
+
+from demos.base import Demo
 
 
 class DemoEmbedError(ValueError):
@@ -38,23 +45,45 @@ def parse_configs(body: str) -> list[dict[str, str]]:
     return configs
 
 
-def render_demo_fence(*, kind: str, slug: str, body: str) -> str:
+@dataclass(frozen=True)
+class EmbeddedDemo:
+    """One checked demo block: its HTML and, for a `demo` block, the demo and its presets filled in."""
+
+    kind: str
+    slug: str
+    html: str
+    demo: Demo | None = None
+    configs: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def compare(self) -> bool:
+        """Two configurations: the widget opens in side-by-side compare."""
+        return len(self.configs) == 2
+
+
+def render_demo_fence(*, kind: str, slug: str, body: str, section_id: str = "") -> str:
     """HTML for one demo block, or DemoEmbedError with a reason an author can act on."""
+    return embed_demo_fence(kind=kind, slug=slug, body=body, section_id=section_id).html
+
+
+def embed_demo_fence(*, kind: str, slug: str, body: str, section_id: str = "") -> EmbeddedDemo:
+    """Check one demo block and build its HTML (with `id="section_id"` when given); DemoEmbedError if it is wrong."""
     if not slug:
         raise DemoEmbedError(f"`{kind}` needs a demo name, e.g. ```{kind} SLUG (GET /api/demos/ lists them)")
     configs = parse_configs(body)
+    id_attribute = f' id="{html.escape(section_id)}"' if section_id else ""
     if kind == "demo-steps":
-        return _render_steps_fence(slug=slug, configs=configs)
+        return EmbeddedDemo(kind=kind, slug=slug, html=_render_steps_fence(slug=slug, configs=configs, id_attribute=id_attribute))
     if kind == "demo-planned":
-        return (
-            f'<aside class="demo-planned"><p><strong>Live demo coming here:</strong> '
+        return EmbeddedDemo(kind=kind, slug=slug, html=(
+            f'<aside class="demo-planned"{id_attribute}><p><strong>Live demo coming here:</strong> '
             f"<code>{html.escape(slug)}</code>.</p></aside>\n"
-        )
+        ))
     from demos.registry import get_demo
 
     demo = get_demo(slug)
     if demo is None:
-        raise DemoEmbedError(f"there is no demo called {slug!r}")
+        raise DemoEmbedError(f"there is no demo called {slug!r}{_did_you_mean(slug)}")
     from demos.params import ParamError, validate_params
 
     checked = []
@@ -64,15 +93,22 @@ def render_demo_fence(*, kind: str, slug: str, body: str) -> str:
         except ParamError as error:
             raise DemoEmbedError(f"preset for {slug!r}: {error}") from error
     configs_json = html.escape(json.dumps(checked), quote=True)
-    return (
+    return EmbeddedDemo(kind=kind, slug=slug, demo=demo, configs=tuple(checked), html=(
         f'<section class="demo" data-demo="{html.escape(slug)}" data-configs="{configs_json}" '
-        f'aria-label="Live demo: {html.escape(demo.title)}">'
+        f'aria-label="Live demo: {html.escape(demo.title)}"{id_attribute}>'
         f'<p class="demo-fallback"><strong>Live demo: {html.escape(demo.title)}.</strong> '
         f"{html.escape(demo.concept)} Running it needs JavaScript.</p></section>\n"
-    )
+    ))
 
 
-def _render_steps_fence(*, slug: str, configs: list[dict[str, str]]) -> str:
+def _did_you_mean(slug: str) -> str:
+    from demos.registry import DEMOS
+
+    close = difflib.get_close_matches(slug, list(DEMOS), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else " (GET /api/demos/ lists them)"
+
+
+def _render_steps_fence(*, slug: str, configs: list[dict[str, str]], id_attribute: str) -> str:
     from demos.registry import get_demo, step_mode_of, step_modes
 
     demo = get_demo(slug)
@@ -93,6 +129,6 @@ def _render_steps_fence(*, slug: str, configs: list[dict[str, str]]) -> str:
     return (
         f'<section class="demo-steps" data-demo="{html.escape(slug)}" data-scenario="{html.escape(scenario)}" '
         f'data-step-mode="{html.escape(json.dumps(step_mode.text), quote=True)}" '
-        f'aria-label="{html.escape(step_mode.label)}">'
+        f'aria-label="{html.escape(step_mode.label)}"{id_attribute}>'
         f'<p class="demo-fallback">{html.escape(step_mode.fallback)} It needs JavaScript.</p></section>\n'
     )

@@ -52,11 +52,20 @@ class LessonQuerySet(models.QuerySet):
         return self.published()
 
 
-DEMO_HELP = """Markdown. Place a live demo with a fenced block whose info string is
-<code>demo SLUG</code>; its lines are preset parameters, <code>name: value</code>. A line
-<code>---</code> starts a second configuration, and the demo opens in side-by-side compare.
-A block <code>demo-planned SLUG</code> marks where a demo that does not exist yet will go.
-See <a href="/api/demos/">/api/demos/</a> for the demos and their parameters."""
+DEMO_HELP = """Markdown. Fenced blocks (three backticks and a kind) add the interactive parts; each is checked when you
+save, and every problem is listed with its line.
+<code>demo SLUG</code>: a live demo; its lines are preset parameters, <code>name: value</code>.
+Compare: a line <code>---</code> starts a second configuration, and the demo opens with runs A and B side by side.
+<code>demo-steps SLUG</code>: the step mode of a demo that has one (<code>scenario: NAME</code>).
+<code>demo-planned SLUG</code>: marks where a demo that is not built yet will go.
+<code>prediction</code>, right after a demo block: <code>question:</code>, <code>answer: number</code> (with
+<code>tolerance: 25%</code>, optional <code>range: 0..5000</code>) or <code>answer: choice</code> (with
+<code>choices: A = ... | B = ...</code>), <code>key:</code> a summary key of the demo, <code>explain:</code>;
+after a compare block also <code>measure: faster</code> or <code>measure: ratio</code>.
+<code>quiz</code>: a check question, <code>question:</code> then choices <code>- [ ] text :: why</code> with one
+<code>- [x]</code>, or <code>answer: NUMBER</code> with <code>explain:</code>.
+The full reference is docs/authoring.md; <a href="/api/demos/">/api/demos/</a> lists the demos, their
+parameters and summary keys."""
 
 
 class Lesson(models.Model):
@@ -105,7 +114,8 @@ class Lesson(models.Model):
         try:
             render_lesson_markdown(self.body)
         except LessonRenderError as error:
-            raise ValidationError({"body": str(error)}) from error
+            # One message per problem, so the admin lists them all under the body.
+            raise ValidationError({"body": [f"line {line}: {message}" for line, message in error.errors]}) from error
 
     def delete(self, *args, **kwargs):
         result = super().delete(*args, **kwargs)

@@ -75,6 +75,26 @@ export function fillWhenOpen(panel, sourceHtml, sourcePath) {
   });
 }
 
+/**
+ * The lesson's prediction blocks that follow a demo section (lessons/predictions.py puts them right after it).
+ * @param {Element} section
+ * @returns {Element[]}
+ */
+export function predictionsAfter(section) {
+  const found = [];
+  for (let next = section.nextElementSibling; next?.matches("div.prediction"); next = next.nextElementSibling) found.push(next);
+  return found;
+}
+
+/**
+ * Tell the page's other scripts (predictions, progress) about a run: coursesite:demo-started / demo-finished.
+ * @param {string} name
+ * @param {Record<string, unknown>} detail
+ */
+function announce(name, detail) {
+  document.dispatchEvent(new CustomEvent(`coursesite:${name}`, { detail }));
+}
+
 /** A server error as a sentence for the reader. */
 function errorText(message, tag) {
   const prefix = tag ? `Run ${tag}: ` : "";
@@ -88,13 +108,14 @@ export class DemoWidget {
     this.section = section;
     this.demo = demo;
     this.socket = socket;
-    this.id = uniqueId("demo");
+    this.id = uniqueId("demo-widget");
     this.noun = demo.lanes || "lane";
     const params = demo.params ?? [];
     const given = (Array.isArray(configs) && configs.length ? configs : [{}]).slice(0, 2).map((config) => completeValues(params, config));
     this.values = given.length > 1 ? given : [given[0], contrastingValues(params, given[0])];
     this.compare = given.length > 1;
     this.records = [];
+    this.reported = true; // coursesite:demo-finished goes out once per Run
     this.stopRequested = false;
     this.controls = new ParamControls({ params });
     this.view = new RunView({ noun: this.noun, placeholder: `Press Run: each ${this.noun} gets a lane here, coloured by what it is doing.`, summaryFormat: summaryFormatOf(demo) });
@@ -150,6 +171,8 @@ export class DemoWidget {
     if (demo.source_html) fillWhenOpen(this.codePanel, demo.source_html, demo.source_path ?? "");
     else this.codePanel.hidden = true;
     const heading = el(`h${headingLevel}`, { className: "demo-title", id: titleId }, demo.title);
+    // Its predictions sit above Run, so the guess comes before the run.
+    const predictions = predictionsAfter(this.section);
     this.section.classList.add("demo-widget");
     this.section.setAttribute("aria-labelledby", titleId);
     this.section.replaceChildren(
@@ -161,6 +184,7 @@ export class DemoWidget {
           demo.waits ? el("p", { className: "demo-concept demo-waits" }, `Waits: ${demo.waits}`) : null),
         el("div", { className: "demo-mode", role: "group", "aria-label": "Number of runs" }, this.modeButtons),
       ),
+      predictions.length ? el("div", { className: "demo-predictions" }, predictions) : null,
       this.form,
       this.view.element,
       this.codePanel,
@@ -299,8 +323,27 @@ export class DemoWidget {
       if (ref === null) record.reject({ code: "disconnected", message: "Not connected to the demo server." });
     });
     this.lastStatus = "";
+    this.reported = false;
+    announce("demo-started", { demo: this.demo.slug, block: this.section.id, compare: this.records.length > 1 });
     this.updateStatus();
     this.updateButtons();
+  }
+
+  /** Once every run of the last Run has ended: coursesite:demo-finished, with what the runs measured. */
+  reportFinished() {
+    if (this.reported || !this.records.length || !this.records.every((record) => record.isFinal)) return;
+    this.reported = true;
+    const failed = this.records.find((record) => record.status !== "succeeded");
+    announce("demo-finished", {
+      demo: this.demo.slug,
+      block: this.section.id,
+      runs: this.records.map((record) => record.runId).filter(Boolean),
+      status: failed ? failed.status : "succeeded",
+      compare: this.records.length > 1,
+      summaries: this.records.map((record) => record.summary),
+      params: this.records.map((record) => record.params),
+      summaryFields: this.demo.summary_fields ?? {},
+    });
   }
 
   handlersFor(record) {
@@ -337,6 +380,7 @@ export class DemoWidget {
   }
 
   changed() {
+    this.reportFinished();
     this.updateStatus();
     this.updateButtons();
     this.view.invalidate();
