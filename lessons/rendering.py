@@ -201,8 +201,7 @@ def render_lesson_markdown(source: str) -> RenderedLesson:
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
     )
-<<<<<<< HEAD
-    return RenderedLesson(html=clean_html, toc=toc, demo_slugs=demos_seen)
+    return RenderedLesson(html=clean_html, toc=toc, demo_slugs=blocks.demo_slugs, blocks=blocks.stored)
 
 
 def _toc_entry(heading: Token, inline: Token) -> dict:
@@ -218,6 +217,3 @@ def _toc_entry(heading: Token, inline: Token) -> dict:
             html_parts.append(html.escape(child.content))
     return {"level": int(heading.tag[1]), "id": heading.attrGet("id"), "text": "".join(text_parts),
             "html": "".join(html_parts)}
-=======
-    return RenderedLesson(html=clean_html, toc=toc, demo_slugs=blocks.demo_slugs, blocks=blocks.stored)
->>>>>>> h-blocks
