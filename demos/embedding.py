@@ -38,8 +38,22 @@ def parse_configs(body: str) -> list[dict[str, str]]:
     return configs
 
 
-def render_demo_fence(*, kind: str, slug: str, body: str) -> str:
-    """HTML for one demo block, or DemoEmbedError with a reason an author can act on."""
+def demo_block_id(block: int) -> str:
+    """The anchor of a lesson's demo block number `block` (1-based, in page order): stable while blocks keep their order."""
+    return f"demo-block-{block}"
+
+
+def demo_block_marker(*, block: int, slug: str) -> str:
+    """The text that opens demo block `block` of demo `slug` in a rendered lesson (how a run's origin is checked)."""
+    return f'<section class="demo" id="{demo_block_id(block)}" data-demo="{html.escape(slug)}"'
+
+
+def render_demo_fence(*, kind: str, slug: str, body: str, block: int | None = None) -> str:
+    """HTML for one demo block, or DemoEmbedError with a reason an author can act on.
+
+    `block` numbers the `demo` blocks of a lesson (1-based); the section gets
+    it as its id, so a recorded run can link back to the block it came from.
+    """
     if not slug:
         raise DemoEmbedError(f"`{kind}` needs a demo name, e.g. ```{kind} SLUG (GET /api/demos/ lists them)")
     configs = parse_configs(body)
@@ -64,8 +78,12 @@ def render_demo_fence(*, kind: str, slug: str, body: str) -> str:
         except ParamError as error:
             raise DemoEmbedError(f"preset for {slug!r}: {error}") from error
     configs_json = html.escape(json.dumps(checked), quote=True)
+    if block is not None:
+        opening = demo_block_marker(block=block, slug=slug)
+    else:
+        opening = f'<section class="demo" data-demo="{html.escape(slug)}"'
     return (
-        f'<section class="demo" data-demo="{html.escape(slug)}" data-configs="{configs_json}" '
+        f'{opening} data-configs="{configs_json}" '
         f'aria-label="Live demo: {html.escape(demo.title)}">'
         f'<p class="demo-fallback"><strong>Live demo: {html.escape(demo.title)}.</strong> '
         f"{html.escape(demo.concept)} Running it needs JavaScript.</p></section>\n"

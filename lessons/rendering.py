@@ -81,7 +81,8 @@ def _render_fence(demos_seen: list[str]) -> FenceRule:
         if words and words[0] in DEMO_FENCES:
             slug = words[1] if len(words) > 1 else ""
             try:
-                rendered = render_demo_fence(kind=words[0], slug=slug, body=token.content)
+                block = len(demos_seen) + 1 if words[0] == "demo" else None
+                rendered = render_demo_fence(kind=words[0], slug=slug, body=token.content, block=block)
             except DemoEmbedError as error:
                 line = (token.map[0] + 1) if token.map else "?"
                 raise LessonRenderError(f"Demo block at line {line}: {error}") from error
