@@ -70,6 +70,7 @@ export class ReplayWidget {
     this.frameRequested = false;
     this.view = new RunView({ noun: this.noun, showRunLinks: false, summaryFormat: summaryFormatOf(demo) });
     this.view.fixedDomainMs = this.duration;
+    this.view.setRecords(this.records, this.titles);
 
     const ids = { title: uniqueId("replay-title"), scrub: uniqueId("replay-scrub"), speed: uniqueId("replay-speed") };
     this.playIcon = svgIcon("play");
@@ -89,7 +90,8 @@ export class ReplayWidget {
       oninput: () => this.seek(Number(this.scrubber.value)),
       onkeydown: (event) => this.scrubKey(event),
     });
-    this.readout = el("output", { className: "replay-readout", for: ids.scrub });
+    // Not an <output>: that is a live region, and a readout ticking every frame must not be read aloud.
+    this.readout = el("span", { className: "replay-readout" });
     this.stateText = el("p", { className: "replay-state" });
     this.status = el("p", { className: "demo-status replay-status", role: "status" });
     this.tableButton = el("button", { type: "button", className: "demo-toggle demo-table-toggle", "aria-pressed": "false", onclick: () => this.toggleTable() }, "Table");
@@ -138,7 +140,7 @@ export class ReplayWidget {
     const extra = Object.keys(values).filter((name) => !known.has(name));
     return el(
       "dl",
-      { className: "demo-params", "aria-label": tag ? `Settings of run ${tag}` : "Settings" },
+      { className: "demo-params" },
       tag ? el("div", { className: "replay-run-tag" }, el("dt", {}, "Run"), el("dd", {}, el("span", { className: "demo-run-tag" }, tag))) : null,
       params.map((param) => el("div", {}, el("dt", {}, param.label || param.name), el("dd", {}, formatParam(param, values[param.name])))),
       extra.map((name) => el("div", {}, el("dt", {}, name), el("dd", {}, String(values[name])))),
@@ -229,6 +231,8 @@ export class ReplayWidget {
   seek(t) {
     this.playhead.seek(Math.min(t, this.duration), performance.now());
     this.moveTo(this.playhead.position);
+    // One unchanging sentence while scrubbing: the slider's own value text tells where it is.
+    if (!this.playhead.playing) this.setStatus("Paused. Move along the time line, or step one event at a time.");
   }
 
   /** Page Up / Page Down move a tenth of the run (arrows, Home and End are the range's own). */
@@ -237,9 +241,8 @@ export class ReplayWidget {
     event.preventDefault();
     const tenth = this.duration / 10;
     const t = this.playhead.position + (event.key === "PageUp" ? tenth : -tenth);
-    this.playhead.seek(t, performance.now());
+    this.seek(t);
     this.scrubber.value = String(this.playhead.position);
-    this.moveTo(this.playhead.position);
   }
 
   /** One event back or forward (across both runs of a compare); pauses first. */
