@@ -94,7 +94,7 @@ def _event_row(event: Any) -> dict[str, str]:
         "t": f"{t:,.1f}" if isinstance(t, int | float) else "",
         "kind": str(event.get("kind", "")),
         "lane": str(lane + 1) if isinstance(lane, int) else "",  # lanes are numbered from 1 on screen
-        "detail": ", ".join(f"{key} {value}" for key, value in rest.items()),
+        "detail": ", ".join(f"{key}: {value}" for key, value in rest.items()),
     }
 
 
