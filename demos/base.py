@@ -48,7 +48,8 @@ LANE_STATES = frozenset({"running", "blocked", "waiting", "lock-wait", "queued",
 
 __all__ = [
     "LANE_STATES", "AcceptedMessage", "Demo", "Emit", "ErrorCode", "ErrorMessage", "EventsMessage", "FinishedMessage",
-    "JobQueue", "Placement", "ProtocolMessage", "RunCancelled", "RunStatus", "RunTimedOut", "StepMode",
+    "JobQueue", "Placement", "ProtocolMessage", "RunCancelled", "RunCompare", "RunOrigin", "RunRequest", "RunStatus",
+    "RunTimedOut", "StepMode",
 ]
 
 
@@ -110,6 +111,31 @@ class RunTimedOut(Exception):
     Celery's own soft limit needs the prefork pool's signals; this check works
     in any pool and on the web loop, and the hard limits stay as the backstop.
     """
+
+
+class RunCompare(TypedDict):
+    """In a `run` request: this run is one side of a side-by-side compare (`group` a UUID the widget chose)."""
+
+    group: str
+    side: Literal["A", "B"]
+
+
+class RunOrigin(TypedDict):
+    """In a `run` request: the lesson page (`path`) and its demo block (1-based) the reader started it from."""
+
+    path: str
+    block: int
+
+
+class RunRequest(TypedDict):
+    """The client's `run` message; `compare` and `origin` are optional and only recorded on the run."""
+
+    type: Literal["run"]
+    demo: str
+    params: dict[str, Any]
+    ref: NotRequired[str | None]
+    compare: NotRequired[RunCompare]
+    origin: NotRequired[RunOrigin]
 
 
 class AcceptedMessage(TypedDict):

@@ -9,11 +9,13 @@ base's (demos/sockets.py).
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from channels.consumer import get_handler_name
 from django.conf import settings
 from demos import supervisor
+from demos.base import RunCompare, RunOrigin
 from demos.params import ParamError, validate_params
 from demos.registry import get_demo
 from demos.sockets import ClientError, GuardedJsonConsumer
@@ -21,6 +23,41 @@ from demos.sockets import ClientError, GuardedJsonConsumer
 logger = logging.getLogger("demos.consumers")
 
 MAX_REF_LENGTH = 100
+MAX_ORIGIN_PATH_LENGTH = 300
+MAX_ORIGIN_BLOCK = 1000
+
+
+def compare_of(content: dict[str, Any], extra: dict[str, Any]) -> RunCompare | None:
+    """The `compare` of a run request, {"group": UUID, "side": "A" | "B"}; ClientError if it is malformed."""
+    compare = content.get("compare")
+    if compare is None:
+        return None
+    group = compare.get("group") if isinstance(compare, dict) else None
+    side = compare.get("side") if isinstance(compare, dict) else None
+    try:
+        group = str(uuid.UUID(group)) if isinstance(group, str) and len(group) <= 36 else None
+    except ValueError:
+        group = None
+    if group is None or side not in ("A", "B"):
+        raise ClientError("bad_message", '`compare` must be {"group": a UUID, "side": "A" or "B"}.', **extra)
+    return {"group": group, "side": side}
+
+
+def origin_of(content: dict[str, Any]) -> RunOrigin | None:
+    """The `origin` of a run request if it is well formed ({"path": "/...", "block": N}); None otherwise.
+
+    A bad origin only costs the replay its link back, so it is dropped rather
+    than refused; whether the lesson and its block exist is the supervisor's check.
+    """
+    origin = content.get("origin")
+    if not isinstance(origin, dict):
+        return None
+    path, block = origin.get("path"), origin.get("block")
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > MAX_ORIGIN_PATH_LENGTH:
+        return None
+    if not isinstance(block, int) or isinstance(block, bool) or not 1 <= block <= MAX_ORIGIN_BLOCK:
+        return None
+    return {"path": path, "block": block}
 
 
 class DemoConsumer(GuardedJsonConsumer):
@@ -70,12 +107,14 @@ class DemoConsumer(GuardedJsonConsumer):
             params = validate_params(demo, content.get("params"))
         except ParamError as error:
             raise ClientError("invalid_params", str(error), **extra) from None
+        compare = compare_of(content, extra)
         if len(self.runs) >= settings.DEMO_RUNS_PER_SOCKET:
             raise ClientError("busy", f"You already have {len(self.runs)} runs going; try again when one finishes.",
                               retry_after_s=1, **extra)
         try:
             run = await supervisor.start_run(
                 demo=demo, params=params, ref=ref, send=self.safe_send, on_end=self._forget,
+                compare=compare, origin=origin_of(content),
                 channel_layer=self.channel_layer, channel_name=self.channel_name, client_address=self.client_address,
             )
         except supervisor.RunRefused as refused:

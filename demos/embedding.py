@@ -45,6 +45,16 @@ def parse_configs(body: str) -> list[dict[str, str]]:
     return configs
 
 
+def demo_block_id(block: int) -> str:
+    """The anchor of a lesson's demo block number `block` (1-based, in page order): stable while blocks keep their order."""
+    return f"demo-{block}"
+
+
+def demo_block_marker(*, block: int, slug: str) -> str:
+    """The text that opens demo block `block` of demo `slug` in a rendered lesson (how a run's origin is checked)."""
+    return f'<section class="demo" id="{demo_block_id(block)}" data-demo="{html.escape(slug)}"'
+
+
 @dataclass(frozen=True)
 class EmbeddedDemo:
     """One checked demo block: its HTML and, for a `demo` block, the demo and its presets filled in."""
@@ -93,9 +103,12 @@ def embed_demo_fence(*, kind: str, slug: str, body: str, section_id: str = "") -
         except ParamError as error:
             raise DemoEmbedError(f"preset for {slug!r}: {error}") from error
     configs_json = html.escape(json.dumps(checked), quote=True)
+    # The id comes first, in the order demo_block_marker writes it: a run's origin is checked against it.
+    opening = (f'<section class="demo" id="{html.escape(section_id)}" data-demo="{html.escape(slug)}"' if section_id
+               else f'<section class="demo" data-demo="{html.escape(slug)}"')
     return EmbeddedDemo(kind=kind, slug=slug, demo=demo, configs=tuple(checked), html=(
-        f'<section class="demo" data-demo="{html.escape(slug)}" data-configs="{configs_json}" '
-        f'aria-label="Live demo: {html.escape(demo.title)}"{id_attribute}>'
+        f'{opening} data-configs="{configs_json}" '
+        f'aria-label="Live demo: {html.escape(demo.title)}">'
         f'<p class="demo-fallback"><strong>Live demo: {html.escape(demo.title)}.</strong> '
         f"{html.escape(demo.concept)} Running it needs JavaScript.</p></section>\n"
     ))

@@ -1,4 +1,6 @@
 """A recorded demo run: what was asked, how it ended, and what streamed."""
+from __future__ import annotations
+
 import uuid
 
 from django.db import models
@@ -26,10 +28,26 @@ class Run(models.Model):
     events_dropped = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The two runs of one side-by-side compare share a group; the widget names the group and the side.
+    compare_group = models.UUIDField(null=True, blank=True)
+    compare_side = models.CharField(max_length=1, blank=True, default="", choices=[("A", "A"), ("B", "B")])
+    # Where the reader started the run: a lesson and its demo block (1-based), checked before they are stored.
+    origin_lesson = models.ForeignKey("lessons.Lesson", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    origin_block = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["compare_group"], condition=models.Q(compare_group__isnull=False), name="run_compare_group"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.demo} {self.id} ({self.status})"
+
+    def compare_partner(self) -> Run | None:
+        """The other side of this run's compare: the earliest run of its group on the other side, if any."""
+        if self.compare_group is None or not self.compare_side:
+            return None
+        return (Run.objects.filter(compare_group=self.compare_group).exclude(compare_side=self.compare_side)
+                .exclude(compare_side="").exclude(id=self.id).order_by("created_at").first())

@@ -14,10 +14,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from coursesite import keys, loop_db
+from demos.base import RunCompare, RunOrigin
+from demos.embedding import demo_block_marker
 from demos.models import Run
 
 logger = logging.getLogger("demos.services")
@@ -92,17 +95,19 @@ def run_finish_with_events(*, run_id: str, status: str, summary: dict[str, Any],
 # the next. They raise loop_db.DatabaseUnavailable when PostgreSQL cannot be reached.
 
 CREATE_MANY_SQL = f"""
-    INSERT INTO {Run._meta.db_table} (id, demo, placement, params, status, summary, events, events_dropped, created_at)
-    SELECT id, demo, placement, params, %s, '{{}}', '[]', 0, created_at
-    FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::jsonb[], %b::timestamptz[])
-         AS new(id, demo, placement, params, created_at)
+    INSERT INTO {Run._meta.db_table} (id, demo, placement, params, status, summary, events, events_dropped, created_at,
+                                      compare_group, compare_side, origin_lesson_id, origin_block)
+    SELECT id, demo, placement, params, %s, '{{}}', '[]', 0, created_at, compare_group, compare_side, origin_lesson_id,
+           origin_block
+    FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::jsonb[], %b::timestamptz[], %b::uuid[], %b::text[], %b::bigint[],
+                %b::int[])
+         AS new(id, demo, placement, params, created_at, compare_group, compare_side, origin_lesson_id, origin_block)
 """
 
 
 async def _create_runs(rows: list[tuple]) -> list[None]:
-    ids, demos, placements, params, created = zip(*rows, strict=True)
-    await loop_db.fetch_all(
-        CREATE_MANY_SQL, (Run.Status.RUNNING, list(ids), list(demos), list(placements), list(params), list(created)))
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    await loop_db.fetch_all(CREATE_MANY_SQL, (Run.Status.RUNNING, *columns))
     return [None] * len(rows)
 
 
@@ -114,11 +119,48 @@ _create_batched = loop_db.Batched(_create_runs)
 _finish_batched = loop_db.Batched(_finish_runs)
 
 
-async def run_create_on_loop(*, demo_slug: str, placement: str, params: dict[str, Any]) -> str:
-    """Record a run as running; its id."""
+async def run_create_on_loop(*, demo_slug: str, placement: str, params: dict[str, Any],
+                            compare: RunCompare | None = None, origin: RunOrigin | None = None) -> str:
+    """Record a run as running; its id.
+
+    `compare` ties it to the other side of a side-by-side compare; `origin`
+    (the lesson page and demo block it was started from) is kept only if
+    that lesson exists and its block N embeds this demo, else dropped.
+    """
     run_id = uuid.uuid4()
-    await _create_batched((run_id, demo_slug, placement, json.dumps(params), timezone.now()))
+    lesson_id = await origin_lesson_on_loop(origin=origin, demo_slug=demo_slug) if origin is not None else None
+    await _create_batched((
+        run_id, demo_slug, placement, json.dumps(params), timezone.now(),
+        uuid.UUID(compare["group"]) if compare else None, compare["side"] if compare else "",
+        lesson_id, origin["block"] if origin is not None and lesson_id is not None else None,
+    ))
     return str(run_id)
+
+
+def _lesson_sql() -> str:
+    from lessons.models import Course, Lesson
+
+    return (f"SELECT lesson.id FROM {Lesson._meta.db_table} AS lesson "
+            f"JOIN {Course._meta.db_table} AS course ON course.id = lesson.course_id "
+            "WHERE course.slug = %s AND lesson.slug = %s AND strpos(lesson.body_html, %s) > 0")
+
+
+async def origin_lesson_on_loop(*, origin: RunOrigin, demo_slug: str) -> int | None:
+    """The id of the lesson at `origin["path"]` if its demo block number `origin["block"]` embeds this demo, else None.
+
+    The path is resolved with the site's own URLs, so only a lesson page
+    counts; the block is found by the anchor the renderer gives it
+    (demos.embedding.demo_block_marker).
+    """
+    try:
+        match = resolve(origin["path"])
+    except Resolver404:
+        return None
+    if match.view_name != "lessons:lesson":
+        return None
+    marker = demo_block_marker(block=origin["block"], slug=demo_slug)
+    rows = await loop_db.fetch_all(_lesson_sql(), (match.kwargs["course_slug"], match.kwargs["lesson_slug"], marker))
+    return int(rows[0][0]) if rows else None
 
 
 async def run_finish_on_loop(*, run_id: str, status: str, summary: dict[str, Any]) -> bool:

@@ -35,7 +35,8 @@ from coursesite.loop_db import DatabaseUnavailable
 from coursesite.redis_clients import async_redis, close_async_redis
 from demos import cpu_turns, workers
 from demos.base import (
-    AcceptedMessage, Demo, ErrorCode, FinishedMessage, ProtocolMessage, RunCancelled, RunStatus, RunTimedOut,
+    AcceptedMessage, Demo, ErrorCode, FinishedMessage, ProtocolMessage, RunCancelled, RunCompare, RunOrigin, RunStatus,
+    RunTimedOut,
 )
 from demos.events import EventRecorder, encode_events, encode_events_cooperatively
 from demos.limits import acquire_slot, address_cap_for, release_slot
@@ -507,19 +508,22 @@ PLACEMENTS: dict[str, type[SupervisedRun]] = {"loop": LoopRun, "worker": WorkerR
 
 async def start_run(*, demo: Demo, params: dict[str, Any], ref: str | None, send: Send,
                     on_end: Callable[[SupervisedRun], None], channel_layer: Any = None, channel_name: str = "",
-                    client_address: str | None = None) -> SupervisedRun:
+                    client_address: str | None = None, compare: RunCompare | None = None,
+                    origin: RunOrigin | None = None) -> SupervisedRun:
     """Admit a validated run request and start it; RunRefused when it cannot start.
 
     Admission comes before any work: a worker demo needs a live demo worker,
     every run a record and a slot on its placement, both site-wide and within
     its client address's share (`client_address`; None counts only site-wide).
     The reader gets `accepted` (with every parameter filled in) before the
-    first event.
+    first event. `compare` and `origin` are recorded on the run (see
+    `run_create_on_loop`) and change nothing about how it runs.
     """
     if demo.placement == "worker" and not await workers.available():
         raise RunRefused("unavailable", "No demo worker is running right now, so this demo cannot start.")
     try:
-        run_id = await run_create_on_loop(demo_slug=demo.slug, placement=demo.placement, params=params)
+        run_id = await run_create_on_loop(demo_slug=demo.slug, placement=demo.placement, params=params,
+                                          compare=compare, origin=origin)
     except DatabaseUnavailable:
         # Nothing was written; the next run request connects afresh.
         raise RunRefused("unavailable", "The run records are unavailable right now; try again shortly.") from None

@@ -1,6 +1,7 @@
 """HTTP side of the demo engine: the demo list, recorded runs, the replay page."""
 import inspect
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.http import Http404, JsonResponse
@@ -9,6 +10,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from demos.embedding import demo_block_id
 from demos.models import Run
 from demos.registry import DEMOS, demo_module, describe, get_demo
 
@@ -39,12 +41,31 @@ def demo_detail(request, slug: str):
     })
 
 
+# The replay page lists this many events of each run as a table, for readers without JavaScript.
+EVENTS_IN_TABLE = 50
+
+
 def _run_or_404(run_id) -> Run:
-    return get_object_or_404(Run, id=run_id)
+    return get_object_or_404(Run.objects.select_related("origin_lesson__course"), id=run_id)
+
+
+def _origin(run: Run, user) -> dict[str, Any] | None:
+    """Where the run was started, as a link a reader may follow: only to a lesson they can see."""
+    lesson = run.origin_lesson
+    if lesson is None or run.origin_block is None or not (lesson.published or (user.is_active and user.is_staff)):
+        return None
+    return {"url": f"{lesson.get_absolute_url()}#{demo_block_id(run.origin_block)}", "lesson": lesson.title,
+            "block": run.origin_block}
+
+
+def _compare(run: Run, partner: Run | None) -> dict[str, Any] | None:
+    if not run.compare_side:
+        return None
+    return {"side": run.compare_side, "partner": str(partner.id) if partner else None}
 
 
 def run_detail(request, run_id):
-    """GET /api/runs/RUN_ID/: a recorded run, events included."""
+    """GET /api/runs/RUN_ID/: a recorded run, events included, with its compare partner and where it was started."""
     run = _run_or_404(run_id)
     return JsonResponse({
         "run": str(run.id),
@@ -57,11 +78,41 @@ def run_detail(request, run_id):
         "events_dropped": run.events_dropped,
         "created_at": run.created_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "compare": _compare(run, run.compare_partner()),
+        "origin": _origin(run, request.user),
     })
 
 
+def _event_row(event: Any) -> dict[str, str]:
+    """One event as table cells: its time, kind, lane and the rest of its fields in words."""
+    if not isinstance(event, dict):
+        return {"t": "", "kind": "?", "lane": "", "detail": str(event)}
+    t = event.get("t")
+    lane = event.get("lane")
+    rest = {key: value for key, value in event.items() if key not in {"t", "kind", "lane"}}
+    return {
+        "t": f"{t:,.1f}" if isinstance(t, int | float) else "",
+        "kind": str(event.get("kind", "")),
+        "lane": str(lane + 1) if isinstance(lane, int) else "",  # lanes are numbered from 1 on screen
+        "detail": ", ".join(f"{key}: {value}" for key, value in rest.items()),
+    }
+
+
+def _side(run: Run, tag: str) -> dict[str, Any]:
+    events = run.events if isinstance(run.events, list) else []
+    return {
+        "run": run, "tag": tag, "summary_text": run.summary.get("text", "") if isinstance(run.summary, dict) else "",
+        "events": [_event_row(event) for event in events[:EVENTS_IN_TABLE]], "event_count": len(events),
+    }
+
+
 def run_replay(request, run_id):
-    """/runs/RUN_ID/: the same widget, replaying a recorded run."""
+    """/runs/RUN_ID/: the recorded run replayed; a compare run shows both of its sides, A first."""
     run = _run_or_404(run_id)
-    demo = get_demo(run.demo)
-    return render(request, "demos/replay.html", {"run": run, "demo": demo})
+    partner = run.compare_partner()
+    runs = sorted([run, partner], key=lambda side: side.compare_side) if partner else [run]
+    sides = [_side(side, side.compare_side if partner else "") for side in runs]
+    return render(request, "demos/replay.html", {
+        "run": run, "partner": partner, "demo": get_demo(run.demo), "sides": sides, "origin": _origin(run, request.user),
+        "events_in_table": EVENTS_IN_TABLE,
+    })

@@ -23,7 +23,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
 
-from demos.embedding import DemoEmbedError, EmbeddedDemo, embed_demo_fence
+from demos.embedding import DemoEmbedError, EmbeddedDemo, demo_block_id, embed_demo_fence
 from lessons.blocks import DEMO_KINDS, BlockErrors, near_miss, read_body
 from lessons.predictions import parse_prediction, render_prediction
 from lessons.quizzes import parse_quiz, render_quiz
@@ -124,7 +124,9 @@ def _read_blocks(md: MarkdownIt, tokens: Sequence[Token]) -> _Blocks:
             continue
         counts[kind] += 1
         if kind in DEMO_KINDS:
-            section_id = {"demo": "demo", "demo-planned": "planned", "demo-steps": "steps"}[kind] + f"-{counts[kind]}"
+            # `demo` sections are anchored as demo_block_id says, so a replay can link back to its block.
+            section_id = (demo_block_id(counts[kind]) if kind == "demo"
+                          else {"demo-planned": "planned", "demo-steps": "steps"}[kind] + f"-{counts[kind]}")
             try:
                 embedded = embed_demo_fence(kind=kind, slug=words[1] if len(words) > 1 else "", body=token.content,
                                             section_id=section_id)

@@ -188,7 +188,7 @@ async def test_a_role_that_may_not_lower_deadlock_timeout_keeps_the_servers_sett
 def test_the_race_conditions_lesson_compares_the_two_orders():
     rendered = render_lesson_markdown((shipped_courses()[0] / LESSON).read_text())
     assert "deadlock" in rendered.demo_slugs
-    section = re.search(r'<section class="demo" data-demo="deadlock" data-configs="([^"]+)"', rendered.html)
+    section = re.search(r'<section class="demo"(?: id="[^"]+")? data-demo="deadlock" data-configs="([^"]+)"', rendered.html)
     assert section is not None
     configs = section.group(1).replace("&quot;", '"')
     assert '"mode": "unordered"' in configs and '"mode": "ordered"' in configs

@@ -48,6 +48,21 @@ export function statusLine(records) {
   return `${records.map((record) => `${record.tag}: ${outcomePhrase(record).replace(/^./, (c) => c.toLowerCase())}`).join(" · ")}.`;
 }
 
+/** A random UUID (v4) naming the two runs of one compare; crypto.randomUUID needs a secure context, this does not. */
+export function compareGroupId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** Where a widget sits: its lesson page and demo block number (from the block's id, `demo-N`), if known. */
+export function originOf(section) {
+  const match = /^demo-(\d+)$/.exec(section.id);
+  return match ? { path: window.location.pathname, block: Number(match[1]) } : undefined;
+}
+
 /** A decorative glyph inside a button (hidden from screen readers: the word is the name). */
 export function icon(glyph) {
   return el("span", { className: "demo-icon", "aria-hidden": "true" }, glyph);
@@ -317,9 +332,13 @@ export class DemoWidget {
     this.records = columns.map((values, index) => new RunRecord({ tag: columns.length > 1 ? TAGS[index] : "", params: values }));
     this.stopRequested = false;
     this.view.setRecords(this.records, titles);
+    const group = columns.length > 1 ? compareGroupId() : null;
+    const origin = originOf(this.section);
     this.records.forEach((record, index) => {
       record.starting(columns[index]);
-      const ref = this.socket.startRun({ demo: this.demo.slug, params: columns[index], refPrefix: `${this.id}${record.tag}` }, this.handlersFor(record));
+      const compare = group ? { group, side: record.tag } : undefined;
+      const request = { demo: this.demo.slug, params: columns[index], refPrefix: `${this.id}${record.tag}`, compare, origin };
+      const ref = this.socket.startRun(request, this.handlersFor(record));
       if (ref === null) record.reject({ code: "disconnected", message: "Not connected to the demo server." });
     });
     this.lastStatus = "";

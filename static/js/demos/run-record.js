@@ -60,6 +60,20 @@ export class RunRecord {
     this.version = 0;
   }
 
+  /**
+   * Forget every event and the ending, keeping the run's identity, clock and status (a replay moving back
+   * rebuilds its record this way). `version` still goes up, so views keyed on it redraw.
+   */
+  rewind() {
+    const kept = { runId: this.runId, status: this.status, clock: this.clock, startedAt: this.startedAt, eventsDropped: this.eventsDropped, version: this.version + 1 };
+    Object.assign(this, new RunRecord({ tag: this.tag, params: this.params }), kept);
+  }
+
+  /** A replay's record before the playhead reaches the run's end: drawn up to its clock, not live. */
+  get isReplaying() {
+    return this.status === "replaying";
+  }
+
   get isLive() {
     return this.status === "running" || this.status === "starting";
   }
@@ -71,7 +85,7 @@ export class RunRecord {
   /** The current time on the run's clock (ms since it started). */
   now() {
     if (this.endT !== null) return this.endT;
-    if (this.status === "running") return Math.max(this.lastT, this.clock());
+    if (this.status === "running" || this.status === "replaying") return Math.max(this.lastT, this.clock());
     return this.lastT;
   }
 

@@ -105,6 +105,19 @@ export class RunView {
     this.invalidate();
   }
 
+  /**
+   * The records were rebuilt in place (a replay moved back): panels that only append start over; the
+   * strips, whose text is patched from the record each frame, stay.
+   */
+  rewound() {
+    this.charts.reset();
+    this.counters.reset(this.records);
+    this.log.reset(this.records);
+    this.tables.builtKey = "";
+    this.ariaKey = "";
+    this.invalidate();
+  }
+
   setTableVisible(visible) {
     this.tableVisible = visible;
     this.tables.element.hidden = !visible;

@@ -451,12 +451,13 @@ export class DemoSocket {
   }
 
   /**
-   * Ask the server to start a run.
-   * @param {{demo: string, params: Record<string, unknown>, refPrefix?: string}} request
+   * Ask the server to start a run; `compare` and `origin` are only recorded on the run (the replay page uses them).
+   * @param {{demo: string, params: Record<string, unknown>, refPrefix?: string,
+   *   compare?: {group: string, side: string}, origin?: {path: string, block: number}}} request
    * @param {RunHandlers} handlers
    * @returns {string | null} the ref, or null when the socket is not open (the widget keeps Run disabled then)
    */
-  startRun({ demo, params, refPrefix = "run" }, handlers) {
+  startRun({ demo, params, refPrefix = "run", compare, origin }, handlers) {
     if (!this.isOpen) return null;
     this.refCounter += 1;
     const ref = `${refPrefix}:${this.refCounter}`.slice(-100);
@@ -467,7 +468,7 @@ export class DemoSocket {
       this.notifyStatus();
     }, ACCEPT_TIMEOUT_MS);
     this.pendingByRef.set(ref, { handlers, timer });
-    this.connection.send({ type: "run", demo, params, ref });
+    this.connection.send({ type: "run", demo, params, ref, ...(compare ? { compare } : {}), ...(origin ? { origin } : {}) });
     this.notifyStatus();
     return ref;
   }

@@ -282,7 +282,7 @@ export class Timeline {
   }
 
   drawNowLine(ctx, group, scale, palette, now) {
-    if (!group.record.isLive) return;
+    if (!group.record.isLive && !group.record.isReplaying) return;
     const x = Math.round(scale.x(now)) + 0.5;
     ctx.strokeStyle = palette.nowLine;
     ctx.lineWidth = 1;
