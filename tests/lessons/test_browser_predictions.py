@@ -128,6 +128,13 @@ async def _serious_axe_findings(page, selector):
             if violation["impact"] in ("serious", "critical")]
 
 
+def _stored_predictions(block):
+    from learning.models import Prediction
+
+    return [(row.answer_choice, sorted(str(run) for run in (row.run_id, row.run_b_id)), row.measured_choice, row.close)
+            for row in Prediction.objects.filter(block=block)]
+
+
 async def _events(page, name):
     return [event["detail"] for event in await page.evaluate("window.blockEvents") if event["name"] == name]
 
@@ -182,8 +189,10 @@ async def test_a_compare_prediction_is_checked_against_both_sides(browser_contex
     assert "Right: that is what the run measured." in text
     [predicted] = await _events(page, "prediction")
     assert predicted["answer"] == "B" and predicted["close"] is True and len(predicted["runs"]) == 2
-    # Saved, or "not saved" while the predictions API is missing: either way it says which.
-    await prediction.locator(".prediction-saved").get_by_text(re.compile(r"^(Saved|Not saved)")).wait_for()
+    # Stored through the real POST /api/predictions/: the server checked the guess against both run records.
+    await prediction.locator(".prediction-saved").get_by_text(re.compile(r"^Saved")).wait_for()
+    stored = await sync_to_async(_stored_predictions)("which-first")
+    assert stored == [("B", sorted(predicted["runs"]), "B", True)]
     assert problems == []
     await page.close()
 
