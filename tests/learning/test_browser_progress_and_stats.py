@@ -59,6 +59,12 @@ async def test_predictions_made_on_the_page_show_as_progress_and_in_the_admin(le
         await page.wait_for_function("() => JSON.parse(localStorage.getItem('coursesite.progress.v1'))"
                                      f"?.lessons?.['{lesson['id']}']?.read === true", timeout=5_000)
 
+        # The lesson shows its own progress under the title, and where the reader left off on it.
+        await page.reload()
+        here = page.locator("#lesson-progress")
+        await here.get_by_text("Your progress here: Read · 1 demo run · 2 predictions (1 close)").wait_for()
+        assert await here.get_by_role("link", name="Continue where you left off").get_attribute("href") == "#how-many"
+
         await page.goto(site_url + "/")
         line = page.locator(f'[data-lesson-progress="{lesson["id"]}"]')
         assert await line.inner_text() == "Read · 1 demo run · 2 predictions (1 close)"

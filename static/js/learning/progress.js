@@ -30,12 +30,37 @@ function save(progress) {
   }
 }
 
+/**
+ * The lesson's own progress line under its title: what this reader did here, and where they left off
+ * when they were last on this lesson (a block further down), refreshed as they go.
+ * @param {HTMLElement} holder
+ * @param {string} lessonId
+ */
+function showLessonProgress(holder, lessonId) {
+  const progress = load();
+  const summary = lessonSummary(progress.lessons[lessonId]);
+  const last = progress.last && progress.last.lesson === lessonId && progress.last.block ? progress.last : null;
+  const text = holder.querySelector("[data-progress-text]");
+  const link = /** @type {HTMLAnchorElement|null} */ (holder.querySelector("[data-continue]"));
+  if (text) text.textContent = summary ? `Your progress here: ${summary.text}` : "";
+  if (link) {
+    link.hidden = !last;
+    if (last) link.href = `#${encodeURIComponent(last.block ?? "")}`;
+  }
+  holder.hidden = !summary;
+}
+
 /** @param {HTMLElement} article */
 function trackLesson(article) {
   const lesson = { id: article.dataset.lessonId ?? "", path: article.dataset.lessonPath ?? location.pathname };
   if (!lesson.id) return;
+  const holder = /** @type {HTMLElement|null} */ (document.getElementById("lesson-progress"));
+  if (holder) showLessonProgress(holder, lesson.id);
   /** @param {import("./progress-store.js").ProgressEvent} event */
-  const record = (event) => save(recordEvent(load(), lesson, event, Date.now()));
+  const record = (event) => {
+    save(recordEvent(load(), lesson, event, Date.now()));
+    if (holder) showLessonProgress(holder, lesson.id);
+  };
 
   document.addEventListener("coursesite:demo-finished", (event) => {
     const detail = /** @type {CustomEvent} */ (event).detail ?? {};
