@@ -17,8 +17,9 @@ with `replay`, the schedule to run again: a fresh session (new rows, new
 sandbox) whose transactions the engine steps through those statements, each
 sent once its transaction is free, so the reader gets the same `step`
 answers as the first time and then `replayed`. PostgreSQL may still decide
-differently (a deadlock's victim depends on timing); a replayed step it
-refuses ends the replay there, and `replayed` says how far it got.
+differently (which of two waiting transactions it aborts depends on timing);
+a replayed step it refuses ends the replay there, and `replayed` says how far
+it got.
 """
 from __future__ import annotations
 
@@ -443,7 +444,7 @@ class StepModeConsumer(GuardedJsonConsumer):
         session.reader = asyncio.create_task(self._forward(session))
         self.idle_watchers[session.session_id] = asyncio.create_task(self._watch_idle(session))
         if replay:
-            # A task of its own: replaying takes seconds (a deadlock takes deadlock_timeout), and the
+            # A task of its own: replaying takes seconds (a wait for a lock, the server's cycle check), and the
             # socket must stay free meanwhile for a close or another session.
             self.replays[session.session_id] = asyncio.create_task(self._replay(session, replay))
 

@@ -100,7 +100,7 @@ async def test_the_reader_makes_an_increment_vanish_by_clicking_then_steps_back_
         await _press(stepper, "T2", "COMMIT")
         await page.locator('section.demo-steps[data-demo="counter-race"][data-goal-state="reached"]').wait_for(timeout=10_000)
         assert (await stepper.locator(".stepper-goal-status").inner_text()) == (
-            "Status: Reached. Goal reached: 2 transactions committed an increment, yet the counter row says 1. One of them "
+            "Status: Reached. 2 transactions committed an increment, yet the counter row says 1. One of them "
             "wrote back a number it had read before the other committed, and that overwrote the other's +1."
         )
         verdict = stepper.locator(".stepper-verdict")
@@ -142,7 +142,7 @@ async def test_the_reader_closes_the_cycle_by_clicking_and_postgresql_breaks_it(
         victim = await error_line.evaluate("entry => entry.closest('.stepper-tx').dataset.tx")
         await page.locator('section.demo-steps[data-demo="deadlock"][data-goal-state="reached"]').wait_for(timeout=10_000)
         goal = await stepper.locator(".stepper-goal-status").inner_text()
-        assert goal.startswith(f"Status: Reached. Goal reached: PostgreSQL aborted {victim} with its own error, "
+        assert goal.startswith(f"Status: Reached. PostgreSQL aborted {victim} with its own error, "
                                "“deadlock detected” (SQLSTATE 40P01)."), goal
         await _press(stepper, "T2" if victim == "T1" else "T1", "COMMIT")
         verdict = stepper.locator(".stepper-verdict")
@@ -165,7 +165,7 @@ async def test_on_a_narrow_screen_the_fixed_level_ends_without_the_goal_and_says
         await _press(stepper, "T2", "COMMIT")
         await page.locator('section.demo-steps[data-demo="counter-race"][data-goal-state="missed"]').wait_for(timeout=10_000)
         why = await stepper.locator(".stepper-goal-status").inner_text()
-        assert why.startswith("Status: Cannot be reached. It cannot be reached, whatever the order: the row says 2 after 2 "
+        assert why.startswith("Status: Cannot be reached. No order can do it: the row says 2 after 2 "
                               "commits."), why
         assert "a single statement that holds the row lock" in why
         verdict = stepper.locator(".stepper-verdict")

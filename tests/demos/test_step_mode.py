@@ -107,6 +107,8 @@ async def test_read_read_write_write_loses_one_update():
         assert (write2["tx"], write2["action"], write2["status"], write2["result"]["n"]) == ("T2", "write", "done", 1)
         commit2 = await step(communicator, session, "T2", "commit")
         assert commit2["counter_committed"] == 1, "two commits, each adding one, yet the counter says 1"
+        goal = await communicator.receive_json_from(timeout=10)  # the level's goal, judged from the row
+        assert (goal["type"], goal["status"]) == ("goal", "reached"), goal
         await communicator.send_json_to({"type": "close", "session": session})
         assert await communicator.receive_json_from(timeout=10) == {"type": "closed", "session": session, "reason": "closed"}
         await assert_session_gone(session)

@@ -18,26 +18,26 @@ _SCENARIO_LABELS = {
 }
 _GOAL = ("Make an increment vanish: have both transactions commit their +1 while the counter row ends lower than "
          "the number of increments committed.")
-_REACHED = ("Goal reached: {committed} transactions committed an increment, yet the counter row says {counter}. "
+_REACHED = ("{committed} transactions committed an increment, yet the counter row says {counter}. "
             "One of them wrote back a number it had read before the other committed, and that overwrote the other's +1.")
 # Each level's goal, whether some schedule reaches it, and what the page says once both transactions end
 # without reaching it: for the fixed levels, why no schedule can.
 _LEVELS = {
     "read-modify-write": {
         "goal": _GOAL, "reachable": True, "reached": _REACHED,
-        "missed": ("Not reached this time: the row says {counter} after {committed} commits, so nothing vanished. "
+        "missed": ("The row says {counter} after {committed} commits, so nothing vanished. "
                    "One transaction read only after the other had committed. Step back and let both read before "
                    "either writes."),
     },
     "select-for-update": {
         "goal": _GOAL, "reachable": False, "reached": _REACHED,
-        "missed": ("It cannot be reached, whatever the order: the row says {counter} after {committed} commits. "
+        "missed": ("No order can do it: the row says {counter} after {committed} commits. "
                    "FOR UPDATE locks the row at the read, so the second reader waits for the first to commit and "
                    "then reads the new number; nobody is left holding a stale value to write back."),
     },
     "atomic-update": {
         "goal": _GOAL, "reachable": False, "reached": _REACHED,
-        "missed": ("It cannot be reached, whatever the order: the row says {counter} after {committed} commits. "
+        "missed": ("No order can do it: the row says {counter} after {committed} commits. "
                    "UPDATE … SET n = n + 1 reads and writes in a single statement that holds the row lock, so the "
                    "second UPDATE waits and then adds one to the committed number; no number ever passes through "
                    "Python to go stale."),

@@ -18,7 +18,7 @@ _SCENARIO_LABELS = {
     "same-order": "Level 2: one order (both: A then B)",
 }
 _GOAL = "Make the two transactions deadlock, so that PostgreSQL itself has to abort one of them."
-_REACHED = ("Goal reached: PostgreSQL aborted {victim} with its own error, \u201c{message}\u201d (SQLSTATE {sqlstate}). "
+_REACHED = ("PostgreSQL aborted {victim} with its own error, \u201c{message}\u201d (SQLSTATE {sqlstate}). "
             "Each transaction held one row and waited for the other's, a cycle no amount of waiting ends, so the "
             "server rolled one back.")
 # Each level's goal, whether some schedule reaches it, and what the page says once both transactions end
@@ -26,12 +26,12 @@ _REACHED = ("Goal reached: PostgreSQL aborted {victim} with its own error, \u201
 _LEVELS = {
     "opposite-order": {
         "goal": _GOAL, "reachable": True, "reached": _REACHED,
-        "missed": ("Not reached this time: both transactions ended and PostgreSQL aborted neither. Step back and let "
+        "missed": ("Both transactions ended and PostgreSQL aborted neither. Step back and let "
                    "each one take its first row before either reaches for its second."),
     },
     "same-order": {
         "goal": _GOAL, "reachable": False, "reached": _REACHED,
-        "missed": ("It cannot be reached, whatever the order: both transactions lock row A first, so the one that "
+        "missed": ("No order can do it: both transactions lock row A first, so the one that "
                    "comes second waits at A while holding nothing. The one holding A can always take B and commit, "
                    "so no wait ever closes into a cycle."),
     },

@@ -233,15 +233,13 @@ export function stepBackSchedule(schedule) {
  */
 export function replayedText(text, { steps, of }, schedule) {
   if (steps >= of) {
-    const status = of === 0
-      ? "Stepped back to the start: two fresh transactions, nothing run yet."
-      : `Stepped back: fresh rows, and your first ${of} statement${of === 1 ? "" : "s"} ran again, so this is where you stood before your last one.`;
+    const status = `Stepped back: fresh rows, and your first ${of} statement${of === 1 ? "" : "s"} ran again, so this is where you stood before your last one.`;
     return { status, alert: "" };
   }
   const [tx, action] = schedule[steps] ?? ["?", "?"];
   return {
     status: `Stepped back, but only ${steps} of ${of} statements ran again.`,
     alert: `This time the server would not run step ${steps + 1} (${tx}: ${actionLabel(text, action)}), so the replay stopped there. `
-      + "PostgreSQL decides some things by timing, such as which transaction a deadlock aborts; carry on from here.",
+      + "PostgreSQL decides some things by timing, such as which of two waiting transactions it aborts; carry on from here.",
   };
 }
