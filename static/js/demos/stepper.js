@@ -74,6 +74,8 @@ import {
 
 const TRANSACTIONS = ["T1", "T2"];
 const OPEN_TIMEOUT_MS = 20_000;
+// How long a finished session stays open for the goal's judgement to arrive.
+const FINISHED_CLOSE_WAIT_MS = 5_000;
 
 /**
  * The step socket URL of one demo on this page's host.
@@ -139,6 +141,10 @@ export class StepperWidget {
     this.goal = { status: "pending" };
     /** @type {string | null} the session whose goal messages count: the open one, or the one that just ended */
     this.judgedSession = null;
+    /** @type {(() => void) | null} closes the session that just ended, once its goal is judged */
+    this.pendingClose = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.closeTimer = undefined;
     this.resetState();
     /** @type {Record<string, Column>} */
     this.columns = {};
@@ -247,6 +253,8 @@ export class StepperWidget {
     this.startButton.disabled = this.pendingRef !== null;
     const canStepBack = this.schedule.length > 0 && this.pendingRef === null && this.replaying === null;
     this.backButton.setAttribute("aria-disabled", String(!canStepBack));
+    // While a replay rebuilds the logs, screen readers wait rather than read out every line again.
+    this.section.setAttribute("aria-busy", String(this.replaying !== null));
     this.renderGoal();
     this.counterOutput.textContent = this.committedCounter === null ? "—" : String(this.committedCounter);
     this.section.dataset.sessionState = this.finished ? "finished" : open ? "open" : "closed";
@@ -395,6 +403,7 @@ export class StepperWidget {
    */
   async start({ replay = [] } = {}) {
     this.showAlert("");
+    this.pendingClose?.();
     if (this.session !== null) {
       this.send({ type: "close", session: this.session });
       this.session = null;
@@ -530,6 +539,7 @@ export class StepperWidget {
    */
   goalJudged(message) {
     this.goal = { status: message.status, evidence: message.evidence ?? {} };
+    this.pendingClose?.();
     this.render();
   }
 
@@ -563,7 +573,7 @@ export class StepperWidget {
     }
     if (message.status === "blocked") {
       tx.blocked = lockHolders(message);
-      this.setStatus(`${message.tx} is blocked: its statement waits for ${tx.blocked}'s lock on the row.`);
+      if (this.replaying === null) this.setStatus(`${message.tx} is blocked: its statement waits for ${tx.blocked}'s lock on the row.`);
       this.render();
       return;
     }
@@ -577,7 +587,8 @@ export class StepperWidget {
       if (message.action === "commit") this.commits += 1;
     }
     if (typeof message.counter_committed === "number" && Number.isFinite(message.counter_committed)) this.committedCounter = message.counter_committed;
-    this.setStatus(`${message.tx}: ${message.sql} → ${said}.`);
+    // A replay's answers rebuild the columns quietly; `replayed` then says what happened, once.
+    if (this.replaying === null) this.setStatus(`${message.tx}: ${message.sql} → ${said}.`);
     this.checkFinished();
     this.render();
     if (hadFocus) {
@@ -604,13 +615,23 @@ export class StepperWidget {
     const ended = TRANSACTIONS.every((name) => this.tx[name].failed || this.tx[name].next >= this.actions[name].length);
     if (!ended || this.finished) return;
     this.finished = true;
+    this.replaying = null; // a replay that ends both transactions is over, whatever `replayed` will say
     const failed = TRANSACTIONS.some((name) => this.tx[name].failed);
     const outcome = { start: this.startCounter ?? 0, final: this.committedCounter ?? 0, committed: this.commits, failed };
     this.verdict.textContent = verdictText(this.text, outcome);
     this.verdict.hidden = false;
     this.verdict.classList.toggle("is-lost", lostUpdates(outcome));
-    this.send({ type: "close", session: this.session });
+    const session = this.session;
     this.session = null;
+    // The goal's judgement follows the last answer, and the server drops what a session says after its
+    // close: so the close waits for the judgement (or, should none come, a few seconds).
+    this.pendingClose = () => {
+      clearTimeout(this.closeTimer);
+      this.pendingClose = null;
+      this.send({ type: "close", session });
+    };
+    if (this.goal.status !== "pending") this.pendingClose();
+    else this.closeTimer = setTimeout(() => this.pendingClose?.(), FINISHED_CLOSE_WAIT_MS);
     this.setStatus("Both transactions have ended; their connections are closed. Press Step back to take back the last statement, or Start to try another order.");
   }
 
