@@ -74,11 +74,12 @@ class StepMode:
     """A demo the reader can step by hand, over `/ws/steps/<slug>/`.
 
     `consumer` is the dotted path of its websocket consumer (a
-    demos.sockets.GuardedJsonConsumer); `scenarios` what a lesson block may
-    choose with `scenario:`, the first being the default; `label` names the
-    widget for screen readers; `fallback` is the sentence shown where
-    JavaScript is off; `text` every word the step widget shows (the page
-    carries it, so the front end names no demo).
+    demos.sockets.GuardedJsonConsumer); `scenarios` its levels, what a lesson
+    block may choose with `level:`, the first being the default; `label`
+    names the widget for screen readers; `fallback` is the sentence shown
+    where JavaScript is off; `text` every word the step widget shows (the page
+    carries it, so the front end names no demo), each level's goal among them:
+    text["scenarios"][i]["level"] = {goal, reachable, reached, missed}.
     """
 
     consumer: str

@@ -4,7 +4,7 @@ A fenced block with info string `demo SLUG` embeds a live demo; its lines are
 preset parameters (`name: value`), and a `---` line separates a second
 configuration for side-by-side compare. `demo-planned SLUG` marks the place of
 a demo that is not built yet. `demo-steps SLUG` embeds the step mode of a demo that declares one
-(optional line: `scenario: NAME`).
+(optional line: `level: NAME`, the level the reader starts on; `scenario: NAME` is its older spelling).
 Validation happens here so that the admin rejects a bad block instead of a
 reader seeing a broken page. `embed_demo_fence` also hands back what it parsed
 (the demo, its checked presets, whether it compares two), so the blocks that
@@ -132,13 +132,15 @@ def _render_steps_fence(*, slug: str, configs: list[dict[str, str]], id_attribut
     if len(configs) > 1:
         raise DemoEmbedError("a `demo-steps` block takes one configuration, no `---`")
     config = configs[0]
-    unknown = set(config) - {"scenario"}
+    unknown = set(config) - {"level", "scenario"}
     if unknown:
-        raise DemoEmbedError(f"a `demo-steps` block only takes `scenario`, not {', '.join(sorted(unknown))}")
+        raise DemoEmbedError(f"a `demo-steps` block only takes `level`, not {', '.join(sorted(unknown))}")
+    if len(config) > 1:
+        raise DemoEmbedError("a `demo-steps` block takes `level` once (`scenario` is its older name), not both")
     scenarios = step_mode.scenarios
-    scenario = config.get("scenario", scenarios[0])
+    key, scenario = next(iter(config.items()), ("level", scenarios[0]))
     if scenario not in scenarios:
-        raise DemoEmbedError(f"scenario must be one of {', '.join(scenarios)}, not {scenario!r}")
+        raise DemoEmbedError(f"{key} must be one of {', '.join(scenarios)}, not {scenario!r}")
     return (
         f'<section class="demo-steps" data-demo="{html.escape(slug)}" data-scenario="{html.escape(scenario)}" '
         f'data-step-mode="{html.escape(json.dumps(step_mode.text), quote=True)}" '

@@ -1,13 +1,25 @@
 """Step mode, the engine's part: the reader schedules a demo's transactions by hand, one step at a time.
 
 Protocol on `/ws/steps/<slug>/` (README, "Demos and their protocol"):
-client -> server `open` {scenario, ref}, `step` {session, tx, action},
+client -> server `open` {scenario, ref, replay?}, `step` {session, tx, action},
 `close` {session}; server -> client `opened`, `step` (status "blocked" first
-when a statement waits for a lock, then "done" or "error"), `closed`
-{reason: closed | idle | failed} and `error` {code}. A demo with a step mode
-subclasses StepModeConsumer with its scenarios and how a session starts
-(its own sandbox process and rows: demos/library/<slug>/steps.py); the
-message shapes and the bounds on sessions live here, once.
+when a statement waits for a lock, then "done" or "error"), `goal` {status:
+reached | missed, evidence}, `replayed` {steps, of}, `closed` {reason: closed
+| idle | failed} and `error` {code}. A demo with a step mode subclasses
+StepModeConsumer with its scenarios and how a session starts (its own
+sandbox process and rows: demos/library/<slug>/steps.py); the message shapes
+and the bounds on sessions live here, once.
+
+Each scenario is a level: its sandbox judges the level's goal from the
+database (the rows it reads, the errors the server raises) and says so once
+per session; the engine only relays that as `goal`. "Step back" is an `open`
+with `replay`, the schedule to run again: a fresh session (new rows, new
+sandbox) whose transactions the engine steps through those statements, each
+sent once its transaction is free, so the reader gets the same `step`
+answers as the first time and then `replayed`. PostgreSQL may still decide
+differently (which of two waiting transactions it aborts depends on timing);
+a replayed step it refuses ends the replay there, and `replayed` says how far
+it got.
 """
 from __future__ import annotations
 
@@ -33,7 +45,13 @@ logger = logging.getLogger("demos.step_mode")
 MAX_SESSIONS_PER_SOCKET = 2
 MAX_SESSIONS_PER_PROCESS = 12
 MAX_REF_LENGTH = 100
+MAX_ACTION_LENGTH = 20
 TRANSACTIONS = ("T1", "T2")
+# A replayed schedule is at most this long: far more than two transactions' statements.
+MAX_REPLAY_STEPS = 40
+# How long a replayed statement may wait for its transaction to be free, and then for its own answer;
+# past it the replay stops where it is (a wait PostgreSQL no longer resolves, say).
+REPLAY_STEP_TIMEOUT_S = 15.0
 
 
 class OpenedMessage(TypedDict):
@@ -43,6 +61,7 @@ class OpenedMessage(TypedDict):
     actions: dict[str, list[str]]
     counter: int
     ref: Any
+    replay: list[list[str]]
 
 
 class StepMessage(TypedDict):
@@ -54,6 +73,24 @@ class StepMessage(TypedDict):
     status: Literal["done", "blocked", "error"]
     result: dict[str, Any]
     counter_committed: int | None
+
+
+class GoalMessage(TypedDict):
+    """The sandbox's judgement of the level's goal, from the database: `missed` once both ended without it."""
+
+    type: Literal["goal"]
+    session: str
+    status: Literal["reached", "missed"]
+    evidence: dict[str, Any]
+
+
+class ReplayedMessage(TypedDict):
+    """A replay is over: `steps` of the `of` statements asked for ran again."""
+
+    type: Literal["replayed"]
+    session: str
+    steps: int
+    of: int
 
 
 class ClosedMessage(TypedDict):
@@ -176,7 +213,7 @@ class SandboxStepSession:
         self.stdin.write((json.dumps({"tx": tx, "action": action}) + "\n").encode())
         await self.stdin.drain()
 
-    async def messages(self) -> AsyncIterator[StepMessage | StepErrorMessage]:
+    async def messages(self) -> AsyncIterator[StepMessage | GoalMessage | StepErrorMessage]:
         """The sandbox's answers, as protocol messages, until it exits."""
         while True:
             line = await self.stdout.readline()
@@ -193,6 +230,11 @@ class SandboxStepSession:
                     "session": self.session_id, "tx": answer.get("tx"), "action": answer.get("action"),
                 }
                 yield error
+            elif "goal" in answer:
+                status: Literal["reached", "missed"] = "reached" if answer["goal"] == "reached" else "missed"
+                goal: GoalMessage = {"type": "goal", "session": self.session_id, "status": status,
+                                     "evidence": dict(answer.get("evidence") or {})}
+                yield goal
             else:
                 step: StepMessage = {
                     "type": "step", "session": self.session_id, "tx": answer["tx"], "action": answer["action"],
@@ -223,6 +265,75 @@ class SandboxStepSession:
             self.reader.cancel()
             await asyncio.gather(self.reader, return_exceptions=True)
         await self.delete_rows()
+
+
+class StatementsOut:
+    """Which transactions of a session have a statement out, as its answers tell; what a replay waits on.
+
+    A step is out from the moment it is sent until its first answer (or its
+    refusal); a statement answered "blocked" stays running until its final
+    answer. Each transaction has at most one statement out: the sandbox
+    refuses a second as busy.
+    """
+
+    def __init__(self) -> None:
+        self.unanswered = dict.fromkeys(TRANSACTIONS, 0)
+        self.waiting = dict.fromkeys(TRANSACTIONS, False)
+        self.refusals = 0
+        self._changed = asyncio.Condition()
+
+    def sent(self, tx: str) -> None:
+        self.unanswered[tx] += 1
+
+    async def observe(self, message: Any) -> None:
+        """Account for one message from the sandbox."""
+        tx = message.get("tx")
+        if tx not in self.unanswered:
+            return
+        if message["type"] == "step":
+            if not self.waiting[tx]:
+                self.unanswered[tx] = max(0, self.unanswered[tx] - 1)
+            self.waiting[tx] = message["status"] == "blocked"
+        elif message["type"] == "error" and self.unanswered[tx]:
+            self.unanswered[tx] -= 1
+            self.refusals += 1
+        async with self._changed:
+            self._changed.notify_all()
+
+    def free(self, tx: str) -> bool:
+        return not self.unanswered[tx] and not self.waiting[tx]
+
+    async def until_free(self, tx: str) -> bool:
+        """Wait until `tx` has nothing out; False if that takes longer than REPLAY_STEP_TIMEOUT_S."""
+        return await self._wait_until(lambda: self.free(tx))
+
+    async def until_answered(self, tx: str) -> bool:
+        """Wait for the first answer (or the refusal) of the step just sent to `tx`."""
+        return await self._wait_until(lambda: not self.unanswered[tx])
+
+    async def _wait_until(self, predicate: Callable[[], bool]) -> bool:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(predicate), REPLAY_STEP_TIMEOUT_S)
+            except TimeoutError:
+                return False
+        return True
+
+
+def replay_steps(raw: Any) -> list[tuple[str, str]]:
+    """An `open` message's `replay`, checked: a list of [tx, action] pairs. ClientError if it is not one."""
+    if raw is None:
+        return []
+    problem = f"`replay` must be a list of at most {MAX_REPLAY_STEPS} [tx, action] pairs, tx being T1 or T2."
+    if not isinstance(raw, list) or len(raw) > MAX_REPLAY_STEPS:
+        raise ClientError("bad_message", problem)
+    steps = []
+    for pair in raw:
+        if (not isinstance(pair, list) or len(pair) != 2 or pair[0] not in TRANSACTIONS
+                or not isinstance(pair[1], str) or not pair[1] or len(pair[1]) > MAX_ACTION_LENGTH):
+            raise ClientError("bad_message", problem)
+        steps.append((pair[0], pair[1]))
+    return steps
 
 
 class StepModeConsumer(GuardedJsonConsumer):
@@ -258,6 +369,8 @@ class StepModeConsumer(GuardedJsonConsumer):
         self.session_leases: dict[str, AddressLease] = {}
         self.last_step: dict[str, float] = {}
         self.idle_watchers: dict[str, asyncio.Task] = {}
+        self.statements_out: dict[str, StatementsOut] = {}
+        self.replays: dict[str, asyncio.Task] = {}
         self.endings: set[asyncio.Task] = set()
         self.opening = 0
         await self.accept()
@@ -289,6 +402,10 @@ class StepModeConsumer(GuardedJsonConsumer):
         scenario = content.get("scenario")
         if scenario not in self.scenarios:
             raise ClientError("bad_message", f"`scenario` must be one of {', '.join(self.scenarios)}.", **extra)
+        try:
+            replay = replay_steps(content.get("replay"))
+        except ClientError as error:
+            raise ClientError(error.code, str(error), **extra) from None
         if len(self.sessions) + self.opening >= self.max_sessions_per_socket:
             raise ClientError("busy", f"You already have {self.max_sessions_per_socket} step sessions open; close one first.",
                               retry_after_s=self.idle_limit_s, **extra)
@@ -317,20 +434,51 @@ class StepModeConsumer(GuardedJsonConsumer):
         self.sessions[session.session_id] = session
         self.session_leases[session.session_id] = lease
         self.last_step[session.session_id] = time.monotonic()
+        self.statements_out[session.session_id] = StatementsOut()
         opened: OpenedMessage = {
             "type": "opened", "session": session.session_id, "scenario": scenario,
             "actions": session.actions(), "counter": counter, "ref": ref,
+            "replay": [[tx, action] for tx, action in replay],
         }
         await self.send_json(opened)
         session.reader = asyncio.create_task(self._forward(session))
         self.idle_watchers[session.session_id] = asyncio.create_task(self._watch_idle(session))
+        if replay:
+            # A task of its own: replaying takes seconds (a wait for a lock, the server's cycle check), and the
+            # socket must stay free meanwhile for a close or another session.
+            self.replays[session.session_id] = asyncio.create_task(self._replay(session, replay))
+
+    async def _replay(self, session: StepSession, steps: list[tuple[str, str]]) -> None:
+        """Step a fresh session through `steps`, each once its transaction is free; then say how far it got."""
+        out = self.statements_out[session.session_id]
+        replayed = 0
+        for tx, action in steps:
+            if not await out.until_free(tx):
+                break
+            refusals = out.refusals
+            out.sent(tx)
+            self.last_step[session.session_id] = time.monotonic()
+            try:
+                await session.send(tx=tx, action=action)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the sandbox is gone; its reader ends the session
+            if not await out.until_answered(tx) or out.refusals > refusals:
+                break
+            replayed += 1
+        self.replays.pop(session.session_id, None)
+        done: ReplayedMessage = {"type": "replayed", "session": session.session_id, "steps": replayed, "of": len(steps)}
+        await self.safe_send(done)
 
     async def step(self, content: dict) -> None:
         session = self._session(content)
         tx, action = content.get("tx"), content.get("action")
-        if tx not in TRANSACTIONS or not isinstance(action, str) or len(action) > 20:
+        if tx not in TRANSACTIONS or not isinstance(action, str) or len(action) > MAX_ACTION_LENGTH:
             raise ClientError("bad_message", "A step names `tx` (T1 or T2) and an `action`.", session=session.session_id)
+        if session.session_id in self.replays:
+            raise ClientError("busy", "This session is still replaying your schedule; step once it has caught up.",
+                              session=session.session_id, tx=tx, action=action)
         self.last_step[session.session_id] = time.monotonic()
+        self.statements_out[session.session_id].sent(tx)
         try:
             await session.send(tx=tx, action=action)
         except (BrokenPipeError, ConnectionResetError):
@@ -338,9 +486,11 @@ class StepModeConsumer(GuardedJsonConsumer):
 
     async def _forward(self, session: StepSession) -> None:
         """Relay the sandbox's answers; if it exits on its own, the session is over."""
+        out = self.statements_out[session.session_id]
         async for message in session.messages():
             if not session.ended:  # a statement cancelled by the ending itself is not news
                 await self.safe_send(message)
+                await out.observe(message)
         if not session.ended:
             # A new task: ending the session cancels this reader, which must not cancel the ending.
             ending = asyncio.create_task(self.end_session(session, reason="failed"))
@@ -363,6 +513,10 @@ class StepModeConsumer(GuardedJsonConsumer):
         watcher = self.idle_watchers.pop(session.session_id, None)
         if watcher is not None and watcher is not asyncio.current_task():
             watcher.cancel()
+        replaying = self.replays.pop(session.session_id, None)
+        if replaying is not None and replaying is not asyncio.current_task():
+            replaying.cancel()
+        self.statements_out.pop(session.session_id, None)
         lease = self.session_leases.pop(session.session_id, None)
         try:
             await session.stop()

@@ -107,6 +107,8 @@ async def test_read_read_write_write_loses_one_update():
         assert (write2["tx"], write2["action"], write2["status"], write2["result"]["n"]) == ("T2", "write", "done", 1)
         commit2 = await step(communicator, session, "T2", "commit")
         assert commit2["counter_committed"] == 1, "two commits, each adding one, yet the counter says 1"
+        goal = await communicator.receive_json_from(timeout=10)  # the level's goal, judged from the row
+        assert (goal["type"], goal["status"]) == ("goal", "reached"), goal
         await communicator.send_json_to({"type": "close", "session": session})
         assert await communicator.receive_json_from(timeout=10) == {"type": "closed", "session": session, "reason": "closed"}
         await assert_session_gone(session)
@@ -225,8 +227,15 @@ async def test_an_idle_session_ends_by_itself(monkeypatch):
 def test_a_demo_steps_block_renders_the_widget_place_and_rejects_bad_blocks():
     from lessons.rendering import LessonRenderError, render_lesson_markdown
 
-    rendered = render_lesson_markdown("```demo-steps counter-race\nscenario: select-for-update\n```\n")
+    rendered = render_lesson_markdown("```demo-steps counter-race\nlevel: select-for-update\n```\n")
     assert 'class="demo-steps"' in rendered.html and 'data-scenario="select-for-update"' in rendered.html
+    # `scenario:` is the older name of `level:`, still read; both at once is an error.
+    older = render_lesson_markdown("```demo-steps counter-race\nscenario: atomic-update\n```\n").html
+    assert 'data-scenario="atomic-update"' in older
+    with pytest.raises(LessonRenderError, match="not both"):
+        render_lesson_markdown("```demo-steps counter-race\nlevel: atomic-update\nscenario: atomic-update\n```\n")
+    with pytest.raises(LessonRenderError, match="level must be one of"):
+        render_lesson_markdown("```demo-steps counter-race\nlevel: optimistic\n```\n")
     assert "needs JavaScript" in rendered.html
     assert 'data-scenario="read-modify-write"' in render_lesson_markdown("```demo-steps counter-race\n```\n").html
     with pytest.raises(LessonRenderError, match="scenario must be one of"):

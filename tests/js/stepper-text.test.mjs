@@ -2,13 +2,19 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { fillTemplate, lostUpdates, parseStepModeText, resultText, scenarioActions, transactionStateText, verdictText } from "../../static/js/demos/stepper-text.js";
+import {
+  fillTemplate, goalStatus, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions, stepBackSchedule, transactionStateText,
+  verdictText,
+} from "../../static/js/demos/stepper-text.js";
+
+const LEVEL = { goal: "Lose one.", reachable: true, reached: "Lost: {counter} after {committed}.", missed: "Kept: {counter} after {committed}." };
+const FIXED = { ...LEVEL, reachable: false, missed: "The lock makes {committed} commits give {counter}." };
 
 const TEXT = {
   title: "Try it",
   intro: "Two transactions.",
   value_label: "Committed value",
-  scenarios: [{ id: "plain", label: "Plain", actions: ["begin", "read", "commit"] }],
+  scenarios: [{ id: "plain", label: "Plain", actions: ["begin", "read", "commit"], level: LEVEL }],
   actions: { begin: "BEGIN", read: "Read x", commit: "COMMIT" },
   results: { begin: "open", read: "x = {n}", commit: "committed" },
   verdicts: {
@@ -58,6 +64,40 @@ test("the page's data-step-mode is checked, not trusted", () => {
   assert.throws(() => parseStepModeText(JSON.stringify({ ...TEXT, scenarios: [] })), /no scenarios/);
   const { verdicts, ...noVerdicts } = TEXT;
   assert.throws(() => parseStepModeText(JSON.stringify(noVerdicts)), /no verdicts/);
+  const { level, ...noLevel } = TEXT.scenarios[0];
+  assert.throws(() => parseStepModeText(JSON.stringify({ ...TEXT, scenarios: [noLevel] })), /scenario plain needs a level/);
+  const vague = { ...TEXT.scenarios[0], level: { ...LEVEL, reachable: "maybe" } };
+  assert.throws(() => parseStepModeText(JSON.stringify({ ...TEXT, scenarios: [vague] })), /needs a level/);
+});
+
+test("a goal is not yet until the server judges it, and only a fixed level is called unreachable", () => {
+  assert.deepEqual(goalStatus(LEVEL, { status: "pending" }), { label: "Not yet", text: "Choose which transaction steps next." });
+  assert.deepEqual(goalStatus(FIXED, { status: "pending" }).label, "Not yet");
+  assert.deepEqual(goalStatus(LEVEL, { status: "reached", evidence: { counter: 1, committed: 2 } }), { label: "Reached", text: "Lost: 1 after 2." });
+  assert.deepEqual(goalStatus(LEVEL, { status: "missed", evidence: { counter: 2, committed: 2 } }),
+    { label: "Not reached this time", text: "Kept: 2 after 2." });
+  assert.deepEqual(goalStatus(FIXED, { status: "missed", evidence: { counter: 2, committed: 2 } }),
+    { label: "Cannot be reached", text: "The lock makes 2 commits give 2." });
+});
+
+test("step back replays every statement but the last, and leaves the reader's schedule alone", () => {
+  /** @type {Array<[string, string]>} */
+  const schedule = [["T1", "begin"], ["T2", "begin"], ["T1", "read"]];
+  const replay = stepBackSchedule(schedule);
+  assert.deepEqual(replay, [["T1", "begin"], ["T2", "begin"]]);
+  assert.equal(schedule.length, 3);
+  replay[0][0] = "T2";
+  assert.equal(schedule[0][0], "T1", "the replay is a copy");
+  assert.deepEqual(stepBackSchedule([["T1", "begin"]]), []);
+  assert.deepEqual(stepBackSchedule([]), []);
+});
+
+test("a replay that stopped short says where and why the server may differ", () => {
+  assert.deepEqual(replayedText(TEXT, { steps: 2, of: 2 }, [["T1", "begin"], ["T1", "read"]]).alert, "");
+  assert.match(replayedText(TEXT, { steps: 2, of: 2 }, []).status, /first 2 statements ran again/);
+  const short = replayedText(TEXT, { steps: 1, of: 2 }, [["T1", "begin"], ["T1", "read"]]);
+  assert.equal(short.status, "Stepped back, but only 1 of 2 statements ran again.");
+  assert.match(short.alert, /would not run step 2 \(T1: Read x\)/);
 });
 
 test("a scenario may list different statements per transaction", () => {

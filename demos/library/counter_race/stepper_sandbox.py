@@ -16,6 +16,13 @@ either {"tx", "action", "sql", "status": "blocked" | "done" | "error",
 first and "done" when it gets the row) or {"error": code, "message", "tx",
 "action"} for a step that is out of order. End of stdin means quit.
 
+The level's goal (make an increment vanish) is judged here, from the real
+row: after each statement that ends, if the committed counter is lower than
+its starting value plus the transactions that committed, one line
+{"goal": "reached", "evidence": {"start", "counter", "committed"}} goes out;
+if both transactions end without that, {"goal": "missed", "evidence": ...}.
+Each is said at most once per session, after the step line that decided it.
+
 Like the other sandboxes it imports nothing from the project (only psycopg),
 so it starts fast; the conninfo comes through the environment, keeping the
 password out of `ps`.
@@ -95,6 +102,7 @@ class Transaction:
         self.commands: queue.Queue[str | None] = queue.Queue()
         self.done_steps = 0  # index into ACTIONS[scenario] of the next allowed step
         self.failed = False
+        self.committed = False  # its COMMIT returned: its increment is in the row
         self.value_read: int | None = None
         # Set while a statement runs; guarded by `lock`.
         self.pending: PendingStatement | None = None
@@ -133,6 +141,9 @@ class Stepper:
         self.table = table
         self.row_id = row_id
         self.output_lock = threading.Lock()
+        self.goal_lock = threading.Lock()
+        self.goal_said = False
+        self.start_counter = 0  # set by main() from the row before the first step
         self.watcher_connection = psycopg.connect(
             conninfo, autocommit=True, application_name=APPLICATION_NAME, options=SERVER_TIMEOUTS,
         )
@@ -219,6 +230,7 @@ class Stepper:
             elif action == "update":
                 result = {"n": _first_int(cursor.fetchone()), "rows": cursor.rowcount}
             transaction.done_steps += 1
+            transaction.committed = action == "commit"
         except psycopg.Error as error:
             status = "error"
             result = {"message": (error.diag.message_primary or str(error)).strip()}
@@ -237,6 +249,30 @@ class Stepper:
                 "tx": transaction.name, "action": action, "sql": sql, "status": status,
                 "result": result, "counter_committed": counter,
             })
+        self._judge_goal()
+
+    def _judge_goal(self) -> None:
+        """Say whether an increment vanished, from the row itself, once the answer is known.
+
+        The commits are counted before the row is read, so every increment
+        they made is already in what the read sees: a row lower than the start
+        plus the commits has really lost one. A transaction whose answer has
+        not gone out yet is not counted (its own thread judges again after
+        it), so the goal line never comes before the step that decided it.
+        """
+        with self.goal_lock:
+            if self.goal_said:
+                return
+            settled = [transaction for transaction in self.transactions.values() if not transaction.busy]
+            committed = sum(transaction.committed for transaction in settled)
+            counter = self.committed_counter()
+            evidence = {"start": self.start_counter, "counter": counter, "committed": committed}
+            if counter < self.start_counter + committed:
+                self.goal_said = True
+                self.say({"goal": "reached", "evidence": evidence})
+            elif len(settled) == len(self.transactions) and all(transaction.finished for transaction in settled):
+                self.goal_said = True
+                self.say({"goal": "missed", "evidence": evidence})
 
     def _let_holders_report_first(self, transaction: Transaction) -> None:
         """A statement that waited ran because its lock holder committed: report that commit first.
@@ -320,7 +356,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     stepper = Stepper(conninfo=os.environ["STEPPER_CONNINFO"], scenario=args.scenario, table=args.table, row_id=args.row_id)
     try:
-        stepper.say({"ready": True, "counter": stepper.committed_counter()})
+        stepper.start_counter = stepper.committed_counter()
+        stepper.say({"ready": True, "counter": stepper.start_counter})
         for line in sys.stdin:
             try:
                 command = json.loads(line)

@@ -21,6 +21,12 @@ either {"tx", "action", "sql", "status": "blocked" | "done" | "error",
 for a step that is out of order. An error result carries the server's own
 `message`, its `sqlstate` and its `detail`. End of stdin means quit.
 
+The level's goal (make the two deadlock) is judged here, from the server's
+own error: a statement that fails with SQLSTATE 40P01 sends one line
+{"goal": "reached", "evidence": {"victim", "sqlstate", "message"}} after its
+step line; if both transactions end without one, {"goal": "missed",
+"evidence": {"committed"}}. Each is said at most once per session.
+
 It imports nothing from the project (only psycopg), so it starts fast, and the
 conninfo comes through the environment, keeping the password out of `ps`.
 Adapted from the counter race's sandbox; the two are kept apart on purpose so
@@ -62,6 +68,8 @@ ROW_OF_ACTION = {"update-a": "A", "update-b": "B"}
 UPDATE = "UPDATE {table} SET balance = balance + 1 WHERE id = %s RETURNING balance"
 BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 COMMIT = "COMMIT"
+# PostgreSQL's SQLSTATE for a transaction it aborted to break a deadlock.
+DEADLOCK_DETECTED = "40P01"
 TRANSACTIONS = ("T1", "T2")
 
 
@@ -91,6 +99,7 @@ class Transaction:
         self.commands: queue.Queue[str | None] = queue.Queue()
         self.done_steps = 0  # index into self.steps of the next allowed step
         self.failed = False
+        self.committed = False
         # Set while a statement runs; guarded by `lock`.
         self.pending: PendingStatement | None = None
         self.lock = threading.Lock()
@@ -128,6 +137,8 @@ class Stepper:
         self.table = table
         self.rows = rows  # "A" and "B" to their primary keys
         self.output_lock = threading.Lock()
+        self.goal_lock = threading.Lock()
+        self.goal_said = False
         self.watcher_connection = psycopg.connect(
             conninfo, autocommit=True, application_name=APPLICATION_NAME, options=SERVER_TIMEOUTS,
         )
@@ -206,6 +217,7 @@ class Stepper:
             if action in ROW_OF_ACTION:
                 result = {"balance": _first_int(cursor.fetchone()), "rows": cursor.rowcount}
             transaction.done_steps += 1
+            transaction.committed = action == "commit"
         except psycopg.Error as error:
             # The server's own words: "deadlock detected", SQLSTATE 40P01, and a DETAIL line per process in the cycle.
             status = "error"
@@ -233,6 +245,27 @@ class Stepper:
                 "tx": transaction.name, "action": action, "sql": sql, "status": status,
                 "result": result, "counter_committed": counter,
             })
+        self._judge_goal(transaction, result if status == "error" else None)
+
+    def _judge_goal(self, transaction: Transaction, error: dict[str, int | str] | None) -> None:
+        """Say whether PostgreSQL broke a deadlock: only its own SQLSTATE 40P01 counts as one.
+
+        Called after the step's line is out; a transaction still running is
+        judged again by its own thread, so "missed" waits for both.
+        """
+        with self.goal_lock:
+            if self.goal_said:
+                return
+            if error is not None and error.get("sqlstate") == DEADLOCK_DETECTED:
+                self.goal_said = True
+                evidence = {"victim": transaction.name, "sqlstate": DEADLOCK_DETECTED, "message": error.get("message", "")}
+                self.say({"goal": "reached", "evidence": evidence})
+                return
+            settled = [candidate for candidate in self.transactions.values() if not candidate.busy]
+            if len(settled) == len(self.transactions) and all(candidate.finished for candidate in settled):
+                self.goal_said = True
+                committed = sum(candidate.committed for candidate in settled)
+                self.say({"goal": "missed", "evidence": {"committed": committed}})
 
     def _let_holders_report_first(self, transaction: Transaction) -> None:
         """A statement that waited ran because its lock holder committed: report that commit first.

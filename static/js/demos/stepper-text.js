@@ -14,6 +14,21 @@
  * @property {string} label  the option's text
  * @property {string[]} actions  the statements each transaction runs, shown before a session opens
  * @property {Record<string, string[]>} [actions_by_tx]  per transaction, where they differ from `actions`
+ * @property {StepLevel} level  the goal the reader plays for in this scenario
+ */
+
+/**
+ * A level: the goal, and what the page says when the sandbox judges it (filled from its `evidence`).
+ * @typedef {object} StepLevel
+ * @property {string} goal  the goal, in a sentence
+ * @property {boolean} reachable  whether some schedule reaches it (false for the fixed versions)
+ * @property {string} reached  said when the database shows the goal reached
+ * @property {string} missed  said when both transactions ended without it: for a fixed level, why no order can
+ */
+
+/**
+ * Where the reader stands on a level's goal: the sandbox's `goal` message, or "pending" before one.
+ * @typedef {{status: "pending"} | {status: "reached" | "missed", evidence: Record<string, unknown>}} GoalState
  */
 
 /**
@@ -70,6 +85,10 @@ export function parseStepModeText(raw) {
   for (const scenario of text.scenarios) {
     if (typeof scenario?.id !== "string" || typeof scenario.label !== "string" || !Array.isArray(scenario.actions)) {
       throw new Error("a data-step-mode scenario needs id, label and actions");
+    }
+    const level = scenario.level;
+    if (!level || typeof level.reachable !== "boolean" || !["goal", "reached", "missed"].every((key) => typeof level[key] === "string")) {
+      throw new Error(`data-step-mode scenario ${scenario.id} needs a level: goal, reachable, reached and missed`);
     }
   }
   for (const key of ["actions", "results", "verdicts"]) {
@@ -178,4 +197,49 @@ export function transactionStateText(text, { started, blocked, busy, failed, nex
   if (next >= actions.length) return "Committed.";
   if (next === 0) return "Idle: no transaction yet.";
   return `In a transaction; next: ${actionLabel(text, actions[next])}.`;
+}
+
+/**
+ * What the page says about a level's goal: a short status and the sentence behind it.
+ * "Cannot be reached" is said only of a fixed level, and only once both
+ * transactions have ended without reaching it (the sandbox's "missed").
+ * @param {StepLevel} level
+ * @param {GoalState} goal
+ * @returns {{label: string, text: string}}
+ */
+export function goalStatus(level, goal) {
+  if (goal.status === "reached") return { label: "Reached", text: fillTemplate(level.reached, goal.evidence) };
+  if (goal.status === "missed") {
+    return { label: level.reachable ? "Not reached this time" : "Cannot be reached", text: fillTemplate(level.missed, goal.evidence) };
+  }
+  return { label: "Not yet", text: "Choose which transaction steps next." };
+}
+
+/**
+ * The schedule to replay for "step back": every statement the reader ran but the last.
+ * @param {Array<[string, string]>} schedule  [tx, action] pairs in the order they were pressed
+ * @returns {Array<[string, string]>}
+ */
+export function stepBackSchedule(schedule) {
+  return schedule.slice(0, -1).map(([tx, action]) => [tx, action]);
+}
+
+/**
+ * What the status line says once a replay is over.
+ * @param {StepModeText} text
+ * @param {{steps: number, of: number}} replayed
+ * @param {Array<[string, string]>} schedule  what was asked for
+ * @returns {{status: string, alert: string}}
+ */
+export function replayedText(text, { steps, of }, schedule) {
+  if (steps >= of) {
+    const status = `Stepped back: fresh rows, and your first ${of} statement${of === 1 ? "" : "s"} ran again, so this is where you stood before your last one.`;
+    return { status, alert: "" };
+  }
+  const [tx, action] = schedule[steps] ?? ["?", "?"];
+  return {
+    status: `Stepped back, but only ${steps} of ${of} statements ran again.`,
+    alert: `This time the server would not run step ${steps + 1} (${tx}: ${actionLabel(text, action)}), so the replay stopped there. `
+      + "PostgreSQL decides some things by timing, such as which of two waiting transactions it aborts; carry on from here.",
+  };
 }

@@ -10,30 +10,46 @@
  * is only read costs the server nothing. Sections get
  * data-widget-state="ready" | "error" and, while a session is open,
  * data-session-state="open" | "finished" for tests and styling.
+ *
+ * Each scenario is a level with a goal (data-step-mode's scenarios[].level).
+ * Whether it is reached is the server's word, a `goal` message its sandbox
+ * sends from the database; data-goal-state="pending" | "reached" | "missed"
+ * follows it. "Step back" opens a fresh session with `replay`, every statement
+ * pressed so far but the last; the server runs them again and the answers
+ * rebuild the columns, so the reader sees the state from before that step.
  */
 import { el, replaceChildren, uniqueId } from "./dom.js";
 import { JsonSocket, socketUrl } from "./socket.js";
-import { actionLabel, lockHolders, lostUpdates, parseStepModeText, resultText, scenarioActions, transactionStateText, verdictText } from "./stepper-text.js";
+import {
+  actionLabel, goalStatus, lockHolders, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions, stepBackSchedule,
+  transactionStateText, verdictText,
+} from "./stepper-text.js";
 
 /**
  * @typedef {import("./stepper-text.js").StepModeText} StepModeText
+ * @typedef {import("./stepper-text.js").StepLevel} StepLevel
+ * @typedef {import("./stepper-text.js").GoalState} GoalState
  * @typedef {import("./socket.js").CloseInfo} CloseInfo
  */
 
 /**
  * The step consumer's messages (mirroring its OpenedMessage, StepMessage, ClosedMessage, StepErrorMessage).
- * @typedef {{type: "opened", session: string, scenario: string, actions: Record<string, string[]>, counter: number, ref: unknown}} OpenedMessage
+ * @typedef {{type: "opened", session: string, scenario: string, actions: Record<string, string[]>, counter: number, ref: unknown,
+ *   replay?: Array<[string, string]>}} OpenedMessage
  * @typedef {{type: "step", session: string, tx: string, action: string, sql: string, status: "done" | "blocked" | "error",
  *   result: Record<string, any>, counter_committed: number | null}} StepMessage
  * @typedef {{type: "closed", session: string, reason: "closed" | "idle" | "failed"}} ClosedMessage
+ * @typedef {{type: "goal", session: string, status: "reached" | "missed", evidence: Record<string, unknown>}} GoalMessage
+ * @typedef {{type: "replayed", session: string, steps: number, of: number}} ReplayedMessage
  * @typedef {{type: "error", code?: string, message?: string, session?: string, tx?: string, action?: string, ref?: unknown}} StepErrorMessage
- * @typedef {OpenedMessage | StepMessage | ClosedMessage | StepErrorMessage} StepServerMessage
+ * @typedef {OpenedMessage | StepMessage | GoalMessage | ReplayedMessage | ClosedMessage | StepErrorMessage} StepServerMessage
  */
 
 /**
  * @typedef {object} LogEntry
  * @property {number} number
  * @property {boolean} answered
+ * @property {boolean} blocked  answered "blocked": its result is still to come
  * @property {HTMLLIElement} item
  */
 
@@ -58,6 +74,8 @@ import { actionLabel, lockHolders, lostUpdates, parseStepModeText, resultText, s
 
 const TRANSACTIONS = ["T1", "T2"];
 const OPEN_TIMEOUT_MS = 20_000;
+// How long a finished session stays open for the goal's judgement to arrive.
+const FINISHED_CLOSE_WAIT_MS = 5_000;
 
 /**
  * The step socket URL of one demo on this page's host.
@@ -115,12 +133,28 @@ export class StepperWidget {
     this.commits = 0;
     this.stepNumber = 0;
     this.finished = false;
+    /** @type {Array<[string, string]>} the statements pressed (and not refused), in order: what step back replays */
+    this.schedule = [];
+    /** @type {Array<[string, string]> | null} while a replay runs, what it was asked to run */
+    this.replaying = null;
+    /** @type {GoalState} */
+    this.goal = { status: "pending" };
+    /** @type {string | null} the session whose goal messages count: the open one, or the one that just ended */
+    this.judgedSession = null;
+    /** @type {(() => void) | null} closes the session that just ended, once its goal is judged */
+    this.pendingClose = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.closeTimer = undefined;
     this.resetState();
     /** @type {Record<string, Column>} */
     this.columns = {};
     const parts = this.build(headingLevel);
     this.select = parts.select;
     this.startButton = parts.startButton;
+    this.backButton = parts.backButton;
+    this.goalText = parts.goalText;
+    this.goalLabel = parts.goalLabel;
+    this.goalDetail = parts.goalDetail;
     this.status = parts.status;
     this.counterOutput = parts.counterOutput;
     this.alert = parts.alert;
@@ -136,6 +170,9 @@ export class StepperWidget {
     this.commits = 0;
     this.stepNumber = 0;
     this.finished = false;
+    this.replaying = null;
+    this.goal = { status: "pending" };
+    this.judgedSession = null;
   }
 
   // --- building ---------------------------------------------------------------------------------
@@ -151,6 +188,12 @@ export class StepperWidget {
       this.text.scenarios.map((scenario) => el("option", { value: scenario.id, selected: scenario.id === this.scenario }, scenario.label)),
     );
     const startButton = el("button", { type: "button", className: "stepper-button stepper-start", onclick: () => this.start() }, "Start");
+    // aria-disabled rather than disabled: a keyboard reader who steps back twice keeps the focus here.
+    const backButton = el("button", { type: "button", className: "stepper-button stepper-back", onclick: () => this.stepBack() }, "Step back");
+    const goalText = el("p", { className: "stepper-goal-text", id: `${this.id}-goal`, "aria-live": "polite" });
+    const goalLabel = el("strong", { className: "stepper-goal-label" });
+    const goalDetail = el("span", { className: "stepper-goal-detail" });
+    const goalStatusLine = el("p", { className: "stepper-goal-status", role: "status", "aria-live": "polite" }, "Status: ", goalLabel, ". ", goalDetail);
     const status = el("p", { className: "stepper-status", role: "status", "aria-live": "polite" });
     const counterOutput = el("output", { className: "stepper-counter-value", "aria-live": "polite" }, "—");
     const alert = el("p", { className: "stepper-alert", role: "alert" });
@@ -164,10 +207,12 @@ export class StepperWidget {
       el(
         "div",
         { className: "stepper-toolbar" },
-        el("label", { className: "stepper-label", for: selectId }, "Scenario"),
+        el("label", { className: "stepper-label", for: selectId }, "Level"),
         select,
         startButton,
+        backButton,
       ),
+      el("div", { className: "stepper-goal", role: "group", "aria-label": "Goal" }, goalText, goalStatusLine),
       status,
       el("p", { className: "stepper-counter" }, `${this.text.value_label}: `, counterOutput),
       el("div", { className: "stepper-columns" }, columns),
@@ -175,7 +220,7 @@ export class StepperWidget {
       alert,
     );
     replaceChildren(this.section, root);
-    return { select, startButton, status, counterOutput, alert, verdict };
+    return { select, startButton, backButton, goalText, goalLabel, goalDetail, status, counterOutput, alert, verdict };
   }
 
   /**
@@ -206,6 +251,11 @@ export class StepperWidget {
     const open = this.session !== null;
     this.startButton.textContent = open || this.pendingRef ? "Reset" : "Start";
     this.startButton.disabled = this.pendingRef !== null;
+    const canStepBack = this.schedule.length > 0 && this.pendingRef === null && this.replaying === null;
+    this.backButton.setAttribute("aria-disabled", String(!canStepBack));
+    // While a replay rebuilds the logs, screen readers wait rather than read out every line again.
+    this.section.setAttribute("aria-busy", String(this.replaying !== null));
+    this.renderGoal();
     this.counterOutput.textContent = this.committedCounter === null ? "—" : String(this.committedCounter);
     this.section.dataset.sessionState = this.finished ? "finished" : open ? "open" : "closed";
     for (const name of TRANSACTIONS) this.renderColumn(name, open);
@@ -237,7 +287,7 @@ export class StepperWidget {
         }),
       );
     }
-    const nextAction = open && !tx.busy && !tx.failed ? actions[tx.next] : undefined;
+    const nextAction = open && !tx.busy && !tx.failed && this.replaying === null ? actions[tx.next] : undefined;
     for (const [action, button] of column.buttonByAction) {
       button.disabled = action !== nextAction;
       button.classList.toggle("is-done", actions.indexOf(action) < tx.next);
@@ -246,6 +296,23 @@ export class StepperWidget {
     const started = open || this.finished;
     column.root.classList.toggle("is-finished", started && (tx.failed || tx.next >= actions.length));
     column.state.textContent = transactionStateText(this.text, { started, blocked: tx.blocked, busy: tx.busy, failed: tx.failed, next: tx.next, actions });
+  }
+
+  /** @returns {StepLevel} the level of the scenario chosen in the select */
+  chosenLevel() {
+    return (this.text.scenarios.find((scenario) => scenario.id === this.select.value) ?? this.text.scenarios[0]).level;
+  }
+
+  renderGoal() {
+    const level = this.chosenLevel();
+    // Written only when it changes, so the live regions speak only when there is news.
+    if (this.goalText.textContent !== `Goal: ${level.goal}`) this.goalText.textContent = `Goal: ${level.goal}`;
+    const { label, text } = goalStatus(level, this.goal);
+    if (this.goalLabel.textContent !== label || this.goalDetail.textContent !== text) {
+      this.goalLabel.textContent = label;
+      this.goalDetail.textContent = text;
+    }
+    this.section.dataset.goalState = this.goal.status;
   }
 
   /**
@@ -313,6 +380,13 @@ export class StepperWidget {
       case "closed":
         if (message.session === this.session) this.closed(message);
         break;
+      case "goal":
+        // The judgement follows the step that decided it, so it may come after the widget closed the session.
+        if (message.session === this.judgedSession) this.goalJudged(message);
+        break;
+      case "replayed":
+        if (message.session === this.session) this.replayed(message);
+        break;
       case "error":
         this.errorReceived(message);
         break;
@@ -323,20 +397,26 @@ export class StepperWidget {
 
   // --- the reader's actions -----------------------------------------------------------------------
 
-  async start() {
+  /**
+   * Start the chosen level afresh; with `replay`, the server runs those statements again first.
+   * @param {{replay?: Array<[string, string]>}} [options]
+   */
+  async start({ replay = [] } = {}) {
     this.showAlert("");
+    this.pendingClose?.();
     if (this.session !== null) {
       this.send({ type: "close", session: this.session });
       this.session = null;
     }
     this.scenario = this.select.value;
     this.resetState();
+    this.schedule = replay.map(([tx, action]) => [tx, action]);
     for (const name of TRANSACTIONS) replaceChildren(this.columns[name].log);
     this.verdict.hidden = true;
     this.verdict.textContent = "";
     const ref = uniqueId(`${this.id}-open`);
     this.pendingRef = ref;
-    this.setStatus("Opening two connections…");
+    this.setStatus(replay.length ? "Stepping back: opening two fresh connections on fresh rows…" : "Opening two connections…");
     this.render();
     try {
       await this.socket.whenOpen();
@@ -349,7 +429,7 @@ export class StepperWidget {
       return;
     }
     if (this.pendingRef !== ref) return;
-    this.send({ type: "open", scenario: this.scenario, ref });
+    this.send({ type: "open", scenario: this.scenario, ref, ...(replay.length ? { replay } : {}) });
     clearTimeout(this.openTimer);
     this.openTimer = setTimeout(() => {
       if (this.pendingRef !== ref) return;
@@ -359,7 +439,14 @@ export class StepperWidget {
     }, OPEN_TIMEOUT_MS);
   }
 
+  /** Undo the last statement: restart both transactions and run again every statement before it. */
+  stepBack() {
+    if (this.schedule.length === 0 || this.pendingRef !== null || this.replaying !== null) return;
+    this.start({ replay: stepBackSchedule(this.schedule) });
+  }
+
   scenarioChanged() {
+    this.schedule = [];
     if (this.session !== null || this.pendingRef !== null || this.stepNumber > 0) {
       this.start();
     } else {
@@ -377,15 +464,28 @@ export class StepperWidget {
     this.showAlert("");
     // Disabling the pressed button drops its focus; remember to hand it to the next statement.
     tx.refocus = this.columns[name].buttons.contains(document.activeElement);
+    this.schedule.push([name, action]);
+    this.addEntry(name, action);
+    this.send({ type: "step", session: this.session, tx: name, action });
+    this.render();
+  }
+
+  /**
+   * A log line for a statement on its way (pressed now, or being replayed), and its transaction busy.
+   * @param {string} name
+   * @param {string} action
+   * @returns {LogEntry}
+   */
+  addEntry(name, action) {
+    const tx = this.tx[name];
     tx.busy = true;
     this.stepNumber += 1;
     /** @type {LogEntry} */
-    const entry = { number: this.stepNumber, answered: false, item: el("li", { className: "stepper-entry is-running" }) };
+    const entry = { number: this.stepNumber, answered: false, blocked: false, item: el("li", { className: "stepper-entry is-running" }) };
     tx.entries.push(entry);
     replaceChildren(entry.item, el("span", { className: "stepper-entry-number" }, `${entry.number}.`), " ", actionLabel(this.text, action), "…");
     this.columns[name].log.append(entry.item);
-    this.send({ type: "step", session: this.session, tx: name, action });
-    this.render();
+    return entry;
   }
 
   // --- the server's answers -----------------------------------------------------------------------
@@ -402,12 +502,45 @@ export class StepperWidget {
     clearTimeout(this.openTimer);
     this.pendingRef = null;
     this.session = message.session;
+    this.judgedSession = message.session;
     this.actions = message.actions;
     this.startCounter = message.counter;
     this.committedCounter = message.counter;
+    const replay = message.replay ?? [];
+    if (replay.length) {
+      this.replaying = replay;
+      this.setStatus(`Two fresh connections open; running your first ${replay.length} statement${replay.length === 1 ? "" : "s"} again…`);
+      this.render();
+      return;
+    }
     this.setStatus(`Two connections open. Start with ${actionLabel(this.text, this.actions.T1[0])} in either column.`);
     this.render();
-    this.columns.T1.buttonByAction.get(this.actions.T1[0])?.focus();
+    if (!this.section.contains(document.activeElement) || document.activeElement === this.startButton) {
+      this.columns.T1.buttonByAction.get(this.actions.T1[0])?.focus();
+    }
+  }
+
+  /**
+   * @param {ReplayedMessage} message
+   */
+  replayed(message) {
+    const asked = this.replaying ?? [];
+    this.replaying = null;
+    // What did not run again is not part of the schedule any more.
+    this.schedule = this.schedule.slice(0, message.steps);
+    const { status, alert } = replayedText(this.text, message, asked);
+    this.setStatus(status);
+    if (alert) this.showAlert(alert);
+    this.render();
+  }
+
+  /**
+   * @param {GoalMessage} message
+   */
+  goalJudged(message) {
+    this.goal = { status: message.status, evidence: message.evidence ?? {} };
+    this.pendingClose?.();
+    this.render();
   }
 
   /**
@@ -416,7 +549,11 @@ export class StepperWidget {
   stepAnswered(message) {
     const tx = this.tx[message.tx];
     if (!tx) return;
-    const entry = tx.entries[tx.entries.length - 1];
+    let entry = tx.entries[tx.entries.length - 1];
+    if (this.replaying !== null && (!entry || (entry.answered && !entry.blocked))) {
+      // A replayed statement: the server sent it, so its log line starts with its answer.
+      entry = this.addEntry(message.tx, message.action);
+    }
     // Unless the reader has moved on, focus goes to what they can press next. (Browsers drop the
     // focus of a disabled button at their own pace, so the pressed button may still hold it.)
     const active = document.activeElement;
@@ -424,6 +561,7 @@ export class StepperWidget {
     const said = resultText(this.text, message);
     if (entry) {
       entry.answered = true;
+      entry.blocked = message.status === "blocked";
       entry.item.className = `stepper-entry is-${message.status}`;
       replaceChildren(
         entry.item,
@@ -435,7 +573,7 @@ export class StepperWidget {
     }
     if (message.status === "blocked") {
       tx.blocked = lockHolders(message);
-      this.setStatus(`${message.tx} is blocked: its statement waits for ${tx.blocked}'s lock on the row.`);
+      if (this.replaying === null) this.setStatus(`${message.tx} is blocked: its statement waits for ${tx.blocked}'s lock on the row.`);
       this.render();
       return;
     }
@@ -449,7 +587,8 @@ export class StepperWidget {
       if (message.action === "commit") this.commits += 1;
     }
     if (typeof message.counter_committed === "number" && Number.isFinite(message.counter_committed)) this.committedCounter = message.counter_committed;
-    this.setStatus(`${message.tx}: ${message.sql} → ${said}.`);
+    // A replay's answers rebuild the columns quietly; `replayed` then says what happened, once.
+    if (this.replaying === null) this.setStatus(`${message.tx}: ${message.sql} → ${said}.`);
     this.checkFinished();
     this.render();
     if (hadFocus) {
@@ -476,14 +615,24 @@ export class StepperWidget {
     const ended = TRANSACTIONS.every((name) => this.tx[name].failed || this.tx[name].next >= this.actions[name].length);
     if (!ended || this.finished) return;
     this.finished = true;
+    this.replaying = null; // a replay that ends both transactions is over, whatever `replayed` will say
     const failed = TRANSACTIONS.some((name) => this.tx[name].failed);
     const outcome = { start: this.startCounter ?? 0, final: this.committedCounter ?? 0, committed: this.commits, failed };
     this.verdict.textContent = verdictText(this.text, outcome);
     this.verdict.hidden = false;
     this.verdict.classList.toggle("is-lost", lostUpdates(outcome));
-    this.send({ type: "close", session: this.session });
+    const session = this.session;
     this.session = null;
-    this.setStatus("Both transactions have ended; their connections are closed. Press Start to try another order.");
+    // The goal's judgement follows the last answer, and the server drops what a session says after its
+    // close: so the close waits for the judgement (or, should none come, a few seconds).
+    this.pendingClose = () => {
+      clearTimeout(this.closeTimer);
+      this.pendingClose = null;
+      this.send({ type: "close", session });
+    };
+    if (this.goal.status !== "pending") this.pendingClose();
+    else this.closeTimer = setTimeout(() => this.pendingClose?.(), FINISHED_CLOSE_WAIT_MS);
+    this.setStatus("Both transactions have ended; their connections are closed. Press Step back to take back the last statement, or Start to try another order.");
   }
 
   /**
@@ -518,11 +667,13 @@ export class StepperWidget {
     const tx = message.tx ? this.tx[message.tx] : undefined;
     const last = tx?.entries[tx.entries.length - 1];
     if (tx && last && !last.answered) {
-      // The step was refused, so it never ran: take back its log line.
+      // The step was refused, so it never ran: take back its log line and its place in the schedule.
       tx.entries.pop();
       last.item.remove();
       tx.busy = false;
       if (last.number === this.stepNumber) this.stepNumber -= 1;
+      const index = this.schedule.map(([name]) => name).lastIndexOf(/** @type {string} */ (message.tx));
+      if (index >= 0) this.schedule.splice(index, 1);
     }
     this.showAlert(message.message || "The server refused that step.");
     this.render();
