@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint superuser browser wrk bench clean-data help jscheck jstest node
+.PHONY: run test lint superuser browser wrk bench lighthouse clean-data help jscheck jstest node
 
 help:
 	@echo "make run        start the site (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:$${PORT:-8000}/"
@@ -70,6 +70,10 @@ browser:
 # Benchmarks: a site started as `make run` starts it, loaded, results in docs/benchmarks.md.
 bench: $(INSTALLED) wrk
 	$(PY) -m bench
+
+# Lighthouse scores of every lesson page (installs Lighthouse from npm into var/lighthouse on first use).
+lighthouse: $(INSTALLED) browser node
+	$(PY) -m bench.lighthouse
 
 wrk:
 	@if command -v wrk >/dev/null; then exit 0; fi; \

@@ -1,0 +1,121 @@
+"""Lighthouse on every lesson page of a site started as `make run` starts it: `make lighthouse`.
+
+    python -m bench.lighthouse [--out docs/lighthouse.md] [--url http://127.0.0.1:8000]
+
+Lighthouse (npm) is installed on first use into var/lighthouse, not into the
+project's own node_modules: the test suite does not need its two hundred
+packages. It drives Debian's Chromium with the same flags as the browser
+tests, with its default mobile emulation and simulated throttling, and
+reports the performance, accessibility and best-practices scores of each page
+with the audits that cost points. Scores are what one run measured on this
+machine; the performance score moves with the machine's load, which is
+printed beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.request import urlopen
+
+from bench.site import BASE_DIR, start_site
+
+LIGHTHOUSE_VERSION = "12.8.2"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROME_FLAGS = ("--headless=new --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
+                "--disable-component-update --disable-sync --disable-dev-shm-usage")
+CATEGORIES = ("performance", "accessibility", "best-practices")
+TARGETS = {"performance": 95, "accessibility": 100, "best-practices": 100}
+
+
+def lighthouse_binary() -> Path:
+    """The lighthouse command, installed into var/lighthouse the first time."""
+    prefix = BASE_DIR / "var" / "lighthouse"
+    binary = prefix / "node_modules" / ".bin" / "lighthouse"
+    if not binary.exists():
+        prefix.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save",
+                        f"lighthouse@{LIGHTHOUSE_VERSION}"], check=True, stdout=subprocess.DEVNULL)
+    return binary
+
+
+def lesson_urls(site_url: str) -> list[str]:
+    """Every lesson and reference page the index links to, in its order."""
+    index = urlopen(site_url + "/", timeout=10).read().decode()
+    paths = list(dict.fromkeys(re.findall(r'href="(/[a-z0-9-]+/[a-z0-9-]+/)"', index)))
+    return [site_url + path for path in paths]
+
+
+def audit(binary: Path, url: str, report_dir: Path) -> dict:
+    """One Lighthouse run: the category scores (0-100) and the audits that lost points."""
+    out = report_dir / (re.sub(r"[^a-z0-9]+", "-", url.split("//", 1)[1]).strip("-") + ".json")
+    subprocess.run([str(binary), url, "--quiet", f"--chrome-flags={CHROME_FLAGS}",
+                    f"--only-categories={','.join(CATEGORIES)}", "--output=json", f"--output-path={out}"],
+                   check=True, env={**os.environ, "CHROME_PATH": CHROMIUM}, timeout=300)
+    report = json.loads(out.read_text())
+    scores = {name: round(100 * (report["categories"][name]["score"] or 0)) for name in CATEGORIES}
+    lost = []
+    for category in CATEGORIES:
+        for ref in report["categories"][category]["auditRefs"]:
+            found = report["audits"][ref["id"]]
+            if ref.get("weight", 0) > 0 and found.get("score") is not None and found["score"] < 0.9:
+                lost.append(f"{found['title']} ({found.get('displayValue', '').strip() or round(found['score'], 2)})")
+    return {"url": url, "scores": scores, "lost": lost}
+
+
+def write(results: list[dict], out: Path, load: tuple[float, float, float]) -> None:
+    lines = ["# Lighthouse on every lesson page", "",
+             f"Run {datetime.date.today().isoformat()} with `make lighthouse` (Lighthouse {LIGHTHOUSE_VERSION}, Debian "
+             f"Chromium, mobile emulation with simulated throttling), against a site started as `make run` starts it "
+             f"on this 2-core machine. Load average while it ran: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
+             f"Targets (issue 17): performance >= {TARGETS['performance']}, accessibility and best practices "
+             f"{TARGETS['accessibility']}.", "",
+             "| Page | Performance | Accessibility | Best practices | Audits that lost points |",
+             "|---|---:|---:|---:|---|"]
+    for result in results:
+        scores = result["scores"]
+        page = result["url"].split("/", 3)[-1] or "/"
+        lines.append(f"| `/{page}` | {scores['performance']} | {scores['accessibility']} | {scores['best-practices']} | "
+                     f"{'; '.join(result['lost']) or '-'} |")
+    missed = [result for result in results
+              if any(result["scores"][name] < target for name, target in TARGETS.items())]
+    lines += ["", f"Pages below a target: {len(missed)} of {len(results)}."
+              + ("" if not missed else " " + ", ".join(f"`{r['url'].split('/', 3)[-1]}`" for r in missed) + ".")]
+    out.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(BASE_DIR / "docs" / "lighthouse.md"))
+    parser.add_argument("--url", help="a site already running; default: start one as `make run` does")
+    args = parser.parse_args(argv)
+    binary = lighthouse_binary()
+    site = None
+    if args.url:
+        site_url = args.url.rstrip("/")
+    else:
+        var_root = Path(tempfile.mkdtemp(prefix="lighthouse-", dir=BASE_DIR / "var"))
+        site = start_site(var_root / "site", extra_env={"DEBUG": "0", "SECRET_KEY": "bench-only-" + os.urandom(24).hex()})
+        site_url = site.url
+    try:
+        report_dir = Path(tempfile.mkdtemp(prefix="lighthouse-reports-", dir=BASE_DIR / "var"))
+        urls = [site_url + "/", *lesson_urls(site_url)]
+        results = []
+        for url in urls:
+            print(f"lighthouse {url}", file=sys.stderr)
+            results.append(audit(binary, url, report_dir))
+        write(results, Path(args.out), os.getloadavg())
+    finally:
+        if site is not None:
+            site.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
