@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from demos.library.playground import seccomp
+
 logger = logging.getLogger("demos.playground")
 
 TRACER_PATH = Path(__file__).with_name("tracer.py")
@@ -72,6 +74,7 @@ CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 # MALLOC_ARENA_MAX: glibc reserves 64 MiB of address space per thread's arena otherwise, and a program with a
 # dozen threads would then meet the memory limit long before the limit on threads.
 SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2"}
+SHM_BYTES = 4 * 1024 * 1024  # /dev/shm, for multiprocessing's semaphores and small shared memory
 STACK_BYTES = 8 * 1024 * 1024  # each thread's stack: with the memory limit, it bounds how many threads fit
 
 # Runs between fork and exec of the sandbox, in a fresh single-threaded interpreter (`-I -S`): moves the
@@ -319,11 +322,14 @@ class Sandbox:
             args += ["--perms", "0555", "--size", str(PAGE_BYTES), "--tmpfs", runtime.site_packages,
                      "--remount-ro", runtime.site_packages]
         args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(self.limits.tmp_bytes),
-                 "--tmpfs", "/tmp", "--perms", "0755", "--dir", SANDBOX_DIR,
+                 "--tmpfs", "/tmp", "--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
+                 "--perms", "0755", "--dir", SANDBOX_DIR,
                  "--perms", "0444", "--ro-bind-data", str(fds["main"]), f"{SANDBOX_DIR}/main.py"]
         if self.tracer is not None:
             args += ["--perms", "0444", "--ro-bind-data", str(fds["tracer"]), f"{SANDBOX_DIR}/tracer.py"]
         args += ["--remount-ro", "/", "--chdir", "/tmp", "--json-status-fd", str(fds["status"])]
+        if "seccomp" in fds:
+            args += ["--seccomp", str(fds["seccomp"])]
         if self.uid is not None:
             args += [SETPRIV, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
@@ -354,18 +360,25 @@ class Sandbox:
             self.uid = pick_uid()
         main_fd = _memfd("main.py", self.code.encode("utf-8", errors="surrogatepass"))
         tracer_fd = _memfd("tracer.py", self.tracer.encode()) if self.tracer is not None else None
+        seccomp_program = seccomp.filter_program()
+        seccomp_fd = _memfd("seccomp", seccomp_program) if seccomp_program is not None else None
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
         trace_r, trace_w = os.pipe()
         status_r, status_w = os.pipe()
-        self._fds = [main_fd, stdout_w, stderr_w, trace_w, status_w] + ([tracer_fd] if tracer_fd is not None else [])
+        self._fds = [main_fd, stdout_w, stderr_w, trace_w, status_w]
+        self._fds += [fd for fd in (tracer_fd, seccomp_fd) if fd is not None]
         self.stdout, self.stderr, self.trace, self.status = stdout_r, stderr_r, trace_r, status_r
         for fd in (stdout_r, stderr_r, trace_r, status_r):
             os.set_blocking(fd, False)
-        targets = {"main": 4, "status": 5, "tracer": 6}
+        targets = {"main": 4, "status": 5}
         moves = [(trace_w, TRACE_FD), (main_fd, targets["main"]), (status_w, targets["status"])]
         if tracer_fd is not None:
+            targets["tracer"] = 6
             moves.append((tracer_fd, targets["tracer"]))
+        if seccomp_fd is not None:
+            targets["seccomp"] = 7
+            moves.append((seccomp_fd, targets["seccomp"]))
         limits = ",".join(f"{which}:{soft}:{hard}" for which, soft, hard in self.rlimits())
         launcher = [self.runtime.executable, "-I", "-S", "-c", LAUNCHER,
                     ",".join(f"{src}:{dst}" for src, dst in moves), limits]
