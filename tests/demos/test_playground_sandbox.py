@@ -36,8 +36,8 @@ def sandbox_processes() -> list[int]:
     Only this process's descendants count: other test runs on the machine may
     have sandboxes of their own.
     """
-    low = settings.PLAYGROUND_UID_BASE
-    high = low + settings.PLAYGROUND_UID_COUNT
+    low = settings.CODE_SANDBOX_UID_BASE
+    high = low + settings.CODE_SANDBOX_UID_COUNT
     parents, owners, commands = {}, {}, {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():

@@ -16,7 +16,7 @@ What a run gets (docs/adr/0016-playground-sandbox-bubblewrap.md says why it is b
 - an unprivileged user. When the worker runs as root, bubblewrap itself runs
   as root (so that it can bind a runtime under /root, which no other user may
   enter) and the program is started through `setpriv` as a uid of its own,
-  picked per run from PLAYGROUND_UID_BASE: the kernel's per-user process cap
+  picked per run from CODE_SANDBOX_UID_BASE: the kernel's per-user process cap
   (RLIMIT_NPROC) is not enforced for uid 0, so a fork bomb must run as a real
   unprivileged uid. Otherwise bubblewrap makes a user namespace as usual;
 - rlimits on CPU seconds, address space, open files, processes plus threads,
@@ -118,10 +118,10 @@ class Limits:
 
         mib = 1024 * 1024
         return cls(
-            wall_s=float(settings.PLAYGROUND_WALL_S), cpu_s=int(settings.PLAYGROUND_CPU_S),
-            memory_bytes=int(settings.PLAYGROUND_MEMORY_MB) * mib, tasks=int(settings.PLAYGROUND_TASKS),
-            open_files=int(settings.PLAYGROUND_OPEN_FILES), output_bytes=int(settings.PLAYGROUND_OUTPUT_BYTES),
-            tmp_bytes=int(settings.PLAYGROUND_TMP_MB) * mib,
+            wall_s=float(settings.CODE_SANDBOX_WALL_S), cpu_s=int(settings.CODE_SANDBOX_CPU_S),
+            memory_bytes=int(settings.CODE_SANDBOX_MEMORY_MB) * mib, tasks=int(settings.CODE_SANDBOX_TASKS),
+            open_files=int(settings.CODE_SANDBOX_OPEN_FILES), output_bytes=int(settings.CODE_SANDBOX_OUTPUT_BYTES),
+            tmp_bytes=int(settings.CODE_SANDBOX_TMP_MB) * mib,
         )
 
 
@@ -157,7 +157,7 @@ class Runtime:
 def bwrap_path() -> str:
     from django.conf import settings
 
-    return str(settings.PLAYGROUND_BWRAP)
+    return str(settings.CODE_SANDBOX_BWRAP)
 
 
 _known_good: set[tuple[str, str]] = set()
@@ -210,7 +210,7 @@ def pick_uid() -> int:
     """A uid for one run, from the configured range, that no process is using now."""
     from django.conf import settings
 
-    base, count = int(settings.PLAYGROUND_UID_BASE), int(settings.PLAYGROUND_UID_COUNT)
+    base, count = int(settings.CODE_SANDBOX_UID_BASE), int(settings.CODE_SANDBOX_UID_COUNT)
     in_use = _uids_in_use()
     for _ in range(100):
         uid = base + random.randrange(count)
