@@ -333,6 +333,8 @@ CODE_SANDBOX_TASKS = env_int("CODE_SANDBOX_TASKS", 48)
 CODE_SANDBOX_OPEN_FILES = env_int("CODE_SANDBOX_OPEN_FILES", 64)
 CODE_SANDBOX_OUTPUT_BYTES = env_int("CODE_SANDBOX_OUTPUT_BYTES", 1024 * 1024)
 CODE_SANDBOX_TMP_MB = env_int("CODE_SANDBOX_TMP_MB", 16)
+# Readers' programs run this much nicer than the site, so a busy sandbox takes the CPU the web tier leaves.
+CODE_SANDBOX_NICE = env_int("CODE_SANDBOX_NICE", 10)
 # When the worker runs as root, each run gets a uid of its own from this range (never a real account's), so the
 # kernel's per-user process cap binds (it is not enforced for uid 0) and no run can signal another's processes.
 CODE_SANDBOX_UID_BASE = env_int("CODE_SANDBOX_UID_BASE", 1_800_000)
