@@ -28,12 +28,14 @@ FULL = {
     "viewer_params": {"requests": 5, "wait_ms": 300, "jitter_ms": 50, "mode": "concurrent"},
     "one_cook_requests": 10_000, "c10k_event_loop": 10_000, "c10k_threads": 1_000, "jobs": 500,
     "race_increments": 100, "offload": {}, "parallelism_runs": 10, "playground_runs": 8, "playground_seconds": 8,
+    "playground_rounds": 3,
 }
 SMOKE = {
     "wrk_connections": 8, "wrk_seconds": 2, "viewers": 10,
     "viewer_params": {"requests": 2, "wait_ms": 50, "jitter_ms": 10, "mode": "concurrent"},
     "one_cook_requests": 200, "c10k_event_loop": 200, "c10k_threads": 50, "jobs": 20,
     "race_increments": 10, "offload": {"jobs": 1}, "parallelism_runs": 2, "playground_runs": 2, "playground_seconds": 2,
+    "playground_rounds": 1,
 }
 # Generous limits for the bench site only: 1,000 sockets come from one address.
 SITE_ENV = {"DEMO_SOCKETS_PER_IP": "5000", "DEMO_MAX_LOOP_RUNS": "5000", "DEMO_MAX_WORKER_RUNS": "50"}
@@ -103,7 +105,8 @@ def run_all(sizes: dict, log) -> dict:
         results["parallelism"] = parallelism.measure(site, runs=sizes["parallelism_runs"])
         log(f"playground, {sizes['playground_runs']} runs spinning")
         results["playground"] = playground.measure(site, runs=sizes["playground_runs"],
-                                                   seconds=sizes["playground_seconds"], env_extra=site_env)
+                                                   seconds=sizes["playground_seconds"],
+                                                   rounds=sizes["playground_rounds"], env_extra=site_env)
         log("counter race")
         results["race"] = {
             mode: demos.run_demo(site, "counter-race", {"mode": mode, "workers": 8, "increments": sizes["race_increments"]})

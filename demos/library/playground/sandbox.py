@@ -11,7 +11,7 @@ What a run gets (docs/adr/0016-playground-sandbox-bubblewrap.md says why it is b
   directory) and the shared libraries it links; the reader's `main.py` and the
   tracer under /sandbox; a fresh /proc and a minimal /dev; a private /tmp of a
   few MiB, the only place it can write;
-- an environment of three variables (bwrap --clearenv), no controlling
+- an environment of four variables (bwrap --clearenv; bubblewrap adds PWD), no controlling
   terminal (--new-session), and death with its parent (--die-with-parent);
 - an unprivileged user. When the worker runs as root, bubblewrap itself runs
   as root (so that it can bind a runtime under /root, which no other user may
@@ -417,6 +417,8 @@ class Sandbox:
         tracer_fd = _memfd("tracer.py", self.tracer.encode()) if self.tracer is not None else None
         seccomp_program = seccomp.filter_program()
         seccomp_fd = _memfd("seccomp", seccomp_program) if seccomp_program is not None else None
+        if seccomp_program is None:
+            logger.warning("no seccomp filter for this machine (%s): the sandbox runs without one", os.uname().machine)
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
         trace_r, trace_w = os.pipe()
