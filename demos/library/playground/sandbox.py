@@ -185,19 +185,21 @@ def unavailable_reason(bwrap: str | None = None) -> str | None:
     if (bwrap, runtime.executable) in _known_good:
         return None
     if not os.path.isfile(bwrap) or not os.access(bwrap, os.X_OK):
-        return f"bubblewrap is not installed here ({bwrap} is missing; Debian's package is `bubblewrap`)"
+        return f"bubblewrap is not installed here ({bwrap} is missing or not executable; Debian's package is `bubblewrap`)"
     if os.geteuid() == 0 and not os.access(SETPRIV, os.X_OK):
         return f"the worker runs as root but {SETPRIV} (util-linux) is missing, so no unprivileged user is possible"
-    probe = Sandbox("pass\n", Limits(wall_s=10.0, cpu_s=5), runtime=runtime, bwrap=bwrap, tracer=None)
+    # At the site's own priority: the probe is the first thing a reader's first run waits for.
+    probe = Sandbox("pass\n", Limits(wall_s=10.0, cpu_s=5, nice=0, cpu_shares=0), runtime=runtime, bwrap=bwrap,
+                    tracer=None)
     try:
         probe.start()
         exit_code = probe.wait_quietly(timeout=10.0)
+        said = probe.startup_error().strip().splitlines()
     except OSError as error:
         return f"bubblewrap could not start ({error})"
     finally:
         probe.cleanup()
     if exit_code != 0:
-        said = probe.startup_error().strip().splitlines()
         detail = said[-1] if said else f"exit code {exit_code}"
         return f"bubblewrap cannot create its namespaces here ({detail})"
     _known_good.add((bwrap, runtime.executable))
