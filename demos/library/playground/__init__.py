@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import signal
 
+from demos.base import LANE_STATES
 from demos.params import ParamError, TextParam
 
 slug = "playground"
@@ -29,6 +30,7 @@ burns_cpu = True  # a reader's program may compute: one reader's runs take turns
 # is the backstop above it, leaving room for the sandbox to start and to be torn down.
 time_limit_s = 40.0
 lanes = "task or thread"
+lane_states = LANE_STATES  # the tracer may report any of them: the reader's code decides
 waits = "whatever your code waits on (it has no network: only timers, pipes, threads, subprocesses are possible)"
 headline = ("wall_ms", "cpu_ms", "output_bytes")
 summary_fields = {

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from demos.base import LANE_STATES
 from demos.library.playground import seccomp
 
 logger = logging.getLogger("demos.playground")
@@ -67,7 +68,7 @@ MAX_STATE_EVENTS = 20_000
 MAX_NOTES = 20
 LABEL_CHARS = 120
 MAX_LINE_NUMBER = 1_000_000
-STATES = frozenset({"running", "blocked", "waiting", "lock-wait", "queued", "done", "failed"})
+STATES = LANE_STATES
 LANE_TYPES = frozenset({"task", "thread"})
 WATCH_EVERY_S = 0.05
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")  # the smallest tmpfs there is, for masking site-packages
