@@ -22,10 +22,10 @@ from demos.supervisor import RunEmitter
 LIMITS = sandbox.Limits(wall_s=5.0, cpu_s=3, tasks=24, output_bytes=256 * 1024, nice=0, cpu_shares=0)
 
 
-def run(code: str, limits: sandbox.Limits = LIMITS, emitter: RunEmitter | None = None):
+def run(code: str, limits: sandbox.Limits = LIMITS, emitter: RunEmitter | None = None, tracer: str | None = None):
     recorder = EventRecorder()
     emitter = emitter or RunEmitter(recorder, time_limit_s=30)
-    outcome = sandbox.run_program(code, emitter, limits=limits)
+    outcome = sandbox.run_program(code, emitter, limits=limits, tracer=tracer)
     return outcome, emitter.recorder.stored
 
 
@@ -211,3 +211,20 @@ time.sleep(30)
     assert outcome.killed_reason == "memory" and outcome.exit_code is None
     assert outcome.peak_memory_bytes > sandbox.Limits().memory_bytes
     assert sandbox_processes() == []
+
+
+def test_a_tracer_runs_the_program_as_main_with_fd_3_open_and_the_programs_own_line_numbers():
+    # A stand-in with the real tracer's calling convention (python3 -I -X utf8 /sandbox/tracer.py /sandbox/main.py).
+    tracer = """
+import json, os, runpy, sys
+os.write(3, (json.dumps({"kind": "lane", "lane": 0, "label": "main thread", "type": "thread"}) + "\\n").encode())
+os.write(3, (json.dumps({"kind": "state", "lane": 0, "state": "running", "line": 1}) + "\\n").encode())
+print("tracing", sys.argv[1:], sys.flags.isolated, sys.flags.utf8_mode)
+runpy.run_path(sys.argv[1], run_name="__main__")
+"""
+    outcome, events = run("print(__name__)\nraise ValueError('from the program')\n", limits=LIMITS, tracer=tracer)
+    assert output_of(events, "stdout") == "tracing ['/sandbox/main.py'] 1 1\n__main__\n"
+    assert 'File "/sandbox/main.py", line 2' in output_of(events, "stderr")
+    assert output_of(events, "stderr").endswith("ValueError: from the program\n")
+    assert outcome.exit_code == 1 and outcome.lanes == 1
+    assert [event["kind"] for event in events if event["kind"] in ("lane", "state")] == ["lane", "state"]
