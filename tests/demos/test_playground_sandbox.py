@@ -7,7 +7,10 @@ recorder and emitter, as the worker does; the escape suite
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from django.conf import settings
@@ -228,3 +231,47 @@ runpy.run_path(sys.argv[1], run_name="__main__")
     assert output_of(events, "stderr").endswith("ValueError: from the program\n")
     assert outcome.exit_code == 1 and outcome.lanes == 1
     assert [event["kind"] for event in events if event["kind"] in ("lane", "state")] == ["lane", "state"]
+
+
+WORKER_THAT_DIES = """
+import json, sys, time
+import django
+django.setup()
+from demos.library.playground import sandbox
+box = sandbox.Sandbox("import time\\ntime.sleep(60)\\n", sandbox.Limits(wall_s=60, nice=0, cpu_shares=0),
+                      runtime=sandbox.Runtime.of_this_interpreter(), bwrap=sandbox.bwrap_path(), tracer=None)
+box.start()
+deadline = time.monotonic() + 10
+while box.init_pid is None and time.monotonic() < deadline:
+    box.read_status()
+    time.sleep(0.01)
+print(json.dumps({"bwrap": box.process.pid, "init": box.init_pid, "uid": box.uid}), flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_worker_killed_mid_run_takes_its_sandbox_with_it():
+    worker = subprocess.Popen([sys.executable, "-c", WORKER_THAT_DIES], cwd=settings.BASE_DIR, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "DJANGO_SETTINGS_MODULE": "coursesite.settings.test"})
+    try:
+        started = json.loads(worker.stdout.readline())
+        assert os.path.exists(f"/proc/{started['bwrap']}") and started["init"] is not None
+        worker.kill()  # no finally, no cleanup: as an OOM kill or a SIGKILL from outside would leave it
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (_alive(started["bwrap"]) or sandbox.processes_of(started["uid"])):
+            time.sleep(0.05)
+        assert not _alive(started["bwrap"]) and sandbox.processes_of(started["uid"]) == []
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting for its parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

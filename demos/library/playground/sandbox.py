@@ -12,7 +12,8 @@ What a run gets (docs/adr/0016-playground-sandbox-bubblewrap.md says why it is b
   tracer under /sandbox; a fresh /proc and a minimal /dev; a private /tmp of a
   few MiB, the only place it can write;
 - an environment of four variables (bwrap --clearenv; bubblewrap adds PWD), no controlling
-  terminal (--new-session), and death with its parent (--die-with-parent);
+  terminal (--new-session), and death with the worker (the launcher's
+  parent-death signal for bubblewrap, --die-with-parent for what it starts);
 - an unprivileged user. When the worker runs as root, bubblewrap itself runs
   as root (so that it can bind a runtime under /root, which no other user may
   enter) and the program is started through `setpriv` as a uid of its own,
@@ -80,28 +81,33 @@ SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "MALL
 SHM_BYTES = 4 * 1024 * 1024  # /dev/shm, for multiprocessing's semaphores and small shared memory
 STACK_BYTES = 8 * 1024 * 1024  # each thread's stack: with the memory limit, it bounds how many threads fit
 
-# Runs between fork and exec of the sandbox, in a fresh single-threaded interpreter (`-I -S`): moves the
-# inherited descriptors to fixed numbers (the trace pipe must be fd 3 inside), sets the rlimits, then execs
-# bubblewrap, at a lower CPU priority (nice, and the sandboxes' CPU cgroup when there is one). argv: moves
-# ("src:dst,..."), limits ("resource:soft:hard,..."), the nice increment, the cgroup.procs file to join (or
-# ""), then the command.
+# Runs between fork and exec of the sandbox, in a fresh single-threaded interpreter (`-I -S`): asks the kernel to
+# SIGKILL it if the worker dies (bubblewrap keeps that signal, and its own --die-with-parent takes the sandbox
+# down with it), moves the inherited descriptors to fixed numbers (the trace pipe must be fd 3 inside), sets
+# the rlimits and a lower CPU priority (nice, and the sandboxes' CPU cgroup when there is one), then execs
+# bubblewrap. argv: the worker's pid, moves ("src:dst,..."), limits ("resource:soft:hard,..."), the nice
+# increment, the cgroup.procs file to join (or ""), then the command.
 LAUNCHER = r"""
-import fcntl, os, resource, sys
-moves = [tuple(map(int, move.split(":"))) for move in sys.argv[1].split(",") if move]
+import ctypes, fcntl, os, resource, signal, sys
+PR_SET_PDEATHSIG = 1
+ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)  # the worker died before the request above: nobody is left to watch this sandbox
+moves = [tuple(map(int, move.split(":"))) for move in sys.argv[2].split(",") if move]
 parked = [(fcntl.fcntl(src, fcntl.F_DUPFD, 100), dst) for src, dst in moves]
 for src, _ in moves:
     os.close(src)
 for high, dst in parked:
     os.dup2(high, dst)
     os.close(high)
-for limit in sys.argv[2].split(","):
+for limit in sys.argv[3].split(","):
     which, soft, hard = map(int, limit.split(":"))
     resource.setrlimit(which, (soft, hard))
-os.nice(int(sys.argv[3]))
-if sys.argv[4]:
-    with open(sys.argv[4], "w") as procs:
+os.nice(int(sys.argv[4]))
+if sys.argv[5]:
+    with open(sys.argv[5], "w") as procs:
         procs.write(str(os.getpid()))
-os.execv(sys.argv[5], sys.argv[5:])
+os.execv(sys.argv[6], sys.argv[6:])
 """
 
 
@@ -440,7 +446,7 @@ class Sandbox:
             targets["seccomp"] = 7
             moves.append((seccomp_fd, targets["seccomp"]))
         limits = ",".join(f"{which}:{soft}:{hard}" for which, soft, hard in self.rlimits())
-        launcher = [self.runtime.executable, "-I", "-S", "-c", LAUNCHER,
+        launcher = [self.runtime.executable, "-I", "-S", "-c", LAUNCHER, str(os.getpid()),
                     ",".join(f"{src}:{dst}" for src, dst in moves), limits, str(self.limits.nice),
                     cpu_cgroup_procs(self.limits.cpu_shares) or ""]
         try:
