@@ -329,6 +329,28 @@ PREDICTIONS_PER_READER = env_int("PREDICTIONS_PER_READER", 30)
 PREDICTIONS_PER_ADDRESS = env_int("PREDICTIONS_PER_ADDRESS", 120)
 PREDICTION_RATE_WINDOW_S = env_int("PREDICTION_RATE_WINDOW_S", 60)
 
+# The code sandbox: readers' own programs, run under bubblewrap (docs/adr/0016). Where this path is missing
+# or cannot create namespaces, the demo that uses it says it is off on this server and nothing else changes.
+CODE_SANDBOX_BWRAP = os.environ.get("CODE_SANDBOX_BWRAP", "/usr/bin/bwrap")
+# One run's limits: wall and CPU seconds, memory (the address space of each process, and the resident memory of
+# all of them), processes plus threads, open files per process, bytes of stdout+stderr, the size of its /tmp.
+CODE_SANDBOX_WALL_S = env_float("CODE_SANDBOX_WALL_S", 10.0)
+CODE_SANDBOX_CPU_S = env_int("CODE_SANDBOX_CPU_S", 8)
+CODE_SANDBOX_MEMORY_MB = env_int("CODE_SANDBOX_MEMORY_MB", 512)
+CODE_SANDBOX_TASKS = env_int("CODE_SANDBOX_TASKS", 48)
+CODE_SANDBOX_OPEN_FILES = env_int("CODE_SANDBOX_OPEN_FILES", 64)
+CODE_SANDBOX_OUTPUT_BYTES = env_int("CODE_SANDBOX_OUTPUT_BYTES", 1024 * 1024)
+CODE_SANDBOX_TMP_MB = env_int("CODE_SANDBOX_TMP_MB", 16)
+# Readers' programs run this much nicer than the site, so a busy sandbox takes the CPU the web tier leaves.
+CODE_SANDBOX_NICE = env_int("CODE_SANDBOX_NICE", 10)
+# ... and, where the worker can make a CPU cgroup, all sandboxes together weigh this much against one of the
+# site's sessions (1024): nice alone does not reach across the kernel's per-session autogroups. 0: no cgroup.
+CODE_SANDBOX_CPU_SHARES = env_int("CODE_SANDBOX_CPU_SHARES", 64)
+# When the worker runs as root, each run gets a uid of its own from this range (never a real account's), so the
+# kernel's per-user process cap binds (it is not enforced for uid 0) and no run can signal another's processes.
+CODE_SANDBOX_UID_BASE = env_int("CODE_SANDBOX_UID_BASE", 1_800_000)
+CODE_SANDBOX_UID_COUNT = env_int("CODE_SANDBOX_UID_COUNT", 100_000)
+
 # `make run`'s supervisor (coursesite/stack.py). It asks Daphne for /hello this often ...
 SUPERVISOR_PROBE_INTERVAL_S = env_float("SUPERVISOR_PROBE_INTERVAL_S", 2.0)
 # ... waits this long for an answer ...
