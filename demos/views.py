@@ -1,16 +1,18 @@
-"""HTTP side of the demo engine: the demo list, recorded runs, the replay page."""
+"""HTTP side of the demo engine: the demo list, recorded runs, the replay page, the "Edit and run" page."""
 import inspect
+import json
 from pathlib import Path
 
 from django.conf import settings
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from demos.models import Run
-from demos.registry import DEMOS, demo_module, describe, get_demo
+from demos.params import ParamError, validate_params
+from demos.registry import DEMOS, demo_module, describe, get_demo, reader_code_demo, starting_program
 
 
 def demo_list(request):
@@ -60,8 +62,46 @@ def run_detail(request, run_id):
     })
 
 
+def _program_params(demo) -> list:
+    """A demo's multi-line text parameters: the programs a reader wrote (shown on the replay page, even without JS)."""
+    return [param for param in demo.params if getattr(param, "type", "") == "text" and getattr(param, "multiline", False)]
+
+
 def run_replay(request, run_id):
     """/runs/RUN_ID/: the same widget, replaying a recorded run."""
     run = _run_or_404(run_id)
     demo = get_demo(run.demo)
-    return render(request, "demos/replay.html", {"run": run, "demo": demo})
+    params = run.params if isinstance(run.params, dict) else {}
+    programs = [(param.label or param.name, params[param.name]) for param in (_program_params(demo) if demo else ())
+                if isinstance(params.get(param.name), str)]
+    return render(request, "demos/replay.html", {"run": run, "demo": demo, "programs": programs})
+
+
+def edit_and_run(request):
+    """/edit-and-run/?template=SLUG: the demo that runs a reader's program, opened with SLUG's starting program.
+
+    The runner is whichever demo declares `runs_reader_code`; it takes the program in its first multi-line text
+    parameter and the slug it came from in `template`. Without `template` it opens with its own default program.
+    """
+    runner = reader_code_demo()
+    if runner is None:
+        raise Http404("Nothing on this site runs a reader's program")
+    programs = _program_params(runner)
+    slug = request.GET.get("template", "")
+    source = get_demo(slug) if slug else None
+    presets: dict = {}
+    if slug:
+        program = starting_program(source) if source is not None else None
+        if source is None or program is None or not programs:
+            raise Http404("That demo has no program to edit and run")
+        presets = {programs[0].name: program, "template": slug}
+    try:
+        values = validate_params(runner, presets)
+    except ParamError as error:
+        return HttpResponseBadRequest(str(error))
+    return render(request, "demos/edit_and_run.html", {
+        "runner": runner,
+        "source": source,
+        "program": values[programs[0].name] if programs else "",
+        "configs_json": json.dumps([values]),
+    })
