@@ -8,6 +8,7 @@
  */
 import { fetchDemo, fetchRun } from "./api.js";
 import { formatParam } from "./controls.js";
+import { programViews } from "./code-panel.js";
 import { icon, outcomePhrase, sourceCodeBlock } from "./demo-widget.js";
 import { el, uniqueId } from "./dom.js";
 import { formatClock, formatNumber } from "./format.js";
@@ -55,6 +56,8 @@ export class ReplayWidget {
     if (this.demo.source_html) {
       code.append(el("p", { className: "demo-code-path" }, el("code", {}, this.demo.source_path ?? "")), sourceCodeBlock(this.demo.source_html));
     }
+    // A reader's program, when the run had one (a multi-line text parameter): shown with the line its lanes are at.
+    this.programs = programViews(this.demo.params ?? [], this.run.params ?? {}, this.noun);
     this.section.classList.add("demo-widget");
     this.section.setAttribute("aria-labelledby", titleId);
     // The page's <h1> already names the demo; the widget adds the idea it proves and the settings.
@@ -70,6 +73,7 @@ export class ReplayWidget {
         ),
       ),
       settings,
+      this.programs.map((program) => program.element),
       el("div", { className: "demo-actions" }, this.replayButton, el("span", { className: "demo-status-wrap" }, this.status, this.elapsed), this.tableButton),
       this.view.element,
       code,
@@ -116,6 +120,7 @@ export class ReplayWidget {
 
   /** Per frame: feed the events that are due, end the replay when all are in. */
   tick() {
+    for (const program of this.programs) program.follow(this.player?.record ?? this.record);
     const player = this.player;
     if (!player) {
       this.elapsed.textContent = "";

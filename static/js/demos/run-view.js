@@ -14,6 +14,7 @@ import { el, replaceChildren } from "./dom.js";
 import { countOf, formatNumber, plural } from "./format.js";
 import { ResultsTables } from "./results-table.js";
 import { legendStates, STATE_MEANINGS } from "./legend.js";
+import { OutputPanel } from "./output-panel.js";
 import { LANE_STATES } from "./run-record.js";
 
 /** @typedef {import("./run-record.js").RunRecord} RunRecord */
@@ -63,11 +64,13 @@ export class RunView {
     this.summaries = new SummaryPanel({ format: summaryFormat });
     this.counters = new CounterBoard();
     this.log = new LogPanel();
+    this.output = new OutputPanel();
     this.element = el(
       "div",
       { className: "demo-run-view" },
       this.stripList,
       this.visual,
+      this.output.element,
       this.tables.element,
       this.summaries.element,
       this.counters.element,
@@ -98,6 +101,7 @@ export class RunView {
     this.summaries.reset(records, titles);
     this.counters.reset(records);
     this.log.reset(records);
+    this.output.reset(records);
     this.tables.builtKey = "";
     this.ariaKey = "";
     this.invalidate();
@@ -129,6 +133,7 @@ export class RunView {
     this.summaries.update();
     this.counters.update();
     this.log.update();
+    this.output.update();
     if (this.tableVisible) {
       const now = performance.now();
       if (!live || now - this.lastTableBuild > TABLE_REFRESH_MS) {
