@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
+BWRAP ?= /usr/bin/bwrap
 
-.PHONY: run test lint superuser browser wrk bench clean-data help jscheck jstest node
+.PHONY: run test lint superuser browser bubblewrap wrk bench clean-data help jscheck jstest node
 
 help:
 	@echo "make run        start the site (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:$${PORT:-8000}/"
@@ -23,7 +24,7 @@ $(INSTALLED): requirements.txt
 run: $(INSTALLED)
 	$(PY) -m coursesite.stack run
 
-test: $(INSTALLED) browser wrk lint jscheck jstest
+test: $(INSTALLED) browser bubblewrap wrk lint jscheck jstest
 	$(PY) -m coursesite.stack test $(ARGS)
 
 # Any ruff or mypy finding fails the target (and so `make test`); settings in pyproject.toml.
@@ -64,6 +65,18 @@ browser:
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null || exit 1; \
 	else \
 	  echo "The browser tests need Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (Debian/Ubuntu) or set CHROMIUM=/path/to/chromium."; \
+	  exit 1; \
+	fi
+
+# The playground runs readers' code under Debian's bubblewrap (docs/adr/0016-playground-sandbox-bubblewrap.md);
+# without it the playground says it is off and the rest of the site works, but its tests need it.
+bubblewrap:
+	@if [ -x "$(BWRAP)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's bubblewrap for the playground's sandbox..."; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap) >/dev/null || exit 1; \
+	else \
+	  echo "The playground's sandbox needs bubblewrap at $(BWRAP): run 'sudo apt-get install bubblewrap' (Debian/Ubuntu) or set BWRAP=/path/to/bwrap and PLAYGROUND_BWRAP to the same."; \
 	  exit 1; \
 	fi
 

@@ -14,8 +14,8 @@ from typing import Any
 from channels.consumer import get_handler_name
 from django.conf import settings
 from demos import supervisor
-from demos.params import ParamError, validate_params
-from demos.registry import get_demo
+from demos.params import ParamError, TextParam, validate_params
+from demos.registry import DEMOS, get_demo
 from demos.sockets import ClientError, GuardedJsonConsumer
 
 logger = logging.getLogger("demos.consumers")
@@ -23,9 +23,16 @@ logger = logging.getLogger("demos.consumers")
 MAX_REF_LENGTH = 100
 
 
+def longest_text_param() -> int:
+    """The longest text any demo's text parameter may hold (a program's source, say), in characters."""
+    return max((param.max_length for demo in DEMOS.values() for param in demo.params if isinstance(param, TextParam)),
+               default=0)
+
+
 class DemoConsumer(GuardedJsonConsumer):
-    # A run or cancel message is a few hundred bytes; anything this big is abuse.
-    max_frame_chars = 16 * 1024
+    # A run or cancel message is a few hundred bytes, plus the longest text parameter, JSON-escaped (twice its
+    # length covers escaped newlines, quotes and backslashes); anything bigger is abuse.
+    max_frame_chars = 16 * 1024 + 2 * longest_text_param()
     lease_kind = "demo-sockets"
 
     def sockets_per_address(self) -> int:

@@ -81,7 +81,36 @@ class BoolParam:
                 "help": self.help}
 
 
-Param = IntParam | ChoiceParam | BoolParam
+@dataclass(frozen=True)
+class TextParam:
+    """Free text, such as a program's source: taken as sent, never trimmed (indentation matters)."""
+
+    name: str
+    default: str
+    min_length: int
+    max_length: int
+    label: str = ""
+    help: str = ""
+    multiline: bool = True
+    type: str = field(default="text", init=False)
+
+    def coerce(self, value: Any, *, from_text: bool) -> str:
+        if not isinstance(value, str):
+            raise ParamError(f"{self.name} must be text, got {_describe(value)}")
+        if not self.min_length <= len(value) <= self.max_length:
+            raise ParamError(f"{self.name} must be {self.min_length} to {self.max_length:,} characters long, "
+                             f"got {len(value):,}")
+        if "\x00" in value:
+            raise ParamError(f"{self.name} must not contain NUL characters")
+        return value
+
+    def describe(self) -> dict:
+        return {"name": self.name, "type": "text", "min_length": self.min_length, "max_length": self.max_length,
+                "multiline": self.multiline, "default": self.default, "label": self.label or self.name,
+                "help": self.help}
+
+
+Param = IntParam | ChoiceParam | BoolParam | TextParam
 
 
 def _describe(value: Any) -> str:

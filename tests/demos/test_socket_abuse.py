@@ -20,7 +20,7 @@ async def test_an_oversized_frame_closes_that_socket_with_4413():
     async with demo_socket() as other_reader:
         accepted = await start_run(other_reader, "one-cook", {"requests": 3, "wait_ms": 300})
         async with demo_socket() as abuser:
-            await abuser.send_to(text_data="x" * 40_000)  # over the app's cap, under the protocol's
+            await abuser.send_to(text_data="x" * 80_000)  # over the app's cap, under the protocol's
             messages, code = await abuser.receive_until_closed(timeout=5)
             assert [message["code"] for message in messages] == ["too_big"] and code == CLOSE_TOO_BIG
         _, finished = await receive_until_finished(other_reader, accepted["run"])
