@@ -86,6 +86,7 @@ def test_two_tasks_sleeping_each_wait_at_their_await_line_and_end_done(tmp_path)
     for lane in workers:
         states = _states(events, lane)
         assert states[0] == ("queued", 9, "created")  # created by gather, on main.py's line 9
+        assert [state for state, _, _ in states].count("queued") == 1
         assert ("waiting", 5, "await asyncio.sleep") in states
         assert states.index(("waiting", 5, "await asyncio.sleep")) > [s[0] for s in states].index("running")
         assert states[-1][0] == "done"

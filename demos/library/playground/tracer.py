@@ -179,6 +179,7 @@ class Trace:
                 return
             first = lane.pending
             if first is not None and first != key:  # a lane's first state (queued) is always told
+                lane.pending = None
                 self._write_state(lane, first)
         self._write_state(lane, key)
         lane.burst = lane.burst + 1 if now - lane.last_t < MIN_GAP_S else 0

@@ -204,7 +204,7 @@ export class CodeEditor {
     this.element = el(
       "div",
       { className: "demo-code-editor" },
-      el("div", { className: "demo-code-frame" }, this.gutter, el("div", { className: "demo-code-area" }, this.band, this.textarea)),
+      el("div", { className: "demo-code-frame" }, el("div", { className: "demo-code-gutter-wrap" }, this.gutter), el("div", { className: "demo-code-area" }, this.band, this.textarea)),
       el("div", { className: "demo-code-options" }, el("label", { className: "demo-check-label" }, this.tabToggle, "Tab indents"), this.follower.chooser.element),
       this.keys,
       this.follower.words,

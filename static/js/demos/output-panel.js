@@ -97,11 +97,18 @@ export class OutputPanel {
       const cursor = this.cursors[index];
       const output = record.output ?? [];
       const notes = record.notes ?? [];
-      for (; cursor.output < output.length; cursor.output += 1) {
+      // Output and notes, merged in the order of their times.
+      while (cursor.output < output.length || cursor.notes < notes.length) {
         const chunk = output[cursor.output];
-        this.buffer.push(chunk.stream, chunk.text, record.tag);
+        const note = notes[cursor.notes];
+        if (chunk && (!note || chunk.t <= note.t)) {
+          this.buffer.push(chunk.stream, chunk.text, record.tag);
+          cursor.output += 1;
+        } else {
+          this.buffer.push("note", `${note.text}\n`, record.tag);
+          cursor.notes += 1;
+        }
       }
-      for (; cursor.notes < notes.length; cursor.notes += 1) this.buffer.push("note", `${notes[cursor.notes].text}\n`, record.tag);
     });
     if (this.buffer.version === this.shownVersion) return;
     this.shownVersion = this.buffer.version;

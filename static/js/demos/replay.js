@@ -73,7 +73,7 @@ export class ReplayWidget {
         ),
       ),
       settings,
-      this.programs.map((program) => program.element),
+      ...this.programs.map((program) => program.element),
       el("div", { className: "demo-actions" }, this.replayButton, el("span", { className: "demo-status-wrap" }, this.status, this.elapsed), this.tableButton),
       this.view.element,
       code,
