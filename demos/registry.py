@@ -59,24 +59,24 @@ def _check(name: str, module: ModuleType) -> None:
     step_mode = getattr(module, "step_mode", None)
     if step_mode is not None and not isinstance(step_mode, StepMode):
         raise DemoDeclarationError(f"{name}: step_mode must be a demos.base.StepMode")
-    _check_playground_code(name, getattr(module, "playground_code", None))
+    _check_starting_program(name, getattr(module, "starting_program", None))
     if not isinstance(getattr(module, "runs_reader_code", False), bool):
         raise DemoDeclarationError(f"{name}: runs_reader_code must be True or False")
 
 
-def _check_playground_code(name: str, program: object) -> None:
-    """`playground_code`, when declared: a short program (str) that Python compiles."""
+def _check_starting_program(name: str, program: object) -> None:
+    """`starting_program`, when declared: a short program (str) that Python compiles."""
     if program is None:
         return
     if not isinstance(program, str) or not program.strip():
-        raise DemoDeclarationError(f"{name}: playground_code must be a non-empty str, a program a reader can run")
+        raise DemoDeclarationError(f"{name}: starting_program must be a non-empty str, a program a reader can run")
     if len(program) > MAX_STARTING_PROGRAM:
-        raise DemoDeclarationError(f"{name}: playground_code has {len(program):,} characters; "
+        raise DemoDeclarationError(f"{name}: starting_program has {len(program):,} characters; "
                                    f"at most {MAX_STARTING_PROGRAM:,}")
     try:
-        compile(program, "playground_code", "exec")
+        compile(program, "starting_program", "exec")
     except SyntaxError as error:
-        raise DemoDeclarationError(f"{name}: playground_code does not compile: {error.msg} (line {error.lineno})") from error
+        raise DemoDeclarationError(f"{name}: starting_program does not compile: {error.msg} (line {error.lineno})") from error
 
 
 def _load() -> dict[str, Demo]:
@@ -116,14 +116,14 @@ def library_demos() -> list[Demo]:
 def reader_code_demo() -> Demo | None:
     """The demo that runs a reader's own program (it declares `runs_reader_code = True`), or None.
 
-    "Edit and run" opens it with another demo's `playground_code`; the engine never knows it by name.
+    "Edit and run" opens it with another demo's `starting_program`; the engine never knows it by name.
     """
     return next((demo for demo in DEMOS.values() if getattr(demo, "runs_reader_code", False)), None)
 
 
-def starting_program(demo: Demo) -> str | None:
-    """The program "Edit and run" opens for `demo` (its `playground_code`), or None."""
-    return getattr(demo, "playground_code", None)
+def program_of(demo: Demo) -> str | None:
+    """The program "Edit and run" opens for `demo` (its `starting_program`), or None."""
+    return getattr(demo, "starting_program", None)
 
 
 def job_queues() -> list[JobQueue]:
@@ -152,7 +152,7 @@ def step_consumer(slug: str) -> Any:
 
 def _edit_url(demo: Demo) -> str | None:
     """Where "Edit and run" opens this demo's starting program, or None (no program, or nothing runs one)."""
-    if starting_program(demo) is None or reader_code_demo() is None:
+    if program_of(demo) is None or reader_code_demo() is None:
         return None
     from django.urls import reverse
     from django.utils.http import urlencode

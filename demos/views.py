@@ -12,7 +12,7 @@ from pygments.lexers import PythonLexer
 
 from demos.models import Run
 from demos.params import ParamError, validate_params
-from demos.registry import DEMOS, demo_module, describe, get_demo, reader_code_demo, starting_program
+from demos.registry import DEMOS, demo_module, describe, get_demo, program_of, reader_code_demo
 
 
 def demo_list(request):
@@ -91,7 +91,7 @@ def edit_and_run(request):
     source = get_demo(slug) if slug else None
     presets: dict = {}
     if slug:
-        program = starting_program(source) if source is not None else None
+        program = program_of(source) if source is not None else None
         if source is None or program is None or not programs:
             raise Http404("That demo has no program to edit and run")
         presets = {programs[0].name: program, "template": slug}

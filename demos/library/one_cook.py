@@ -144,7 +144,7 @@ async def serve_requests(params, emit, upstream: UpstreamSession | None) -> dict
 
 # "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
 # reader can change and run (the sandbox has no network and no database: timers, threads, processes).
-playground_code = '''\
+starting_program = '''\
 import asyncio
 import time
 

@@ -306,7 +306,7 @@ def run(params, emit):
 
 # "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
 # reader can change and run (the sandbox has no network and no database: timers, threads, processes).
-playground_code = '''\
+starting_program = '''\
 import asyncio
 
 

@@ -31,8 +31,8 @@ def test_every_other_demo_offers_a_starting_program_that_runs_to_exit_code_0(tmp
     """Each program runs as the sandbox runs it (the tracer, plain Python, fd 3 on a pipe), all at once."""
     running = []
     for demo in OFFERING:
-        program = registry.starting_program(demo)
-        assert program is not None, f"{demo.slug} declares no playground_code"
+        program = registry.program_of(demo)
+        assert program is not None, f"{demo.slug} declares no starting_program"
         assert 10 <= len(program.splitlines()) <= 45, f"{demo.slug}: keep the starting program short"
         folder = tmp_path / demo.slug
         folder.mkdir()
@@ -57,7 +57,7 @@ def test_the_registry_refuses_a_starting_program_that_is_not_a_short_runnable_pr
     registry._check(declared.__name__, declared)  # as shipped, it loads
     for program, words in [(b"print(1)", "must be a non-empty str"), ("  \n", "must be a non-empty str"),
                            ("def broken(:\n", "does not compile"), ("#\n" * 10_001, "at most 20,000")]:
-        declared.playground_code = program
+        declared.starting_program = program
         with pytest.raises(registry.DemoDeclarationError, match=words):
             registry._check(declared.__name__, declared)
 
@@ -74,9 +74,9 @@ def test_each_offering_demo_links_to_edit_and_run_and_the_page_opens_its_program
     section = re.search(r'<section class="demo" data-demo="([^"]+)" data-configs="([^"]+)"', text)
     assert section and section.group(1) == runner.slug
     configs = json.loads(html.unescape(section.group(2)))
-    assert configs[0]["template"] == "one-cook" and configs[0]["code"] == one_cook.playground_code
+    assert configs[0]["template"] == "one-cook" and configs[0]["code"] == one_cook.starting_program
     # Without JavaScript the program is there to read.
-    assert html.escape(one_cook.playground_code.splitlines()[4]) in text
+    assert html.escape(one_cook.starting_program.splitlines()[4]) in text
     assert client.get("/edit-and-run/?template=no-such-demo").status_code == 404
     assert client.get(f"/edit-and-run/?template={runner.slug}").status_code == 404
     assert client.get("/edit-and-run/").status_code == 200  # the runner's own starting program

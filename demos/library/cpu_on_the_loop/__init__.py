@@ -218,7 +218,7 @@ def _summary(work: str, offload: str, measured: dict, setup_ms: float) -> dict:
 
 # "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
 # reader can change and run (the sandbox has no network and no database: timers, threads, processes).
-playground_code = '''\
+starting_program = '''\
 import asyncio
 import time
 

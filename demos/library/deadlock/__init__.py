@@ -524,7 +524,7 @@ def _emit_metrics(emit, shared: _Run, shown: dict[str, int]) -> dict[str, int]:
 
 # "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
 # reader can change and run (the sandbox has no network and no database: timers, threads, processes).
-playground_code = '''\
+starting_program = '''\
 import threading
 import time
 

@@ -211,7 +211,7 @@ def summarise(reporter: Reporter, workload: Workload, params: dict[str, Any]) ->
 
 # "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
 # reader can change and run (the sandbox has no network and no database: timers, threads, processes).
-playground_code = '''\
+starting_program = '''\
 import asyncio
 import time
 

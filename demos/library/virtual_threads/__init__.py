@@ -375,7 +375,7 @@ def _summary(mode, params, served, asked, notes, ready, idle, final, done, peak_
 
 # "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
 # reader can change and run (the sandbox has no network and no database: timers, threads, processes).
-playground_code = '''\
+starting_program = '''\
 import heapq
 import time
 
