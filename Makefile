@@ -68,15 +68,15 @@ browser:
 	  exit 1; \
 	fi
 
-# The playground runs readers' code under Debian's bubblewrap (docs/adr/0016-playground-sandbox-bubblewrap.md);
-# without it the playground says it is off and the rest of the site works, but its tests need it.
+# Readers' own code runs under Debian's bubblewrap (docs/adr/0016); without it that demo says it is off
+# and the rest of the site works, but its tests need it.
 bubblewrap:
 	@if [ -x "$(BWRAP)" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing Debian's bubblewrap for the playground's sandbox..."; \
+	  echo "Installing Debian's bubblewrap for the code sandbox..."; \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap) >/dev/null || exit 1; \
 	else \
-	  echo "The playground's sandbox needs bubblewrap at $(BWRAP): run 'sudo apt-get install bubblewrap' (Debian/Ubuntu) or set BWRAP=/path/to/bwrap and PLAYGROUND_BWRAP to the same."; \
+	  echo "The code sandbox needs bubblewrap at $(BWRAP): run 'sudo apt-get install bubblewrap' (Debian/Ubuntu) or set BWRAP=/path/to/bwrap and CODE_SANDBOX_BWRAP to the same."; \
 	  exit 1; \
 	fi
 

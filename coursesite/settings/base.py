@@ -321,22 +321,24 @@ DEMO_SLOW_READER_DRAIN_S = env_int("DEMO_SLOW_READER_DRAIN_S", 10)
 # A step session ends after this long without a step (its connections hold a row, maybe a lock).
 DEMO_STEP_IDLE_S = 120.0
 
-# The playground (docs/adr/0016-playground-sandbox-bubblewrap.md): readers' own code, run under bubblewrap.
-# Where this path is missing or cannot create namespaces, the playground says it is off and nothing else changes.
-PLAYGROUND_BWRAP = os.environ.get("PLAYGROUND_BWRAP", "/usr/bin/bwrap")
+# The code sandbox: readers' own programs, run under bubblewrap (docs/adr/0016). Where this path is missing
+# or cannot create namespaces, the demo that uses it says it is off on this server and nothing else changes.
+CODE_SANDBOX_BWRAP = os.environ.get("CODE_SANDBOX_BWRAP", "/usr/bin/bwrap")
 # One run's limits: wall and CPU seconds, memory (the address space of each process, and the resident memory of
 # all of them), processes plus threads, open files per process, bytes of stdout+stderr, the size of its /tmp.
-PLAYGROUND_WALL_S = env_float("PLAYGROUND_WALL_S", 10.0)
-PLAYGROUND_CPU_S = env_int("PLAYGROUND_CPU_S", 8)
-PLAYGROUND_MEMORY_MB = env_int("PLAYGROUND_MEMORY_MB", 512)
-PLAYGROUND_TASKS = env_int("PLAYGROUND_TASKS", 48)
-PLAYGROUND_OPEN_FILES = env_int("PLAYGROUND_OPEN_FILES", 64)
-PLAYGROUND_OUTPUT_BYTES = env_int("PLAYGROUND_OUTPUT_BYTES", 1024 * 1024)
-PLAYGROUND_TMP_MB = env_int("PLAYGROUND_TMP_MB", 16)
+CODE_SANDBOX_WALL_S = env_float("CODE_SANDBOX_WALL_S", 10.0)
+CODE_SANDBOX_CPU_S = env_int("CODE_SANDBOX_CPU_S", 8)
+CODE_SANDBOX_MEMORY_MB = env_int("CODE_SANDBOX_MEMORY_MB", 512)
+CODE_SANDBOX_TASKS = env_int("CODE_SANDBOX_TASKS", 48)
+CODE_SANDBOX_OPEN_FILES = env_int("CODE_SANDBOX_OPEN_FILES", 64)
+CODE_SANDBOX_OUTPUT_BYTES = env_int("CODE_SANDBOX_OUTPUT_BYTES", 1024 * 1024)
+CODE_SANDBOX_TMP_MB = env_int("CODE_SANDBOX_TMP_MB", 16)
+# Readers' programs run this much nicer than the site, so a busy sandbox takes the CPU the web tier leaves.
+CODE_SANDBOX_NICE = env_int("CODE_SANDBOX_NICE", 10)
 # When the worker runs as root, each run gets a uid of its own from this range (never a real account's), so the
 # kernel's per-user process cap binds (it is not enforced for uid 0) and no run can signal another's processes.
-PLAYGROUND_UID_BASE = env_int("PLAYGROUND_UID_BASE", 1_800_000)
-PLAYGROUND_UID_COUNT = env_int("PLAYGROUND_UID_COUNT", 100_000)
+CODE_SANDBOX_UID_BASE = env_int("CODE_SANDBOX_UID_BASE", 1_800_000)
+CODE_SANDBOX_UID_COUNT = env_int("CODE_SANDBOX_UID_COUNT", 100_000)
 
 # `make run`'s supervisor (coursesite/stack.py). It asks Daphne for /hello this often ...
 SUPERVISOR_PROBE_INTERVAL_S = env_float("SUPERVISOR_PROBE_INTERVAL_S", 2.0)

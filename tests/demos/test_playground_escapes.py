@@ -32,8 +32,8 @@ OUTPUT_BYTES = 256 * 1024
 @pytest.fixture(scope="module")
 def playground_worker(celery_worker_thread):
     """The worker in this process, with the playground's limits made small for the module."""
-    overrides = {"PLAYGROUND_WALL_S": WALL_S, "PLAYGROUND_CPU_S": CPU_S, "PLAYGROUND_TASKS": TASKS,
-                 "PLAYGROUND_OUTPUT_BYTES": OUTPUT_BYTES}
+    overrides = {"CODE_SANDBOX_WALL_S": WALL_S, "CODE_SANDBOX_CPU_S": CPU_S, "CODE_SANDBOX_TASKS": TASKS,
+                 "CODE_SANDBOX_OUTPUT_BYTES": OUTPUT_BYTES}
     saved = {name: getattr(settings, name) for name in overrides}
     for name, value in overrides.items():
         setattr(settings, name, value)
@@ -159,7 +159,7 @@ HOSTILE = {
 async def test_a_program_past_a_limit_is_stopped_and_the_limit_named(name, monkeypatch):
     code, reason, words = HOSTILE[name]
     if reason == "time":
-        monkeypatch.setattr(settings, "PLAYGROUND_WALL_S", SHORT_WALL_S)
+        monkeypatch.setattr(settings, "CODE_SANDBOX_WALL_S", SHORT_WALL_S)
     summary, stdout, stderr = await run_playground(code)
     assert summary["killed_reason"] == reason, summary
     assert words in summary["text"], summary["text"]
@@ -195,12 +195,12 @@ async def test_signals_ctypes_and_the_sites_modules_reach_nothing_outside(code, 
 
 
 async def test_without_bubblewrap_the_playground_says_it_is_off_and_other_demos_still_run():
-    saved = settings.PLAYGROUND_BWRAP
-    settings.PLAYGROUND_BWRAP = "/nonexistent/bwrap"
+    saved = settings.CODE_SANDBOX_BWRAP
+    settings.CODE_SANDBOX_BWRAP = "/nonexistent/bwrap"
     try:
         summary, stdout, stderr = await run_playground("print('hello')\n")
     finally:
-        settings.PLAYGROUND_BWRAP = saved
+        settings.CODE_SANDBOX_BWRAP = saved
     assert summary["text"].startswith("The playground is off on this server: bubblewrap is not installed here")
     assert summary["available"] is False and stdout == stderr == ""
     async with demo_socket() as socket:

@@ -36,8 +36,8 @@ def sandbox_processes() -> list[int]:
     Only this process's descendants count: other test runs on the machine may
     have sandboxes of their own.
     """
-    low = settings.PLAYGROUND_UID_BASE
-    high = low + settings.PLAYGROUND_UID_COUNT
+    low = settings.CODE_SANDBOX_UID_BASE
+    high = low + settings.CODE_SANDBOX_UID_COUNT
     parents, owners, commands = {}, {}, {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -64,7 +64,7 @@ def sandbox_processes() -> list[int]:
 def test_the_program_sees_only_the_standard_library_a_private_tmp_and_three_environment_variables():
     code = """
 import json, os, sys
-seen = {"uid": os.getuid(), "root": sorted(os.listdir("/")), "environ": sorted(os.environ),
+seen = {"uid": os.getuid(), "nice": os.nice(0), "root": sorted(os.listdir("/")), "environ": sorted(os.environ),
         "tmp": os.listdir("/tmp"), "work": os.path.exists("/work"), "cwd": os.getcwd()}
 site = [path for path in sys.path if path.endswith("site-packages")]
 seen["site_packages"] = [os.listdir(path) for path in site if os.path.isdir(path)]
@@ -81,6 +81,7 @@ print(json.dumps(seen))
     assert outcome.exit_code == 0, output_of(events, "stderr")
     seen = json.loads(output_of(events, "stdout"))
     assert seen["uid"] >= 1000 and seen["uid"] != os.getuid()
+    assert seen["nice"] == LIMITS.nice == 10  # below the site's processes for the CPU
     assert seen["root"] == sorted(["dev", "lib", "lib64", "proc", "root", "sandbox", "tmp", "usr"])
     assert set(seen["environ"]) <= {"PATH", "HOME", "LANG", "MALLOC_ARENA_MAX", "PWD"}
     assert seen["tmp"] == [] and seen["cwd"] == "/tmp" and seen["work"] is False
@@ -185,4 +186,20 @@ def test_a_program_that_closes_its_output_still_meets_the_wall_limit():
     outcome, _ = run(code, limits=sandbox.Limits(wall_s=1.0, cpu_s=3))
     assert outcome.killed_reason == "time" and outcome.exit_code is None
     assert 1000 <= outcome.wall_ms < 4000
+    assert sandbox_processes() == []
+
+
+def test_processes_that_together_pass_the_memory_limit_are_stopped_for_memory():
+    # Each stays under the per-process address-space cap; only the watch over the whole run catches them.
+    code = """
+import os, time
+for _ in range(4):
+    if os.fork() == 0:
+        block = bytearray(b"x" * 200 * 2**20)
+        time.sleep(30)
+time.sleep(30)
+"""
+    outcome, _ = run(code, limits=sandbox.Limits(wall_s=10.0, cpu_s=5))
+    assert outcome.killed_reason == "memory" and outcome.exit_code is None
+    assert outcome.peak_memory_bytes > sandbox.Limits().memory_bytes
     assert sandbox_processes() == []

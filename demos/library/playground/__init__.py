@@ -25,7 +25,7 @@ title = "Playground: run your own concurrent Python"
 concept = "Change the code and run it: your tasks and threads are drawn as they run, on a real server, in a sandbox."
 placement = "worker"  # readers' code never runs in the web process
 burns_cpu = True  # a reader's program may compute: one reader's runs take turns on the cores
-# The sandbox's own wall limit (PLAYGROUND_WALL_S, 10 s by default) stops the program; this engine limit
+# The sandbox's own wall limit (CODE_SANDBOX_WALL_S, 10 s by default) stops the program; this engine limit
 # is the backstop above it, leaving room for the sandbox to start and to be torn down.
 time_limit_s = 40.0
 lanes = "task or thread"

@@ -16,13 +16,14 @@ What a run gets (docs/adr/0016-playground-sandbox-bubblewrap.md says why it is b
 - an unprivileged user. When the worker runs as root, bubblewrap itself runs
   as root (so that it can bind a runtime under /root, which no other user may
   enter) and the program is started through `setpriv` as a uid of its own,
-  picked per run from PLAYGROUND_UID_BASE: the kernel's per-user process cap
+  picked per run from CODE_SANDBOX_UID_BASE: the kernel's per-user process cap
   (RLIMIT_NPROC) is not enforced for uid 0, so a fork bomb must run as a real
   unprivileged uid. Otherwise bubblewrap makes a user namespace as usual;
 - rlimits on CPU seconds, address space, open files, processes plus threads,
-  file size and core dumps, set by a tiny launcher (`LAUNCHER`) between fork
-  and exec, so that no Python code runs in a forked copy of the threaded
-  worker;
+  file size and core dumps, and a lower CPU priority (nice 10), set by a tiny
+  launcher (`LAUNCHER`) between fork and exec, so that no Python code runs in
+  a forked copy of the threaded worker; under load the site's own processes
+  get the cores first;
 - watched from here: the wall clock, the bytes of output (counted as they are
   read), and every 50 ms the resident memory and the number of tasks of the
   run's processes. A run past any limit is killed whole (bubblewrap's PID
@@ -68,7 +69,7 @@ MAX_LINE_NUMBER = 1_000_000
 STATES = frozenset({"running", "blocked", "waiting", "lock-wait", "queued", "done", "failed"})
 LANE_TYPES = frozenset({"task", "thread"})
 WATCH_EVERY_S = 0.05
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")  # the smallest tmpfs there is, for masking site-packages
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 # What the sandbox's environment holds (bwrap --clearenv first).
 # MALLOC_ARENA_MAX: glibc reserves 64 MiB of address space per thread's arena otherwise, and a program with a
@@ -79,7 +80,8 @@ STACK_BYTES = 8 * 1024 * 1024  # each thread's stack: with the memory limit, it 
 
 # Runs between fork and exec of the sandbox, in a fresh single-threaded interpreter (`-I -S`): moves the
 # inherited descriptors to fixed numbers (the trace pipe must be fd 3 inside), sets the rlimits, then execs
-# bubblewrap. argv: moves ("src:dst,..."), limits ("resource:soft:hard,..."), then the command.
+# bubblewrap, at a lower CPU priority (nice). argv: moves ("src:dst,..."), limits ("resource:soft:hard,..."),
+# the nice increment, then the command.
 LAUNCHER = r"""
 import fcntl, os, resource, sys
 moves = [tuple(map(int, move.split(":"))) for move in sys.argv[1].split(",") if move]
@@ -92,7 +94,8 @@ for high, dst in parked:
 for limit in sys.argv[2].split(","):
     which, soft, hard = map(int, limit.split(":"))
     resource.setrlimit(which, (soft, hard))
-os.execv(sys.argv[3], sys.argv[3:])
+os.nice(int(sys.argv[3]))
+os.execv(sys.argv[4], sys.argv[4:])
 """
 
 
@@ -111,6 +114,7 @@ class Limits:
     open_files: int = 64
     output_bytes: int = 1024 * 1024
     tmp_bytes: int = 16 * 1024 * 1024
+    nice: int = 10  # the program's CPU priority below the site's own processes (higher is lower)
 
     @classmethod
     def from_settings(cls) -> Limits:
@@ -118,10 +122,10 @@ class Limits:
 
         mib = 1024 * 1024
         return cls(
-            wall_s=float(settings.PLAYGROUND_WALL_S), cpu_s=int(settings.PLAYGROUND_CPU_S),
-            memory_bytes=int(settings.PLAYGROUND_MEMORY_MB) * mib, tasks=int(settings.PLAYGROUND_TASKS),
-            open_files=int(settings.PLAYGROUND_OPEN_FILES), output_bytes=int(settings.PLAYGROUND_OUTPUT_BYTES),
-            tmp_bytes=int(settings.PLAYGROUND_TMP_MB) * mib,
+            wall_s=float(settings.CODE_SANDBOX_WALL_S), cpu_s=int(settings.CODE_SANDBOX_CPU_S),
+            memory_bytes=int(settings.CODE_SANDBOX_MEMORY_MB) * mib, tasks=int(settings.CODE_SANDBOX_TASKS),
+            open_files=int(settings.CODE_SANDBOX_OPEN_FILES), output_bytes=int(settings.CODE_SANDBOX_OUTPUT_BYTES),
+            tmp_bytes=int(settings.CODE_SANDBOX_TMP_MB) * mib, nice=int(settings.CODE_SANDBOX_NICE),
         )
 
 
@@ -157,7 +161,7 @@ class Runtime:
 def bwrap_path() -> str:
     from django.conf import settings
 
-    return str(settings.PLAYGROUND_BWRAP)
+    return str(settings.CODE_SANDBOX_BWRAP)
 
 
 _known_good: set[tuple[str, str]] = set()
@@ -210,7 +214,7 @@ def pick_uid() -> int:
     """A uid for one run, from the configured range, that no process is using now."""
     from django.conf import settings
 
-    base, count = int(settings.PLAYGROUND_UID_BASE), int(settings.PLAYGROUND_UID_COUNT)
+    base, count = int(settings.CODE_SANDBOX_UID_BASE), int(settings.CODE_SANDBOX_UID_COUNT)
     in_use = _uids_in_use()
     for _ in range(100):
         uid = base + random.randrange(count)
@@ -253,16 +257,20 @@ def _descendants(root_pid: int) -> list[int]:
 
 
 def _usage(pid: int) -> tuple[int, int, float] | None:
-    """(resident bytes, threads, CPU seconds) of one process, or None once it has gone."""
+    """(proportional resident bytes, threads, CPU seconds) of one process, or None once it has gone.
+
+    Proportional (Pss): a page that forked processes share is split between
+    them, so forty forks of one interpreter count once, not forty times.
+    """
     try:
-        with open(f"/proc/{pid}/statm") as statm:
-            resident_pages = int(statm.read().split()[1])
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            resident = next((int(line.split()[1]) * 1024 for line in rollup if line.startswith("Pss:")), 0)
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError, ValueError):
         return None
     # After the ")" that ends the command name: state is field 0, utime 11, stime 12, num_threads 17.
-    return resident_pages * PAGE_BYTES, int(fields[17]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+    return resident, int(fields[17]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
 
 
 # --- the sandbox ------------------------------------------------------------------------------------
@@ -381,7 +389,7 @@ class Sandbox:
             moves.append((seccomp_fd, targets["seccomp"]))
         limits = ",".join(f"{which}:{soft}:{hard}" for which, soft, hard in self.rlimits())
         launcher = [self.runtime.executable, "-I", "-S", "-c", LAUNCHER,
-                    ",".join(f"{src}:{dst}" for src, dst in moves), limits]
+                    ",".join(f"{src}:{dst}" for src, dst in moves), limits, str(self.limits.nice)]
         try:
             self.process = subprocess.Popen(
                 launcher + self.command(targets), stdin=subprocess.DEVNULL, stdout=stdout_w, stderr=stderr_w,
@@ -647,7 +655,8 @@ def run_program(code: str, emit, *, limits: Limits | None = None, tracer: str | 
             for key, _ in ready:
                 name = key.data
                 try:
-                    data = os.read(key.fd, OUTPUT_CHUNK_BYTES)
+                    # 3 bytes short of 4 KiB: an incomplete UTF-8 character carried over still fits a chunk.
+                    data = os.read(key.fd, OUTPUT_CHUNK_BYTES - 3)
                 except BlockingIOError:
                     continue
                 if not data:
@@ -706,7 +715,9 @@ def _run_usage(sandbox: Sandbox) -> tuple[int, int]:
     if sandbox.process is None:
         return 0, 0
     sandbox.read_status()
-    pids = processes_of(sandbox.uid) if sandbox.uid is not None else _descendants(sandbox.process.pid)
+    # Every process of the run lives in its PID namespace, below bubblewrap: walking down from it is cheaper
+    # than scanning all of /proc (processes_of) twenty times a second.
+    pids = _descendants(sandbox.process.pid)
     memory = tasks = 0
     for pid in pids:
         if pid == sandbox.init_pid:
