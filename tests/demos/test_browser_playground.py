@@ -13,7 +13,7 @@ LESSON = "/concurrency-and-async/one-cook-many-dishes/"
 
 
 async def test_edit_and_run_from_a_demo_block_runs_the_program_and_its_permalink_shows_the_code(course, site_url):
-    async with chromium() as context:
+    async with chromium(color_scheme="dark") as context:
         page, demo, problems = await open_lesson_demo(context, site_url + LESSON)
         await demo.get_by_role("link", name=re.compile(r"^Edit and run")).click()
         await page.wait_for_url(re.compile(r"/edit-and-run/\?template=one-cook$"))
@@ -23,9 +23,20 @@ async def test_edit_and_run_from_a_demo_block_runs_the_program_and_its_permalink
         assert "async def dish" in await editor.input_value()
 
         # Keyboard: Tab leaves the editor unless the reader turns on "Tab indents".
+        focused = "el => el === document.activeElement"
         await editor.focus()
         await page.keyboard.press("Tab")
-        assert not await editor.evaluate("el => el === document.activeElement")
+        assert not await editor.evaluate(focused)
+        await widget.get_by_role("checkbox", name="Tab indents").check()
+        await editor.focus()
+        await editor.evaluate("el => el.setSelectionRange(0, 0)")
+        await page.keyboard.press("Tab")
+        assert await editor.evaluate(focused) and (await editor.input_value()).startswith("    import asyncio")
+        await page.keyboard.press("Shift+Tab")
+        assert (await editor.input_value()).startswith("import asyncio")
+        await page.keyboard.press("Escape")
+        await page.keyboard.press("Tab")
+        assert not await editor.evaluate(focused)
 
         await widget.get_by_role("button", name=re.compile(r"^Run$")).click()
         status = widget.locator(".demo-status")

@@ -17,6 +17,8 @@ import { el, uniqueId } from "./dom.js";
 
 export const INDENT = "    ";
 const FOLLOW_LATEST = "latest";
+const MIN_ROWS = 8;
+const MAX_ROWS = 30;
 
 /** How many lines `text` has (an empty text is one empty line). */
 export function lineCount(text) {
@@ -238,6 +240,8 @@ export class CodeEditor {
     if (count !== this.lines) {
       this.lines = count;
       this.gutter.textContent = gutterText(count);
+      // As tall as the program, within bounds; the reader can still drag it taller.
+      this.textarea.rows = Math.min(MAX_ROWS, Math.max(MIN_ROWS, count));
     }
     this.placeBand();
   }
