@@ -257,7 +257,7 @@ import threading
 import time
 import tracemalloc
 
-COUNT = 2000
+COUNT = 1000
 
 
 async def idle_connection(ready):

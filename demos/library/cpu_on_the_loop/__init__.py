@@ -240,8 +240,8 @@ async def ticker():
 async def main():
     ticks = asyncio.create_task(ticker())
     await asyncio.sleep(0.06)
-    crunch(1_000_000)  # on the loop: the ticker cannot run until it ends
-    await asyncio.to_thread(crunch, 1_000_000)  # in a thread: the loop runs, sharing the GIL
+    crunch(500_000)  # on the loop: the ticker cannot run until it ends
+    await asyncio.to_thread(crunch, 500_000)  # in a thread: the loop runs, sharing the GIL
     await ticks
 
 

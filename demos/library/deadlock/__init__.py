@@ -534,11 +534,11 @@ first_lock, second_lock = threading.Lock(), threading.Lock()
 def transfer(name, hold, want):
     with hold:
         time.sleep(0.1)  # while this lock is held, the other thread takes its first one
-        if want.acquire(timeout=1):  # without a timeout, both would wait forever
+        if want.acquire(timeout=0.5):  # without a timeout, both would wait forever
             print(f"{name}: got both locks")
             want.release()
         else:
-            print(f"{name}: gave up after 1 s; the lock it needs is held by the other thread")
+            print(f"{name}: gave up after 0.5 s; the lock it needs is held by the other thread")
 
 
 one = threading.Thread(target=transfer, args=("thread 1", first_lock, second_lock))

@@ -368,8 +368,8 @@ def wait(seconds):
 if __name__ == "__main__":
     for label, pool_class, job, argument in [
         ("4 waits on 4 threads", ThreadPoolExecutor, wait, 0.2),
-        ("4 computations on 4 threads", ThreadPoolExecutor, compute, 300_000),
-        ("4 computations on 4 processes", ProcessPoolExecutor, compute, 300_000),
+        ("4 computations on 4 threads", ThreadPoolExecutor, compute, 200_000),
+        ("4 computations on 4 processes", ProcessPoolExecutor, compute, 200_000),
     ]:
         started = time.perf_counter()
         with pool_class(max_workers=4) as pool:
