@@ -113,6 +113,13 @@ class LaneChooser {
     return this.select.value === FOLLOW_LATEST ? null : Number(this.select.value);
   }
 
+  /** Choose a lane (a click on its row in the timeline); null: the most recent event. */
+  choose(lane) {
+    this.select.value = lane === null ? FOLLOW_LATEST : String(lane);
+    if (this.select.value === "") this.select.value = FOLLOW_LATEST;
+    this.onChange?.();
+  }
+
   /** @param {RunRecord | null | undefined} record */
   update(record) {
     const count = record ? record.laneCount : 0;
@@ -257,6 +264,11 @@ export class CodeEditor {
     this.follower.follow(record);
   }
 
+  /** @param {number | null} lane */
+  choose(lane) {
+    this.follower.chooser.choose(lane);
+  }
+
   /** @param {number | null} line */
   mark(line) {
     this.markedLine = line;
@@ -301,6 +313,11 @@ export class CodeView {
   /** @param {RunRecord | null} record */
   follow(record) {
     this.follower.follow(record);
+  }
+
+  /** @param {number | null} lane */
+  choose(lane) {
+    this.follower.chooser.choose(lane);
   }
 
   /** @param {number | null} line */

@@ -125,6 +125,15 @@ export class ParamControls {
     });
   }
 
+  /**
+   * Make each program editor of `column` mark the line of `lane` (a click on the lane's row).
+   * @param {number} column
+   * @param {number} lane
+   */
+  chooseLane(column, lane) {
+    for (const editor of this.editors[column] ?? []) editor.choose(lane);
+  }
+
   /** Build the inputs for one column of values (single) or two (compare). */
   render(columns) {
     this.inputs = columns.map(() => new Map());

@@ -58,6 +58,7 @@ export class ReplayWidget {
     }
     // A reader's program, when the run had one (a multi-line text parameter): shown with the line its lanes are at.
     this.programs = programViews(this.demo.params ?? [], this.run.params ?? {}, this.noun);
+    this.view.onLaneSelect = (_record, lane) => this.programs.forEach((program) => program.choose(lane));
     this.section.classList.add("demo-widget");
     this.section.setAttribute("aria-labelledby", titleId);
     // The page's <h1> already names the demo; the widget adds the idea it proves and the settings.

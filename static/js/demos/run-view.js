@@ -51,6 +51,13 @@ export class RunView {
     this.timeline.canvas.setAttribute("role", "img");
     // Labels shortened to fit the gutter are told in full on hover (the Table view lists them too).
     this.timeline.canvas.addEventListener("mousemove", (event) => this.showLaneTitle(event));
+    // A click on a lane chooses it for the owner's code panel (its "Mark the line of" list does the same by keyboard).
+    /** @type {((record: RunRecord, lane: number) => void) | null} */
+    this.onLaneSelect = null;
+    this.timeline.canvas.addEventListener("click", (event) => {
+      const hit = this.drawn && this.timeline.laneAt(this.drawn.layout, event.offsetX, event.offsetY);
+      if (hit) this.onLaneSelect?.(hit.record, hit.lane);
+    });
     this.drawn = null; // {layout, scale} of the last frame, for hit tests
     this.legend = el("ul", { className: "demo-legend", "aria-label": "Legend" });
     this.charts = new MetricCharts();
