@@ -114,6 +114,30 @@ def test_time_sleep_in_a_coroutine_shows_the_loop_thread_blocked_while_the_task_
     assert (task, "waiting") not in ordered[:blocked_at] and (task, "done") in ordered[blocked_at:]
 
 
+def test_a_task_ready_behind_one_that_holds_the_loop_is_queued_until_the_loop_resumes_it(tmp_path):
+    result, events = _run_traced(tmp_path, """\
+        import asyncio
+        import time
+
+        async def worker():
+            await asyncio.sleep(0.05)
+            time.sleep(0.1)  # holds the loop after waking
+
+        async def main():
+            await asyncio.gather(worker(), worker())
+
+        asyncio.run(main())
+    """)
+    assert result.returncode == 0
+    first, second = [lane for lane, label in _lanes(events, "task").items() if "worker()" in label]
+    ordered = [(event["lane"], event["state"], event.get("label", "")) for event in events if event["kind"] == "state"]
+    woken = ordered.index((first, "running", ""), ordered.index((first, "waiting", "await asyncio.sleep")))
+    # both timers were due together: while the first holds the loop, the second is ready but not running
+    queued = ordered.index((second, "queued", "ready: its await is done"))
+    assert woken < queued < ordered.index((second, "running", ""), queued)
+    assert ("queued", 5, "ready: its await is done") in _states(events, second)
+
+
 def test_asyncio_lock_contention_shows_lock_wait_at_the_async_with_line(tmp_path):
     result, events = _run_traced(tmp_path, """\
         import asyncio

@@ -17,7 +17,11 @@ sys.monitoring). What it hooks, and nothing re-implemented:
   coroutine resume (running) and suspend (its frame returns at a YIELD_VALUE: waiting, at the line
   of main.py it awaits on; lock-wait when the await chain runs through an asyncio Lock, Semaphore
   or Condition), and sees each thread enter and leave C calls that block (time.sleep, a lock's
-  acquire, select/epoll, socket and pipe reads, waitpid, queue gets): blocked, then running.
+  acquire, select/epoll, socket and pipe reads, waitpid, queue gets): blocked, then running;
+- the future a task suspends on is what its step yields; when Python code completes that future
+  (a c_call of its set_result, set_exception or cancel) the task is ready, drawn queued (if for
+  at least 5 ms) until the loop resumes it. A future completed inside C code (a task's own
+  result) is not seen, so a task awaiting another task stays waiting until it runs.
 
 Not seen: a `with lock:` statement's wait on a threading lock (the interpreter calls `__enter__`
 without a profile event), and C code that blocks inside other C code.
@@ -99,6 +103,8 @@ BLOCKING_BY_MODULE: dict[object, str] = {key: label for key, label in BLOCKING.i
 AWAITED_NAMES = {"_GatheringFuture": "asyncio.gather", "Future": "a future", "Task": "a task"}
 # Code that can suspend (coroutines, generators): only its frames can be in the chain an await unwinds.
 SUSPENDABLE = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+# C methods that complete a future, seen as c_call events when Python code calls them.
+RESOLVES_FUTURE = frozenset({"Future.set_result", "Future.set_exception", "Future.cancel"})
 SELECTORS_FILE = os.path.join(os.path.dirname(os.__file__), "selectors.py")
 
 
@@ -106,7 +112,7 @@ class Lane:
     """One task or thread, and what the writer last said about it."""
 
     __slots__ = ("number", "type", "subject", "announced", "last_key", "last_state", "last_t", "burst",
-                 "pending", "pending_since", "ended")
+                 "pending", "pending_since", "ended", "future")
 
     def __init__(self, number, lane_type, subject):
         self.number = number
@@ -120,6 +126,7 @@ class Lane:
         self.pending = None
         self.pending_since = 0.0
         self.ended = False
+        self.future = None  # the future a suspended task waits on
 
     def label(self):
         if self.type == "thread":
@@ -142,6 +149,7 @@ class Trace:
         self.states_written = 0
         self.task_lanes = {}   # coroutine frame -> Lane, for the tasks being traced
         self.held = set()      # lanes that may have a state held back
+        self.waiting_on = {}   # future -> the Lane of the task suspended on it
 
     def disable(self):
         self.enabled = False
@@ -222,6 +230,8 @@ class Trace:
             return
         with self.lock:
             lane.ended = ending
+            if lane.announced:
+                lane.pending = None  # superseded: whatever was held back did not last
             self._emit(lane, key, now)
 
     def flush(self, everything=False):
@@ -277,6 +287,9 @@ class ThreadWatch:
                 if self.step_lane is None:
                     lane = trace.task_lanes.get(frame)
                     if lane is not None:
+                        if lane.future is not None:
+                            trace.waiting_on.pop(lane.future, None)
+                            lane.future = None
                         self.step_lane, self.step_frame = lane, frame
                         self.await_line = self.await_label = None
                         self.await_lock = False
@@ -287,11 +300,14 @@ class ThreadWatch:
             elif event == "return":
                 code = frame.f_code
                 if self.step_lane is not None:
-                    self.step_return(frame, code)
+                    self.step_return(frame, code, arg)
                 elif code is BOOTSTRAP_CODE:
                     trace.state(self.lane, "done", None)
             elif event == "c_call":
                 name = getattr(arg, "__qualname__", None)
+                if name in RESOLVES_FUTURE:
+                    self.future_resolved(getattr(arg, "__self__", None))
+                    return
                 label = BLOCKING_BY_NAME.get(name)
                 if label is None:
                     label = BLOCKING_BY_MODULE.get((getattr(arg, "__module__", None), name))
@@ -317,7 +333,17 @@ class ThreadWatch:
         # state is held back until it has lasted MIN_GAP_S. A sleep always blocks.
         self.trace.state(self.lane, "blocked", self.trace.main_line(frame), label, hold=label not in ALWAYS_BLOCKS)
 
-    def step_return(self, frame, code):
+    def future_resolved(self, future):
+        """A future got its result: the task suspended on it is ready, queued until the loop resumes it."""
+        trace = self.trace
+        lane = trace.waiting_on.pop(future, None) if trace.waiting_on else None
+        if lane is not None:
+            lane.future = None
+            line = lane.last_key[1] if lane.last_key else None
+            # Held back: shown only when the loop is slow to resume it (a callback blocking it, a long queue).
+            trace.state(lane, "queued", line, "ready: its await is done", hold=True)
+
+    def step_return(self, frame, code, arg):
         """A return inside a task's step: part of the chain an await unwinds, or a call that finished."""
         trace = self.trace
         if not (code.co_flags & SUSPENDABLE and code.co_code[frame.f_lasti] == YIELD_VALUE):
@@ -340,6 +366,9 @@ class ThreadWatch:
             label = self.await_label or _awaited_label(lane.subject)
             trace.state(lane, "lock-wait" if self.await_lock else "waiting", self.await_line,
                         "await " + label if label else "await")
+            if asyncio.isfuture(arg):  # what the step yielded to the task: the future it now waits on
+                trace.waiting_on[arg] = lane
+                lane.future = arg
 
 
 def _awaited_label(task):
