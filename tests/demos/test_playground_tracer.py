@@ -90,6 +90,7 @@ def test_two_tasks_sleeping_each_wait_at_their_await_line_and_end_done(tmp_path)
         assert ("waiting", 5, "await asyncio.sleep") in states
         assert states.index(("waiting", 5, "await asyncio.sleep")) > [s[0] for s in states].index("running")
         assert states[-1][0] == "done"
+    assert ("waiting", 9, "await asyncio.gather") in _states(events, _lane_named(events, "main()"))
     assert _lanes(events, "thread") == {0: "MainThread"}
 
 
@@ -206,6 +207,7 @@ def test_a_failing_task_is_failed_at_the_raising_line_with_its_exception(tmp_pat
     assert _lanes(events, "task")[lane] == "fragile: fails()"  # the name create_task gave it
     assert _states(events, lane)[0] == ("queued", 8, "created")
     assert _states(events, lane)[-1] == ("failed", 5, "ValueError: no such thing")
+    assert ("waiting", 10, "await a task") in _states(events, _lane_named(events, "main()"))
     assert _states(events, _lane_named(events, "main()"))[-1][0] == "done"
 
 

@@ -363,23 +363,13 @@ class ThreadWatch:
         lane = self.step_lane
         if frame is self.step_frame and lane is not None:
             self.step_lane = self.step_frame = None
-            label = self.await_label or _awaited_label(lane.subject)
+            # No Python frame of the chain named it (an await on a future or task itself): say what was yielded.
+            label = self.await_label or AWAITED_NAMES.get(type(arg).__name__, "")
             trace.state(lane, "lock-wait" if self.await_lock else "waiting", self.await_line,
                         "await " + label if label else "await")
             if asyncio.isfuture(arg):  # what the step yielded to the task: the future it now waits on
                 trace.waiting_on[arg] = lane
                 lane.future = arg
-
-
-def _awaited_label(task):
-    """What a task's innermost await is on, when no frame of Python code says it (a Future, gather)."""
-    awaited = task.get_coro()
-    for _ in range(32):
-        inner = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
-        if inner is None:
-            break
-        awaited = inner
-    return AWAITED_NAMES.get(type(awaited).__name__, "")
 
 
 def _frame_label(code):
