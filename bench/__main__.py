@@ -20,20 +20,22 @@ from pathlib import Path
 
 import psutil
 
-from bench import demos, jobqueue, memory, pages, parallelism, viewers
+from bench import demos, jobqueue, memory, pages, parallelism, playground, viewers
 from bench.site import BASE_DIR, start_site
 
 FULL = {
     "wrk_connections": 64, "wrk_seconds": 10, "viewers": 1000,
     "viewer_params": {"requests": 5, "wait_ms": 300, "jitter_ms": 50, "mode": "concurrent"},
     "one_cook_requests": 10_000, "c10k_event_loop": 10_000, "c10k_threads": 1_000, "jobs": 500,
-    "race_increments": 100, "offload": {}, "parallelism_runs": 10,
+    "race_increments": 100, "offload": {}, "parallelism_runs": 10, "playground_runs": 8, "playground_seconds": 8,
+    "playground_rounds": 3,
 }
 SMOKE = {
     "wrk_connections": 8, "wrk_seconds": 2, "viewers": 10,
     "viewer_params": {"requests": 2, "wait_ms": 50, "jitter_ms": 10, "mode": "concurrent"},
     "one_cook_requests": 200, "c10k_event_loop": 200, "c10k_threads": 50, "jobs": 20,
-    "race_increments": 10, "offload": {"jobs": 1}, "parallelism_runs": 2,
+    "race_increments": 10, "offload": {"jobs": 1}, "parallelism_runs": 2, "playground_runs": 2, "playground_seconds": 2,
+    "playground_rounds": 1,
 }
 # Generous limits for the bench site only: 1,000 sockets come from one address.
 SITE_ENV = {"DEMO_SOCKETS_PER_IP": "5000", "DEMO_MAX_LOOP_RUNS": "5000", "DEMO_MAX_WORKER_RUNS": "50"}
@@ -101,6 +103,10 @@ def run_all(sizes: dict, log) -> dict:
         results["offload_celery"] = demos.run_demo(site, "offload", {"mode": "celery", **sizes["offload"]})
         log(f"parallelism, {sizes['parallelism_runs']} runs")
         results["parallelism"] = parallelism.measure(site, runs=sizes["parallelism_runs"])
+        log(f"playground, {sizes['playground_runs']} runs spinning")
+        results["playground"] = playground.measure(site, runs=sizes["playground_runs"],
+                                                   seconds=sizes["playground_seconds"],
+                                                   rounds=sizes["playground_rounds"], env_extra=site_env)
         log("counter race")
         results["race"] = {
             mode: demos.run_demo(site, "counter-race", {"mode": mode, "workers": 8, "increments": sizes["race_increments"]})
@@ -234,6 +240,7 @@ def render(results: dict, command: str) -> str:
               f"| Daphne | {idle['daphne_mib']} | {loaded.get('daphne_mib', '—')} |",
               f"| Celery worker (with its pool) | {idle['worker_mib']} | {loaded.get('worker_mib', '—')} |", ""]
     lines += parallelism.render(results["parallelism"])
+    lines += playground.render(results["playground"])
     return "\n".join(lines) + "\n"
 
 

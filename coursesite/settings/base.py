@@ -335,6 +335,9 @@ CODE_SANDBOX_OUTPUT_BYTES = env_int("CODE_SANDBOX_OUTPUT_BYTES", 1024 * 1024)
 CODE_SANDBOX_TMP_MB = env_int("CODE_SANDBOX_TMP_MB", 16)
 # Readers' programs run this much nicer than the site, so a busy sandbox takes the CPU the web tier leaves.
 CODE_SANDBOX_NICE = env_int("CODE_SANDBOX_NICE", 10)
+# ... and, where the worker can make a CPU cgroup, all sandboxes together weigh this much against one of the
+# site's sessions (1024): nice alone does not reach across the kernel's per-session autogroups. 0: no cgroup.
+CODE_SANDBOX_CPU_SHARES = env_int("CODE_SANDBOX_CPU_SHARES", 64)
 # When the worker runs as root, each run gets a uid of its own from this range (never a real account's), so the
 # kernel's per-user process cap binds (it is not enforced for uid 0) and no run can signal another's processes.
 CODE_SANDBOX_UID_BASE = env_int("CODE_SANDBOX_UID_BASE", 1_800_000)

@@ -11,7 +11,7 @@ What a run gets (docs/adr/0016-playground-sandbox-bubblewrap.md says why it is b
   directory) and the shared libraries it links; the reader's `main.py` and the
   tracer under /sandbox; a fresh /proc and a minimal /dev; a private /tmp of a
   few MiB, the only place it can write;
-- an environment of three variables (bwrap --clearenv), no controlling
+- an environment of four variables (bwrap --clearenv; bubblewrap adds PWD), no controlling
   terminal (--new-session), and death with its parent (--die-with-parent);
 - an unprivileged user. When the worker runs as root, bubblewrap itself runs
   as root (so that it can bind a runtime under /root, which no other user may
@@ -22,8 +22,9 @@ What a run gets (docs/adr/0016-playground-sandbox-bubblewrap.md says why it is b
 - rlimits on CPU seconds, address space, open files, processes plus threads,
   file size and core dumps, and a lower CPU priority (nice 10), set by a tiny
   launcher (`LAUNCHER`) between fork and exec, so that no Python code runs in
-  a forked copy of the threaded worker; under load the site's own processes
-  get the cores first;
+  a forked copy of the threaded worker; the launcher also joins a CPU cgroup
+  that all sandboxes share at a small weight (`cpu_cgroup_procs`), so under
+  load the site's own processes get the cores first;
 - watched from here: the wall clock, the bytes of output (counted as they are
   read), and every 50 ms the resident memory and the number of tasks of the
   run's processes. A run past any limit is killed whole (bubblewrap's PID
@@ -80,8 +81,9 @@ STACK_BYTES = 8 * 1024 * 1024  # each thread's stack: with the memory limit, it 
 
 # Runs between fork and exec of the sandbox, in a fresh single-threaded interpreter (`-I -S`): moves the
 # inherited descriptors to fixed numbers (the trace pipe must be fd 3 inside), sets the rlimits, then execs
-# bubblewrap, at a lower CPU priority (nice). argv: moves ("src:dst,..."), limits ("resource:soft:hard,..."),
-# the nice increment, then the command.
+# bubblewrap, at a lower CPU priority (nice, and the sandboxes' CPU cgroup when there is one). argv: moves
+# ("src:dst,..."), limits ("resource:soft:hard,..."), the nice increment, the cgroup.procs file to join (or
+# ""), then the command.
 LAUNCHER = r"""
 import fcntl, os, resource, sys
 moves = [tuple(map(int, move.split(":"))) for move in sys.argv[1].split(",") if move]
@@ -95,7 +97,10 @@ for limit in sys.argv[2].split(","):
     which, soft, hard = map(int, limit.split(":"))
     resource.setrlimit(which, (soft, hard))
 os.nice(int(sys.argv[3]))
-os.execv(sys.argv[4], sys.argv[4:])
+if sys.argv[4]:
+    with open(sys.argv[4], "w") as procs:
+        procs.write(str(os.getpid()))
+os.execv(sys.argv[5], sys.argv[5:])
 """
 
 
@@ -115,6 +120,7 @@ class Limits:
     output_bytes: int = 1024 * 1024
     tmp_bytes: int = 16 * 1024 * 1024
     nice: int = 10  # the program's CPU priority below the site's own processes (higher is lower)
+    cpu_shares: int = 64  # the weight of all sandboxes together against a session of the site's (1024); 0: none
 
     @classmethod
     def from_settings(cls) -> Limits:
@@ -126,6 +132,7 @@ class Limits:
             memory_bytes=int(settings.CODE_SANDBOX_MEMORY_MB) * mib, tasks=int(settings.CODE_SANDBOX_TASKS),
             open_files=int(settings.CODE_SANDBOX_OPEN_FILES), output_bytes=int(settings.CODE_SANDBOX_OUTPUT_BYTES),
             tmp_bytes=int(settings.CODE_SANDBOX_TMP_MB) * mib, nice=int(settings.CODE_SANDBOX_NICE),
+            cpu_shares=int(settings.CODE_SANDBOX_CPU_SHARES),
         )
 
 
@@ -194,6 +201,46 @@ def unavailable_reason(bwrap: str | None = None) -> str | None:
         detail = said[-1] if said else f"exit code {exit_code}"
         return f"bubblewrap cannot create its namespaces here ({detail})"
     _known_good.add((bwrap, runtime.executable))
+    return None
+
+
+# --- the sandboxes' share of the CPU ---------------------------------------------------------------
+
+CGROUP_NAME = "code-sandbox"
+
+
+def cpu_cgroup_procs(shares: int) -> str | None:
+    """The cgroup.procs file of a CPU cgroup for every sandbox, weighted `shares` (against 1024), or None.
+
+    Why a cgroup and not only nice: with the kernel's autogroups, each session
+    (and every sandbox is a session of its own, bwrap --new-session) competes
+    for the CPU as one group at nice 0 whatever its processes' nice values,
+    so eight spinning sandboxes would take eight shares against the web
+    tier's one. Tasks in a cgroup of their own are outside autogroups: all
+    the sandboxes together weigh `shares`, and on an idle machine they still
+    get every idle cycle. Made when the worker may (root, a writable
+    cgroup v1 `cpu` hierarchy or a cgroup v2 root with the cpu controller);
+    otherwise the sandboxes run without it, at their nice value.
+    """
+    if shares <= 0 or os.geteuid() != 0:
+        return None
+    try:
+        v1 = Path("/sys/fs/cgroup/cpu")
+        if (v1 / "cpu.shares").exists():
+            group = v1 / CGROUP_NAME
+            group.mkdir(exist_ok=True)
+            (group / "cpu.shares").write_text(str(max(2, shares)))
+            return str(group / "cgroup.procs")
+        v2 = Path("/sys/fs/cgroup")
+        if "cpu" in (v2 / "cgroup.controllers").read_text().split():
+            if "cpu" not in (v2 / "cgroup.subtree_control").read_text().split():
+                (v2 / "cgroup.subtree_control").write_text("+cpu")
+            group = v2 / CGROUP_NAME
+            group.mkdir(exist_ok=True)
+            (group / "cpu.weight").write_text(str(max(1, shares * 100 // 1024)))
+            return str(group / "cgroup.procs")
+    except OSError as error:
+        logger.info("no CPU cgroup for the sandboxes (%s); they run at their nice value only", error)
     return None
 
 
@@ -370,6 +417,8 @@ class Sandbox:
         tracer_fd = _memfd("tracer.py", self.tracer.encode()) if self.tracer is not None else None
         seccomp_program = seccomp.filter_program()
         seccomp_fd = _memfd("seccomp", seccomp_program) if seccomp_program is not None else None
+        if seccomp_program is None:
+            logger.warning("no seccomp filter for this machine (%s): the sandbox runs without one", os.uname().machine)
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
         trace_r, trace_w = os.pipe()
@@ -389,7 +438,8 @@ class Sandbox:
             moves.append((seccomp_fd, targets["seccomp"]))
         limits = ",".join(f"{which}:{soft}:{hard}" for which, soft, hard in self.rlimits())
         launcher = [self.runtime.executable, "-I", "-S", "-c", LAUNCHER,
-                    ",".join(f"{src}:{dst}" for src, dst in moves), limits, str(self.limits.nice)]
+                    ",".join(f"{src}:{dst}" for src, dst in moves), limits, str(self.limits.nice),
+                    cpu_cgroup_procs(self.limits.cpu_shares) or ""]
         try:
             self.process = subprocess.Popen(
                 launcher + self.command(targets), stdin=subprocess.DEVNULL, stdout=stdout_w, stderr=stderr_w,
