@@ -1,7 +1,7 @@
 """Demo blocks inside lesson Markdown.
 
 A fenced block with info string `demo SLUG` embeds a live demo; its lines are
-preset parameters (`name: value`), and a `---` line separates a second
+preset parameters (`name: value`, or `name: |` and indented lines below), and a `---` line separates a second
 configuration for side-by-side compare. `demo-planned SLUG` marks the place of
 a demo that is not built yet. `demo-steps SLUG` embeds the step mode of a demo that declares one
 (optional line: `level: NAME`, the level the reader starts on; `scenario: NAME` is its older spelling).
@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import html
 import json
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +27,17 @@ class DemoEmbedError(ValueError):
 
 
 def parse_configs(body: str) -> list[dict[str, str]]:
-    """Split a block body into one or two dicts of raw preset strings."""
+    """Split a block body into one or two dicts of raw preset strings.
+
+    `name: |` starts a multi-line value (a program): the indented lines below it, dedented, with their
+    blank lines, up to the first line that is not indented.
+    """
     configs: list[dict[str, str]] = [{}]
-    for number, raw_line in enumerate(body.splitlines(), start=1):
+    lines = body.splitlines()
+    number = 0
+    while number < len(lines):
+        raw_line = lines[number]
+        number += 1
         line = raw_line.strip()
         if not line or line.startswith("#"):
             continue
@@ -38,6 +47,14 @@ def parse_configs(body: str) -> list[dict[str, str]]:
         name, sep, value = line.partition(":")
         if not sep or not name.strip():
             raise DemoEmbedError(f"line {number} of the block should read `name: value`, not {line!r}")
+        if value.strip() == "|":
+            block = []
+            while number < len(lines) and (not lines[number].strip() or lines[number].startswith((" ", "\t"))):
+                block.append(lines[number])
+                number += 1
+            value = textwrap.dedent("\n".join(block)).strip("\n") + "\n"
+            configs[-1][name.strip()] = value
+            continue
         configs[-1][name.strip()] = value.strip()
     configs = [config for config in configs if config] or [{}]
     if len(configs) > 2:

@@ -17,6 +17,8 @@ from django.utils.module_loading import import_string
 from demos import library
 from demos.base import LANE_STATES, Demo, JobQueue, StepMode
 
+# A demo's starting point for the reader-code demo ("Edit and run"): a short program, at most this long.
+MAX_STARTING_PROGRAM = 20_000
 REQUIRED = ("slug", "title", "concept", "placement", "params", "time_limit_s", "lanes", "run")
 # A summary leads with at most this many numbers; the widget puts the rest behind "Details".
 MAX_HEADLINE = 3
@@ -57,6 +59,24 @@ def _check(name: str, module: ModuleType) -> None:
     step_mode = getattr(module, "step_mode", None)
     if step_mode is not None and not isinstance(step_mode, StepMode):
         raise DemoDeclarationError(f"{name}: step_mode must be a demos.base.StepMode")
+    _check_starting_program(name, getattr(module, "starting_program", None))
+    if not isinstance(getattr(module, "runs_reader_code", False), bool):
+        raise DemoDeclarationError(f"{name}: runs_reader_code must be True or False")
+
+
+def _check_starting_program(name: str, program: object) -> None:
+    """`starting_program`, when declared: a short program (str) that Python compiles."""
+    if program is None:
+        return
+    if not isinstance(program, str) or not program.strip():
+        raise DemoDeclarationError(f"{name}: starting_program must be a non-empty str, a program a reader can run")
+    if len(program) > MAX_STARTING_PROGRAM:
+        raise DemoDeclarationError(f"{name}: starting_program has {len(program):,} characters; "
+                                   f"at most {MAX_STARTING_PROGRAM:,}")
+    try:
+        compile(program, "starting_program", "exec")
+    except SyntaxError as error:
+        raise DemoDeclarationError(f"{name}: starting_program does not compile: {error.msg} (line {error.lineno})") from error
 
 
 def _load() -> dict[str, Demo]:
@@ -69,6 +89,9 @@ def _load() -> dict[str, Demo]:
         if module.slug in demos:
             raise DemoDeclarationError(f"two demos are called {module.slug!r}")
         demos[module.slug] = module
+    if sum(bool(getattr(demo, "runs_reader_code", False)) for demo in demos.values()) > 1:
+        raise DemoDeclarationError("more than one demo declares runs_reader_code; "
+                                   "\"Edit and run\" needs to know which one runs a reader's program")
     return dict(sorted(demos.items()))
 
 
@@ -88,6 +111,19 @@ def demo_module(demo: Demo) -> ModuleType:
 def library_demos() -> list[Demo]:
     """The demos readers can embed (the test suite's own are left out)."""
     return [demo for demo in DEMOS.values() if demo_module(demo).__name__.startswith(library.__name__ + ".")]
+
+
+def reader_code_demo() -> Demo | None:
+    """The demo that runs a reader's own program (it declares `runs_reader_code = True`), or None.
+
+    "Edit and run" opens it with another demo's `starting_program`; the engine never knows it by name.
+    """
+    return next((demo for demo in DEMOS.values() if getattr(demo, "runs_reader_code", False)), None)
+
+
+def program_of(demo: Demo) -> str | None:
+    """The program "Edit and run" opens for `demo` (its `starting_program`), or None."""
+    return getattr(demo, "starting_program", None)
 
 
 def job_queues() -> list[JobQueue]:
@@ -114,6 +150,16 @@ def step_consumer(slug: str) -> Any:
     return import_string(step_modes()[slug].consumer)
 
 
+def _edit_url(demo: Demo) -> str | None:
+    """Where "Edit and run" opens this demo's starting program, or None (no program, or nothing runs one)."""
+    if program_of(demo) is None or reader_code_demo() is None:
+        return None
+    from django.urls import reverse
+    from django.utils.http import urlencode
+
+    return reverse("demos:edit-and-run") + "?" + urlencode({"template": demo.slug})
+
+
 def describe(demo: Demo) -> dict:
     """The public description served by GET /api/demos/."""
     step_mode = step_mode_of(demo)
@@ -131,5 +177,6 @@ def describe(demo: Demo) -> dict:
                            for key, (label, unit) in getattr(demo, "summary_fields", {}).items()},
         "headline": list(getattr(demo, "headline", ())),
         "step_mode": None if step_mode is None else {"scenarios": list(step_mode.scenarios), "label": step_mode.label},
+        "edit_url": _edit_url(demo),
         "params": [param.describe() for param in demo.params],
     }

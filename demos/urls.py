@@ -9,4 +9,5 @@ urlpatterns = [
     path("api/demos/<slug:slug>/", views.demo_detail, name="demo-detail"),
     path("api/runs/<uuid:run_id>/", views.run_detail, name="run-detail"),
     path("runs/<uuid:run_id>/", views.run_replay, name="run-replay"),
+    path("edit-and-run/", views.edit_and_run, name="edit-and-run"),
 ]

@@ -1,10 +1,11 @@
-"""HTTP side of the demo engine: the demo list, recorded runs, the replay page."""
+"""HTTP side of the demo engine: the demo list, recorded runs, the replay page, the "Edit and run" page."""
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -12,7 +13,8 @@ from pygments.lexers import PythonLexer
 
 from demos.embedding import demo_block_id
 from demos.models import Run
-from demos.registry import DEMOS, demo_module, describe, get_demo
+from demos.params import ParamError, validate_params
+from demos.registry import DEMOS, demo_module, describe, get_demo, program_of, reader_code_demo
 
 
 def demo_list(request):
@@ -106,13 +108,56 @@ def _side(run: Run, tag: str) -> dict[str, Any]:
     }
 
 
+def _program_params(demo) -> list:
+    """A demo's multi-line text parameters: the programs a reader wrote (shown on the replay page, even without JS)."""
+    return [param for param in demo.params if getattr(param, "type", "") == "text" and getattr(param, "multiline", False)]
+
+
+def _programs_of(run: Run, demo) -> list[tuple[str, str]]:
+    """The programs a run was given, as (label, source), from its recorded params."""
+    params = run.params if isinstance(run.params, dict) else {}
+    return [(param.label or param.name, params[param.name]) for param in (_program_params(demo) if demo else ())
+            if isinstance(params.get(param.name), str)]
+
+
 def run_replay(request, run_id):
     """/runs/RUN_ID/: the recorded run replayed; a compare run shows both of its sides, A first."""
     run = _run_or_404(run_id)
+    demo = get_demo(run.demo)
     partner = run.compare_partner()
     runs = sorted([run, partner], key=lambda side: side.compare_side) if partner else [run]
     sides = [_side(side, side.compare_side if partner else "") for side in runs]
     return render(request, "demos/replay.html", {
-        "run": run, "partner": partner, "demo": get_demo(run.demo), "sides": sides, "origin": _origin(run, request.user),
-        "events_in_table": EVENTS_IN_TABLE,
+        "run": run, "partner": partner, "demo": demo, "sides": sides, "origin": _origin(run, request.user),
+        "events_in_table": EVENTS_IN_TABLE, "programs": _programs_of(run, demo),
+    })
+
+
+def edit_and_run(request):
+    """/edit-and-run/?template=SLUG: the demo that runs a reader's program, opened with SLUG's starting program.
+
+    The runner is whichever demo declares `runs_reader_code`; it takes the program in its first multi-line text
+    parameter and the slug it came from in `template`. Without `template` it opens with its own default program.
+    """
+    runner = reader_code_demo()
+    if runner is None:
+        raise Http404("Nothing on this site runs a reader's program")
+    programs = _program_params(runner)
+    slug = request.GET.get("template", "")
+    source = get_demo(slug) if slug else None
+    presets: dict = {}
+    if slug:
+        program = program_of(source) if source is not None else None
+        if source is None or program is None or not programs:
+            raise Http404("That demo has no program to edit and run")
+        presets = {programs[0].name: program, "template": slug}
+    try:
+        values = validate_params(runner, presets)
+    except ParamError as error:
+        return HttpResponseBadRequest(str(error))
+    return render(request, "demos/edit_and_run.html", {
+        "runner": runner,
+        "source": source,
+        "program": values[programs[0].name] if programs else "",
+        "configs_json": json.dumps([values]),
     })

@@ -137,3 +137,28 @@ async def run(params, emit):
                      f"but only at their awaits, never between a read and its write.")
     return {"text": text, "expected": performed, "final": counter, "lost": lost, "tasks": task_count,
             "task_switches": task_switches}
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import asyncio
+
+counter = 0
+
+
+async def add_one():
+    global counter
+    seen = counter              # read
+    await asyncio.sleep(0.01)   # the other tasks run here
+    counter = seen + 1          # write: overwrites what they wrote meanwhile
+
+
+async def main():
+    await asyncio.gather(*(add_one() for _ in range(5)))
+    print(f"5 increments, counter = {counter}")
+
+
+asyncio.run(main())
+# Try: share one asyncio.Lock and hold it from the read to the write.
+'''

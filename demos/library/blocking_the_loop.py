@@ -169,3 +169,32 @@ def run(params, emit):
         "heartbeats": len(lags),
         "requests": len(latencies),
     }
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import asyncio
+import time
+
+
+async def heartbeat():
+    for beat in range(6):
+        started = time.perf_counter()
+        await asyncio.sleep(0.05)
+        late_ms = (time.perf_counter() - started - 0.05) * 1000
+        print(f"beat {beat}: {late_ms:.0f} ms late")
+
+
+async def handler():
+    await asyncio.sleep(0.1)
+    time.sleep(0.2)  # blocks the whole loop; try: await asyncio.sleep(0.2)
+    print("handler done")
+
+
+async def main():
+    await asyncio.gather(heartbeat(), handler())
+
+
+asyncio.run(main())
+'''

@@ -220,3 +220,40 @@ async def make_calls(params, emit, service: PretendService | UpstreamService) ->
         "longest_call_ms": round(longest_ms, 1),
         "peak_admitted": service.peak_admitted,
     }
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import asyncio
+import time
+
+
+async def call_service(n):
+    await asyncio.sleep(0.1)  # stands in for one network round trip
+    return n
+
+
+async def capped(limit, n):
+    async with limit:
+        return await call_service(n)
+
+
+async def main():
+    started = time.perf_counter()
+    for n in range(4):
+        await call_service(n)
+    print(f"awaited one by one: {time.perf_counter() - started:.2f} s")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(call_service(n) for n in range(4)))
+    print(f"gather: {time.perf_counter() - started:.2f} s")
+
+    limit = asyncio.Semaphore(2)
+    started = time.perf_counter()
+    await asyncio.gather(*(capped(limit, n) for n in range(4)))
+    print(f"gather, at most 2 at once: {time.perf_counter() - started:.2f} s")
+
+
+asyncio.run(main())
+'''

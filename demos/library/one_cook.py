@@ -140,3 +140,26 @@ async def serve_requests(params, emit, upstream: UpstreamSession | None) -> dict
         "longest_wait_ms": round(longest_wait_ms, 1),
         "requests": count,
     }
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import asyncio
+import time
+
+
+async def dish(name, wait_s):
+    print(f"{name}: in the oven")
+    await asyncio.sleep(wait_s)  # waiting, not cooking: the one cook is free meanwhile
+    print(f"{name}: ready")
+
+
+async def main():
+    started = time.perf_counter()
+    await asyncio.gather(dish("bread", 0.3), dish("soup", 0.2), dish("tea", 0.1))
+    print(f"three dishes in {time.perf_counter() - started:.2f} s: the longest wait, not the sum")
+
+
+asyncio.run(main())
+'''

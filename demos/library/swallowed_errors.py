@@ -302,3 +302,39 @@ def run(params, emit):
         "siblings_cancelled": siblings_cancelled,
         "still_running_after_return": still_running,
     }
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import asyncio
+
+
+async def fails():
+    await asyncio.sleep(0.05)
+    raise ValueError("the job failed")
+
+
+async def works():
+    await asyncio.sleep(0.1)
+    return "ok"
+
+
+async def main():
+    forgotten = asyncio.create_task(fails())  # fire and forget: nobody awaits it
+    await asyncio.sleep(0.2)
+    print("main carried on; did anyone hear about the failure?")
+
+    results = await asyncio.gather(fails(), works(), return_exceptions=True)
+    print("gather(return_exceptions=True):", results)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(fails())
+            group.create_task(works())
+    except* ValueError as failed:
+        print("TaskGroup raised:", failed.exceptions)
+
+
+asyncio.run(main())
+'''

@@ -122,3 +122,27 @@ def run(params, emit):
         "threads_used": threads_used,
         "requests": len(queue_waits_ms),
     }
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+started = time.perf_counter()
+
+
+def handle(request):
+    began = time.perf_counter() - started
+    time.sleep(0.1)  # stands in for a blocking database call
+    return request, began
+
+
+with ThreadPoolExecutor(max_workers=3) as pool:
+    futures = [pool.submit(handle, n) for n in range(7)]
+    for future in futures:
+        request, began = future.result()
+        print(f"request {request}: waited {began:.2f} s in the queue, answered at {time.perf_counter() - started:.2f} s")
+# Try: max_workers=7, or 1.
+'''

@@ -247,3 +247,47 @@ def run(params, emit):
             f"{projected_mib:.0f} MiB."
         )
     return summary
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import asyncio
+import threading
+import time
+import tracemalloc
+
+COUNT = 1000
+
+
+async def idle_connection(ready):
+    await ready.wait()  # a connection with nothing to say yet
+
+
+async def main():
+    ready = asyncio.Event()
+    tracemalloc.start()
+    started = time.perf_counter()
+    tasks = [asyncio.create_task(idle_connection(ready)) for _ in range(COUNT)]
+    await asyncio.sleep(0.05)
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"{COUNT} waiting tasks started in {(time.perf_counter() - started) * 1000:.0f} ms, "
+          f"about {size / COUNT / 1024:.1f} KiB each (Python objects)")
+    ready.set()
+    await asyncio.gather(*tasks)
+
+
+asyncio.run(main())
+
+gate = threading.Event()
+started = time.perf_counter()
+threads = [threading.Thread(target=gate.wait) for _ in range(20)]
+for thread in threads:
+    thread.start()
+print(f"20 waiting threads started in {(time.perf_counter() - started) * 1000:.0f} ms; "
+      "each is an OS thread with a stack of its own")
+gate.set()
+for thread in threads:
+    thread.join()
+'''

@@ -525,3 +525,30 @@ def run(params, emit):
                  f"(mean {statistics.fmean(finals):.1f}).")
     summary["text"] = text
     return summary
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import threading
+import time
+
+balance = 0
+
+
+def deposit(times):
+    global balance
+    for _ in range(times):
+        seen = balance      # read
+        time.sleep(0)       # another thread may run between the read and the write
+        balance = seen + 1  # write back what this thread saw, plus one
+
+
+threads = [threading.Thread(target=deposit, args=(100,)) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(f"4 threads x 100 deposits: expected 400, got {balance}")
+# Try: one threading.Lock, held from the read to the write.
+'''

@@ -214,3 +214,36 @@ def _summary(work: str, offload: str, measured: dict, setup_ms: float) -> dict:
         "switch_interval_ms": SWITCH_INTERVAL_MS,
         "setup_ms": round(setup_ms, 1),
     }
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import asyncio
+import time
+
+
+def crunch(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+async def ticker():
+    for tick in range(6):
+        started = time.perf_counter()
+        await asyncio.sleep(0.05)
+        print(f"tick {tick}: {(time.perf_counter() - started) * 1000:.0f} ms (asked for 50)")
+
+
+async def main():
+    ticks = asyncio.create_task(ticker())
+    await asyncio.sleep(0.06)
+    crunch(500_000)  # on the loop: the ticker cannot run until it ends
+    await asyncio.to_thread(crunch, 500_000)  # in a thread: the loop runs, sharing the GIL
+    await ticks
+
+
+asyncio.run(main())
+'''

@@ -520,3 +520,32 @@ def _emit_metrics(emit, shared: _Run, shown: dict[str, int]) -> dict[str, int]:
     if shown.get("committed") != done:
         emit("progress", done=done, total=len(shared.clients) * shared.transfers)
     return totals
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import threading
+import time
+
+first_lock, second_lock = threading.Lock(), threading.Lock()
+
+
+def transfer(name, hold, want):
+    with hold:
+        time.sleep(0.1)  # while this lock is held, the other thread takes its first one
+        if want.acquire(timeout=0.5):  # without a timeout, both would wait forever
+            print(f"{name}: got both locks")
+            want.release()
+        else:
+            print(f"{name}: gave up after 0.5 s; the lock it needs is held by the other thread")
+
+
+one = threading.Thread(target=transfer, args=("thread 1", first_lock, second_lock))
+two = threading.Thread(target=transfer, args=("thread 2", second_lock, first_lock))
+one.start()
+two.start()
+one.join()
+two.join()
+# Try: make both threads take first_lock, then second_lock.
+'''

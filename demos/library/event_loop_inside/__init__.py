@@ -207,3 +207,30 @@ def summarise(reporter: Reporter, workload: Workload, params: dict[str, Any]) ->
         "blocking_ms": params["blocking_ms"],
         "blocking_callback_ms": block_ms,
     }
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import asyncio
+import time
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    def say(what):
+        print(f"{(loop.time() - started) * 1000:5.0f} ms  {what}")
+
+    loop.call_later(0.2, say, "timer due at 200 ms")
+    loop.call_later(0.1, say, "timer due at 100 ms")
+    loop.call_soon(say, "call_soon: on the loop's next turn")
+    loop.call_later(0.15, time.sleep, 0.1)  # a blocking callback: the 200 ms timer runs late
+    say("main() before its first await")
+    await asyncio.sleep(0.3)
+    say("main() resumes after its sleep")
+
+
+asyncio.run(main())
+'''

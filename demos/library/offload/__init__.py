@@ -586,3 +586,32 @@ def _with_noise_note(summary: dict, host: dict) -> dict:
                             "shared the CPU, so read these times as noise, not as a finding.")
         summary["noise"] = True
     return summary
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+
+def heavy(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    for _ in range(2):
+        heavy(400_000)
+    print(f"two heavy jobs inside the request: {time.perf_counter() - started:.2f} s before it can answer")
+    with ProcessPoolExecutor(max_workers=2) as workers:
+        started = time.perf_counter()
+        jobs = [workers.submit(heavy, 400_000) for _ in range(2)]
+        print(f"handed to worker processes: the request answers after {(time.perf_counter() - started) * 1000:.0f} ms")
+        for job in jobs:
+            job.result()
+        print(f"the workers finished {time.perf_counter() - started:.2f} s later")
+'''

@@ -345,3 +345,34 @@ def run(params, emit):
         "mean_job_ms": round(sum(chosen.job_ms) / len(chosen.job_ms), 1),
         "text": text,
     }
+
+
+# "Edit and run" opens this program: the idea above in a few lines of standard-library Python that a
+# reader can change and run (the sandbox has no network and no database: timers, threads, processes).
+starting_program = '''\
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+
+def compute(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def wait(seconds):
+    time.sleep(seconds)
+
+
+if __name__ == "__main__":
+    for label, pool_class, job, argument in [
+        ("4 waits on 4 threads", ThreadPoolExecutor, wait, 0.2),
+        ("4 computations on 4 threads", ThreadPoolExecutor, compute, 200_000),
+        ("4 computations on 4 processes", ProcessPoolExecutor, compute, 200_000),
+    ]:
+        started = time.perf_counter()
+        with pool_class(max_workers=4) as pool:
+            list(pool.map(job, [argument] * 4))
+        print(f"{label}: {time.perf_counter() - started:.2f} s")
+'''

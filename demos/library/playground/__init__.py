@@ -25,6 +25,8 @@ slug = "playground"
 title = "Playground: run your own concurrent Python"
 concept = "Change the code and run it: your tasks and threads are drawn as they run, on a real server, in a sandbox."
 placement = "worker"  # readers' code never runs in the web process
+# The demo that runs a reader's own program: "Edit and run" on every demo opens it (demos/registry.py).
+runs_reader_code = True
 burns_cpu = True  # a reader's program may compute: one reader's runs take turns on the cores
 # The sandbox's own wall limit (CODE_SANDBOX_WALL_S, 10 s by default) stops the program; this engine limit
 # is the backstop above it, leaving room for the sandbox to start and to be torn down.

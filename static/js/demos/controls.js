@@ -2,11 +2,13 @@
  * Parameter inputs generated from a demo's declaration (GET /api/demos/SLUG/).
  *
  * int → number input (min/max/step=1), choice → select, bool → checkbox,
+ * text → text input, or the code editor (code-panel.js) when multi-line,
  * each with a visible label and its help text (aria-describedby). Single
  * mode lays the fields out in a grid; compare mode shows one row per
  * parameter with an A and a B input, so the two settings read side by side.
  * The server validates again; these checks only save a round trip.
  */
+import { CodeEditor, lineCount } from "./code-panel.js";
 import { el, uniqueId } from "./dom.js";
 
 /**
@@ -45,6 +47,11 @@ function inputFor(param, value, { id, describedBy, label }) {
     checkbox.checked = Boolean(value ?? param.default);
     return checkbox;
   }
+  if (param.type === "text" && !param.multiline) {
+    const input = el("input", { ...common, type: "text", className: "demo-input", minlength: param.min_length || undefined, maxlength: param.max_length, required: param.min_length > 0, spellcheck: "false" });
+    input.value = String(value ?? param.default);
+    return input;
+  }
   return null; // a parameter type this widget does not know: the server default applies
 }
 
@@ -52,6 +59,11 @@ function readInput(param, input) {
   if (param.type === "int") return Number.parseInt(input.value, 10);
   if (param.type === "bool") return input.checked;
   return input.value;
+}
+
+/** A multi-line text parameter (a program): its editor, with the textarea as the input. */
+function isProgram(param) {
+  return param.type === "text" && Boolean(param.multiline);
 }
 
 function hint(param) {
@@ -80,15 +92,52 @@ export function completeValues(params, given = {}) {
 }
 
 export class ParamControls {
-  constructor({ params }) {
-    this.params = params.filter((param) => ["int", "choice", "bool"].includes(param.type));
+  constructor({ params, noun = "lane" }) {
+    this.params = params.filter((param) => ["int", "choice", "bool", "text"].includes(param.type));
     this.element = el("div", { className: "demo-controls" });
     this.inputs = []; // per column: Map name -> input
+    /** @type {CodeEditor[][]} per column: the editors of its programs */
+    this.editors = [];
+    this.noun = noun;
+  }
+
+  /**
+   * An editor for a program parameter; its textarea is the column's input.
+   * @param {Record<string, any>} param
+   * @param {unknown} value
+   * @param {number} column
+   * @param {{id: string, describedBy?: string, label?: string}} attributes
+   */
+  editorFor(param, value, column, { id, describedBy, label }) {
+    const editor = new CodeEditor({ id, name: param.name, value: String(value ?? param.default), label, describedBy, minLength: param.min_length, maxLength: param.max_length, noun: this.noun });
+    this.editors[column].push(editor);
+    this.inputs[column].set(param.name, editor.textarea);
+    return editor;
+  }
+
+  /**
+   * Mark, in each program editor, the line its column's run is at (called each frame).
+   * @param {import("./run-record.js").RunRecord[]} records
+   */
+  follow(records) {
+    this.editors.forEach((editors, column) => {
+      for (const editor of editors) editor.follow(records[column] ?? null);
+    });
+  }
+
+  /**
+   * Make each program editor of `column` mark the line of `lane` (a click on the lane's row).
+   * @param {number} column
+   * @param {number} lane
+   */
+  chooseLane(column, lane) {
+    for (const editor of this.editors[column] ?? []) editor.choose(lane);
   }
 
   /** Build the inputs for one column of values (single) or two (compare). */
   render(columns) {
     this.inputs = columns.map(() => new Map());
+    this.editors = columns.map(() => []);
     this.element.replaceChildren(columns.length > 1 ? this.compareGrid(columns) : this.singleGrid(columns[0]));
     this.element.classList.toggle("is-compare", columns.length > 1);
   }
@@ -97,6 +146,10 @@ export class ParamControls {
     const fields = this.params.map((param) => {
       const id = uniqueId(`demo-${param.name}`);
       const helpId = `${id}-help`;
+      if (isProgram(param)) {
+        const editor = this.editorFor(param, values[param.name], 0, { id, describedBy: param.help ? helpId : undefined });
+        return el("div", { className: "demo-field demo-field-program" }, el("label", { for: id, className: "demo-label" }, param.label), el("p", { className: "demo-help", id: helpId }, hint(param)), editor.element);
+      }
       const input = inputFor(param, values[param.name], { id, describedBy: param.help || param.type === "int" ? helpId : undefined });
       this.inputs[0].set(param.name, input);
       const help = el("p", { className: "demo-help", id: helpId }, hint(param));
@@ -121,6 +174,10 @@ export class ParamControls {
       const helpId = `${labelId}-help`;
       const cells = columns.map((values, index) => {
         const id = uniqueId(`demo-${param.name}-${tags[index]}`);
+        if (isProgram(param)) {
+          const editor = this.editorFor(param, values[param.name], index, { id, describedBy: helpId, label: `${param.label}, run ${tags[index]}` });
+          return el("div", { className: "demo-compare-cell demo-compare-program" }, el("span", { className: "demo-cell-tag", "aria-hidden": "true" }, tags[index]), editor.element);
+        }
         const input = inputFor(param, values[param.name], { id, describedBy: helpId, label: `${param.label}, run ${tags[index]}` });
         this.inputs[index].set(param.name, input);
         const cellLabel = el("span", { className: "demo-cell-tag", "aria-hidden": "true" }, tags[index]);
@@ -173,7 +230,9 @@ export class ParamControls {
   }
 
   setDisabled(disabled) {
-    for (const inputs of this.inputs) for (const input of inputs.values()) input.disabled = disabled;
+    const programs = new Set(this.editors.flat().map((editor) => editor.textarea));
+    for (const inputs of this.inputs) for (const input of inputs.values()) if (!programs.has(input)) input.disabled = disabled;
+    for (const editor of this.editors.flat()) editor.setDisabled(disabled);
   }
 
   /** "Mode: sequential · Requests: 10" for the parameters that differ between columns. */
@@ -188,5 +247,6 @@ export class ParamControls {
 export function formatParam(param, value) {
   if (param.type === "bool") return value ? "on" : "off";
   if (param.type === "int" && typeof value === "number") return value.toLocaleString("en");
+  if (isProgram(param)) return `${lineCount(String(value))} lines of code`;
   return String(value);
 }

@@ -132,9 +132,10 @@ export class DemoWidget {
     this.records = [];
     this.reported = true; // coursesite:demo-finished goes out once per Run
     this.stopRequested = false;
-    this.controls = new ParamControls({ params });
+    this.controls = new ParamControls({ params, noun: this.noun });
     this.view = new RunView({ noun: this.noun, placeholder: `Press Run: each ${this.noun} gets a lane here, coloured by what it is doing.`, summaryFormat: summaryFormatOf(demo) });
     this.view.onFrame = () => this.tick();
+    this.view.onLaneSelect = (record, lane) => this.controls.chooseLane(this.records.indexOf(record), lane);
     // The widget's parts are made here, in the constructor, so each field always holds its element.
     const titleId = `${this.id}-title`;
     /** @type {HTMLButtonElement[]} */
@@ -196,7 +197,9 @@ export class DemoWidget {
         { className: "demo-header" },
         el("div", { className: "demo-heading" }, el("p", { className: "demo-eyebrow" }, "Live demo"), heading, demo.concept ? el("p", { className: "demo-concept" }, demo.concept) : null,
           // What the demo's waits really are, so no one takes a timer for a network call.
-          demo.waits ? el("p", { className: "demo-concept demo-waits" }, `Waits: ${demo.waits}`) : null),
+          demo.waits ? el("p", { className: "demo-concept demo-waits" }, `Waits: ${demo.waits}`) : null,
+          // The demo's idea as a short program a reader can change and run (the server gives the link).
+          demo.edit_url ? el("p", { className: "demo-edit" }, el("a", { className: "demo-edit-link", href: demo.edit_url, "aria-label": `Edit and run: ${demo.title}` }, "Edit and run")) : null),
         el("div", { className: "demo-mode", role: "group", "aria-label": "Number of runs" }, this.modeButtons),
       ),
       predictions.length ? el("div", { className: "demo-predictions" }, predictions) : null,
@@ -423,8 +426,9 @@ export class DemoWidget {
     }
   }
 
-  /** Per frame while a run is live: the running clock. */
+  /** Per frame while a run is live: the running clock, and the line each program editor marks. */
   tick() {
+    this.controls.follow(this.records);
     const live = this.records.filter((record) => record.status === "running");
     const text = live.length ? formatClock(Math.max(...live.map((record) => record.now()))) : "";
     if (this.elapsed.textContent !== text) this.elapsed.textContent = text;

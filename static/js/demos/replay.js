@@ -18,6 +18,7 @@
  */
 import { fetchDemo, fetchRun } from "./api.js";
 import { formatParam } from "./controls.js";
+import { programViews } from "./code-panel.js";
 import { outcomePhrase, sourceCodeBlock } from "./demo-widget.js";
 import { el, uniqueId } from "./dom.js";
 import { formatNumber, niceStep } from "./format.js";
@@ -102,6 +103,9 @@ export class ReplayWidget {
     this.section.classList.add("demo-widget", "replay-widget");
     this.section.classList.toggle("is-compare", compare);
     this.section.setAttribute("aria-labelledby", ids.title);
+    // A reader's program, when the run had one (a multi-line text parameter): shown with the line its lanes are at.
+    this.programs = programViews(demo.params ?? [], runs[0]?.params ?? {}, this.noun);
+    this.view.onLaneSelect = (_record, lane) => this.programs.forEach((program) => program.choose(lane));
     // The page's <h1> already names the demo; the widget adds the idea it proves and the settings.
     this.section.replaceChildren(
       el(
@@ -115,6 +119,7 @@ export class ReplayWidget {
         ),
       ),
       ...this.runs.map((run, index) => this.settingsOf(run, this.tracks[index].record.tag)),
+      ...this.programs.map((program) => program.element),
       el(
         "div",
         { className: "replay-transport", role: "group", "aria-label": "Replay controls" },
@@ -165,6 +170,7 @@ export class ReplayWidget {
   /** Bring every run to t and redraw what changed. */
   moveTo(t) {
     const results = this.tracks.map((track) => track.seek(t));
+    for (const program of this.programs) program.follow(this.records[0]);
     if (results.includes("rewound")) this.view.rewound();
     else this.view.invalidate();
     const text = positionText(t, this.duration);

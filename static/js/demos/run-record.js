@@ -24,6 +24,8 @@ export const BAR_STATES = ["running", "waiting", "queued", "blocked", "lock-wait
 
 const MAX_LANES = 100_000; // guards memory against a runaway lane number
 const MAX_KEPT_OTHER_EVENTS = 1000;
+const MAX_OUTPUT_CHARS = 512 * 1024; // what a page keeps of a run's output; the rest is counted
+const MAX_NOTES = 100;
 
 /** Run statuses that mean the run is over ("unfinished": a recording of a run that never ended). */
 export const FINAL_STATUSES = new Set(["succeeded", "failed", "cancelled", "timed_out", "rejected", "lost", "unfinished"]);
@@ -48,6 +50,13 @@ export class RunRecord {
     this.metrics = new Map(); // name -> {unit, points: [t0, v0, t1, v1, ...]}
     this.logs = []; // [{t, text}]
     this.counters = new Map(); // name -> {value, t}
+    this.laneTypes = []; // sparse: "task" / "thread" from `lane` events
+    this.laneLines = []; // sparse: per lane, the source line of its latest state that named one (null: none)
+    this.latestLine = null; // {lane, line}: the most recent state event that named a line
+    this.output = []; // [{t, stream, text}] from `output` events
+    this.outputChars = 0;
+    this.outputCharsDropped = 0;
+    this.notes = []; // [{t, text}] from `note` events: what the server says about the run itself
     this.otherEvents = [];
     this.otherEventsDropped = 0;
     this.lastT = 0;
@@ -137,6 +146,15 @@ export class RunRecord {
       case "lanes":
         this.setLanes(event.count, event.labels);
         break;
+      case "lane":
+        this.addLane(event);
+        break;
+      case "output":
+        this.addOutput(t, event);
+        break;
+      case "note":
+        if (this.notes.length < MAX_NOTES) this.notes.push({ t, text: String(event.text ?? "") });
+        break;
       case "progress":
         if (Number.isFinite(event.done) && Number.isFinite(event.total)) {
           this.progress = { done: event.done, total: event.total };
@@ -169,6 +187,30 @@ export class RunRecord {
     }
   }
 
+  /** One lane announced mid-run: {lane, label, type}. */
+  addLane(event) {
+    const lane = event.lane;
+    if (!Number.isInteger(lane) || lane < 0 || lane >= MAX_LANES) return;
+    this.growLanes(lane + 1);
+    if (event.label !== undefined && event.label !== null) this.laneLabels[lane] = String(event.label);
+    if (typeof event.type === "string") this.laneTypes[lane] = event.type;
+  }
+
+  /** Text a run printed: {stream: "stdout" | "stderr", text}; kept up to MAX_OUTPUT_CHARS. */
+  addOutput(t, event) {
+    const text = typeof event.text === "string" ? event.text : "";
+    const stream = event.stream === "stderr" ? "stderr" : "stdout";
+    const room = MAX_OUTPUT_CHARS - this.outputChars;
+    if (room <= 0) {
+      this.outputCharsDropped += text.length;
+      return;
+    }
+    const kept = text.length > room ? text.slice(0, room) : text;
+    this.outputCharsDropped += text.length - kept.length;
+    this.outputChars += kept.length;
+    this.output.push({ t, stream, text: kept });
+  }
+
   growLanes(count) {
     while (this.laneChanges.length < count) this.laneChanges.push([]);
     if (count > this.laneCount) this.laneCount = count;
@@ -198,6 +240,12 @@ export class RunRecord {
     changes.splice(index, 0, t, code);
     if (event.label !== undefined && event.label !== null) this.stateLabels.set(`${lane}:${index / 2}`, String(event.label));
     this.statesSeen.add(event.state);
+    if (Number.isInteger(event.line) && event.line > 0) {
+      this.laneLines[lane] = event.line;
+      this.latestLine = { lane, line: event.line };
+    } else if (event.line === null) {
+      this.laneLines[lane] = null;
+    }
   }
 
   addMetric(t, event) {

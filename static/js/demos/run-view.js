@@ -14,6 +14,7 @@ import { el, replaceChildren } from "./dom.js";
 import { countOf, formatNumber, plural } from "./format.js";
 import { ResultsTables } from "./results-table.js";
 import { legendStates, STATE_MEANINGS } from "./legend.js";
+import { OutputPanel } from "./output-panel.js";
 import { LANE_STATES } from "./run-record.js";
 
 /** @typedef {import("./run-record.js").RunRecord} RunRecord */
@@ -52,6 +53,13 @@ export class RunView {
     this.timeline.canvas.setAttribute("aria-label", `Timeline, one lane per ${noun}: empty until the demo runs.`);
     // Labels shortened to fit the gutter are told in full on hover (the Table view lists them too).
     this.timeline.canvas.addEventListener("mousemove", (event) => this.showLaneTitle(event));
+    // A click on a lane chooses it for the owner's code panel (its "Mark the line of" list does the same by keyboard).
+    /** @type {((record: RunRecord, lane: number) => void) | null} */
+    this.onLaneSelect = null;
+    this.timeline.canvas.addEventListener("click", (event) => {
+      const hit = this.drawn && this.timeline.laneAt(this.drawn.layout, event.offsetX, event.offsetY);
+      if (hit) this.onLaneSelect?.(hit.record, hit.lane);
+    });
     this.drawn = null; // {layout, scale} of the last frame, for hit tests
     this.legend = el("ul", { className: "demo-legend", "aria-label": "Legend" });
     this.charts = new MetricCharts();
@@ -65,11 +73,13 @@ export class RunView {
     this.summaries = new SummaryPanel({ format: summaryFormat });
     this.counters = new CounterBoard();
     this.log = new LogPanel();
+    this.output = new OutputPanel();
     this.element = el(
       "div",
       { className: "demo-run-view" },
       this.stripList,
       this.visual,
+      this.output.element,
       this.tables.element,
       this.summaries.element,
       this.counters.element,
@@ -100,6 +110,7 @@ export class RunView {
     this.summaries.reset(records, titles);
     this.counters.reset(records);
     this.log.reset(records);
+    this.output.reset(records);
     this.tables.builtKey = "";
     this.ariaKey = "";
     this.invalidate();
@@ -144,6 +155,7 @@ export class RunView {
     this.summaries.update();
     this.counters.update();
     this.log.update();
+    this.output.update();
     if (this.tableVisible) {
       const now = performance.now();
       if (!live || now - this.lastTableBuild > TABLE_REFRESH_MS) {
