@@ -69,3 +69,19 @@ export function uniqueId(prefix) {
   nextId += 1;
   return `${prefix}-${nextId}`;
 }
+
+/**
+ * The heading level for a widget's title: one below the nearest prose heading before it (h2 section, h3 widget).
+ * Headings inside another widget (its title, its summary's) do not count: every widget sits under the prose.
+ * @param {Element} section
+ * @param {number} [deepest]
+ * @returns {number}
+ */
+export function headingLevelFor(section, deepest = 6) {
+  const headings = [...document.querySelectorAll("h1, h2, h3, h4, h5")].filter(
+    (heading) => heading.compareDocumentPosition(section) & Node.DOCUMENT_POSITION_FOLLOWING
+      && !heading.closest("section.demo, section.demo-steps, section.demo-replay"),
+  );
+  const nearest = headings[headings.length - 1];
+  return nearest ? Math.min(deepest, Number(nearest.tagName[1]) + 1) : 2;
+}

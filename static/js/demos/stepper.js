@@ -18,7 +18,7 @@
  * pressed so far but the last; the server runs them again and the answers
  * rebuild the columns, so the reader sees the state from before that step.
  */
-import { el, replaceChildren, uniqueId } from "./dom.js";
+import { el, headingLevelFor, replaceChildren, uniqueId } from "./dom.js";
 import { JsonSocket, socketUrl } from "./socket.js";
 import {
   actionLabel, goalStatus, lockHolders, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions, stepBackSchedule,
@@ -87,17 +87,6 @@ export function stepSocketUrl(slug, location = globalThis.location) {
   return socketUrl(`/ws/steps/${encodeURIComponent(slug)}/`, location);
 }
 
-/**
- * @param {Element} section
- * @returns {number}
- */
-function headingLevelFor(section) {
-  const headings = [...document.querySelectorAll("h1, h2, h3, h4, h5")].filter(
-    (heading) => heading.compareDocumentPosition(section) & Node.DOCUMENT_POSITION_FOLLOWING,
-  );
-  const nearest = headings[headings.length - 1];
-  return nearest ? Math.min(5, Number(nearest.tagName[1]) + 1) : 2;
-}
 
 /**
  * One step-mode widget in place of its section.
@@ -690,7 +679,7 @@ export function bootSteppers() {
         slug: section.dataset.demo ?? "",
         scenario: section.dataset.scenario,
         text,
-        headingLevel: headingLevelFor(section),
+        headingLevel: headingLevelFor(section, 5),
       });
       section.dataset.widgetState = "ready";
     } catch (error) {

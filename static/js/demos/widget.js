@@ -9,7 +9,7 @@
  */
 import { fetchDemo, fetchLimits } from "./api.js";
 import { DemoWidget } from "./demo-widget.js";
-import { el } from "./dom.js";
+import { el, headingLevelFor } from "./dom.js";
 import { bootReplay } from "./replay.js";
 import { sharedDemoSocket } from "./socket.js";
 
@@ -22,14 +22,6 @@ function parseConfigs(section) {
   }
 }
 
-function headingLevelFor(section) {
-  // One level below the nearest heading before the widget (h2 section → h3 widget title).
-  const headings = [...document.querySelectorAll("h1, h2, h3, h4, h5")].filter(
-    (heading) => heading.compareDocumentPosition(section) & Node.DOCUMENT_POSITION_FOLLOWING,
-  );
-  const nearest = headings[headings.length - 1];
-  return nearest ? Math.min(6, Number(nearest.tagName[1]) + 1) : 2;
-}
 
 function showBootError(section, what, error) {
   console.error(`demo widget: ${what}`, error);
