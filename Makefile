@@ -14,6 +14,7 @@ help:
 	@echo "make lint       ruff and mypy over the Python code (make test runs it first)"
 	@echo "make superuser  create an admin login (while 'make run' is running)"
 	@echo "make bench      load a running copy of the site and write docs/benchmarks.md"
+	@echo "make lighthouse Lighthouse scores of every lesson page, written to docs/lighthouse.md"
 
 # requirements.txt is the hashed lock compiled from requirements.in; a changed lock reinstalls.
 $(INSTALLED): requirements.txt
