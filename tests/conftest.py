@@ -6,8 +6,10 @@ their URLs in the environment; nothing here fakes them.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -221,3 +223,68 @@ def fresh_reader_page_cache():
     from lessons.services import content_changed
 
     content_changed()
+
+
+# --- one whole site shared by the fault modules ------------------------------------------------------
+#
+# tests/demos/test_run_endings_under_faults.py, tests/test_fault_matrix.py and tests/test_faults.py
+# each break a part of a site started as `make run` starts it (bench.site.start_site), and each repairs
+# what it broke. They asked for the same site (the supervisor's revival of embedded servers held off, so
+# the tests revive them themselves), so one is started for the three: its start-up (initdb, migrations,
+# collectstatic, two workers) is ~12 s of an idle machine. Their tests are run one after another (see
+# pytest_collection_modifyitems below) and the site is stopped right after the last of them, so it never
+# idles beside the other modules' measurements.
+
+FAULT_SITE_ENV = {
+    "DEBUG": "1",
+    # The tests revive the servers they kill themselves; make run's own revival would race them.
+    "SUPERVISOR_EMBEDDED_RESTART_DELAY_S": "60",
+    # A worker run whose Daphne was stopped frees its site-wide slot only when the slot expires; the
+    # modules together stop Daphne with worker runs in flight more often than the default eight allow.
+    "DEMO_MAX_WORKER_RUNS": "24",
+}
+_fault_site_state: dict = {}
+
+
+def _uses_fault_site(item) -> bool:
+    return "fault_site" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: the order of what will really run
+def pytest_collection_modifyitems(session, config, items):
+    """Run the tests that share `fault_site` one after another, where the first of them was."""
+    users = [item for item in items if _uses_fault_site(item)]
+    if not users:
+        return
+    first = items.index(users[0])
+    others = [item for item in items if not _uses_fault_site(item)]
+    items[:] = others[:first] + users + others[first:]
+    _fault_site_state["last_user"] = users[-1].nodeid
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if item.nodeid == _fault_site_state.get("last_user") and (site := _fault_site_state.pop("site", None)):
+        site.stop()
+
+
+@pytest.fixture(scope="session")
+def fault_site():
+    """A whole site (embedded PostgreSQL and Redis, Daphne, both Celery workers, the supervisor), as `make run`
+    starts it, shared by the fault tests. Each test repairs what it breaks; `tests.site_faults.wait_healthy`
+    waits until it is whole again. Stopped after the last test that uses it.
+
+    Its data lives under var/ as the benchmarks' does, not under pytest's temporary root: pytest makes
+    that root private (0700) whenever any pytest starts, which would lock PostgreSQL's user out of it."""
+    from bench.site import start_site
+
+    root = Path(tempfile.mkdtemp(prefix="fault-site-", dir=BASE_DIR / "var"))
+    try:
+        running = start_site(root / "var", extra_env=FAULT_SITE_ENV)
+        _fault_site_state["site"] = running
+        yield running
+        if _fault_site_state.pop("site", None):
+            running.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

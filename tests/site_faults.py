@@ -57,6 +57,28 @@ async def eventually(check, timeout_s: float, what: str):
         await asyncio.sleep(0.3)
 
 
+def wait_healthy(site: RunningSite, timeout_s: float = 90) -> None:
+    """Block until the site is whole again: /healthz 200 with both workers, and a short worker run succeeds.
+
+    For a site shared by several tests (conftest's `fault_site`): what one test broke and repaired
+    (a killed server, a stopped Daphne, a killed worker) must be back before the next one breaks something.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            status, body = http_get(site.url + "/healthz", timeout=3)
+            whole = status == 200 and json.loads(body)["celery_workers"] >= 2
+        except (OSError, ValueError, KeyError):
+            whole = False
+        if whole:
+            finished = asyncio.run(run_once(site, "thread-pool", {"requests": 2, "threads": 2, "wait_ms": 50}, timeout=20))
+            if finished is not None and finished["status"] == "succeeded":
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the shared site was not whole again within {timeout_s} s")
+        time.sleep(0.3)
+
+
 def _is_gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -103,9 +125,17 @@ def kill_postgres(site: RunningSite) -> None:
 
 
 def restart_postgres(site: RunningSite) -> None:
-    """Start the site's cluster again where the site expects it."""
+    """Start the site's cluster again where the site expects it.
+
+    pgserver keeps one handle per data directory for the life of the process and takes a cached one
+    for a running server; a site shared by several tests sees its cluster restarted more than once, so
+    the handle of the killed server is dropped first.
+    """
+    from pgserver.postgres_server import PostgresServer
+
     from coursesite.embedded import EmbeddedPostgres
 
+    PostgresServer._instances.pop((site.var_dir / "postgres").resolve(), None)
     assert EmbeddedPostgres(site.var_dir / "postgres").start() == site.services["DATABASE_URL"]
 
 

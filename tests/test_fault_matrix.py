@@ -1,6 +1,7 @@
 """The fault matrix: each way a part of the site dies, with runs in flight, and what the readers saw.
 
-One whole site, started as `make run` starts it, serves every case in turn.
+One whole site, started as `make run` starts it and shared with the other fault modules
+(tests/conftest.py `fault_site`), serves every case in turn.
 Each case has one loop run and two worker runs streaming to three readers
 when the fault strikes, and a reader polling a cached lesson page the whole
 time. For each fault it asserts: every reader got `finished` (for SIGTERM to
@@ -25,10 +26,9 @@ import time
 import pytest
 import websockets
 
-from bench.site import start_site
 from tests.site_faults import (
     Reader, eventually, http_get, kill_hard, kill_postgres, kill_redis, restart_postgres, restart_redis,
-    run_once, runs_left_running,
+    run_once, runs_left_running, wait_healthy,
 )
 
 pytestmark = pytest.mark.slow
@@ -41,13 +41,11 @@ WORKER_RUN = ("thread-pool", {"requests": 6, "threads": 1, "wait_ms": 1000})
 PROBE_RUN = ("thread-pool", {"requests": 2, "threads": 2, "wait_ms": 50})
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("matrix")
-    # The test revives the servers it kills itself; make run's own revival would race it.
-    running = start_site(root / "var", extra_env={"DEBUG": "1", "SUPERVISOR_EMBEDDED_RESTART_DELAY_S": "60"})
-    yield running
-    running.stop()
+@pytest.fixture
+def site(fault_site):
+    """The fault modules' shared site (tests/conftest.py `fault_site`), whole again before each test."""
+    wait_healthy(fault_site)
+    return fault_site
 
 
 class PagePoller:

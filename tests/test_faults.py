@@ -1,8 +1,9 @@
 """Faults on a site started the way `make run` starts it: the site stays up and the data whole.
 
 One site (embedded PostgreSQL and Redis, Daphne, a prefork Celery worker, all
-under the stack's supervisor) is started for the module; each test breaks one
-part of it for real and watches what a reader would see.
+under the stack's supervisor: conftest's `fault_site`, shared with the other
+fault modules) serves the module; each test breaks one part of it for real,
+repairs it, and watches what a reader would see.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from urllib.request import urlopen
 import pytest
 import websockets
 
-from bench.site import start_site
+from tests.site_faults import restart_postgres, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +28,11 @@ LONG_LOOP_RUN = ("one-cook", {"requests": 5, "wait_ms": 2000, "jitter_ms": 0})
 SHORT_LOOP_RUN = ("one-cook", {"requests": 3, "wait_ms": 50})
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults")
-    # The supervisor restarts an embedded server that dies (tests/test_supervision.py); here it waits
-    # long enough for each test to see the outage and bring the server back itself.
-    running = start_site(root / "var", extra_env={"DEBUG": "1", "SUPERVISOR_EMBEDDED_RESTART_DELAY_S": "60"})
-    yield running
-    running.stop()
+@pytest.fixture
+def site(fault_site):
+    """The fault modules' shared site (tests/conftest.py `fault_site`), whole again before each test."""
+    wait_healthy(fault_site)
+    return fault_site
 
 
 def http_status(url: str) -> tuple[int, dict | str]:
@@ -171,10 +169,7 @@ async def test_postgres_down_means_unavailable_and_a_restart_is_survived_by_site
             assert refused["type"] == "error" and refused["code"] == "unavailable", refused
             assert time.monotonic() - asked < 5
     finally:
-        from coursesite.embedded import EmbeddedPostgres
-
-        # Started the way `make run` starts it, so it listens where the site expects.
-        assert EmbeddedPostgres(pgdata).start() == site.services["DATABASE_URL"]
+        restart_postgres(site)  # started the way `make run` starts it, so it listens where the site expects
     status, page = await wait_until(
         lambda: (result := http_status(site.url + "/concurrency-and-async/the-event-loop/")) and result[0] == 200 and result,
         20, "the lesson page after the restart",

@@ -62,6 +62,17 @@ async def test_one_thread_holds_ten_thousand_connections_at_a_fifth_of_the_memor
     assert set(_metric(loop_events, "server_threads")) == {1}
     rss = _metric(loop_events, "server_rss_mib")
     assert rss[-1] > rss[0]
+    # Lanes are drawn as measured: every phase's label gives the share of a core its process used,
+    # and the state follows it; ten thousand connections sitting idle cost the client no CPU.
+    for events in (loop_events, _events(thread_batches)):
+        phases = [event for event in events if event["kind"] == "state" and event["state"] != "done"]
+        assert {event["lane"] for event in phases} == {0, 1}
+        for event in phases:
+            share = float(event["label"].rsplit("(", 1)[1].split(" of a core")[0])
+            assert event["state"] == ("running" if share >= c10k.CPU_BOUND_SHARE else "blocked"), event
+        idle = next(event for event in phases if event["label"].startswith("idle, every connection open"))
+        assert idle["state"] == "blocked", idle
+    assert 0 < per_loop["server_cpu_ms"] < per_loop["elapsed_ms"]
 
     # 1,000 connections, each with its own thread (plus the accepting one).
     assert per_thread["connections_held"] == per_thread["requests_answered"] == 1_000

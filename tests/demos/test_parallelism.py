@@ -42,20 +42,24 @@ def _assert_claim_or_said_noise(run: dict, holds: bool) -> None:
     assert run["noise"] and "noise" in run["text"] and "load average" in run["text"], run
 
 
-async def test_cpu_work_speeds_up_on_processes():
-    # The claim (issue 15): at its defaults, >= 1.5x on two otherwise idle cores. bench/parallelism.py runs it
-    # ten times; here three runs and their median, so one neighbour's burst cannot decide it.
+async def test_cpu_work_speeds_up_on_processes_in_every_run():
+    # The claim (issue 15): at its defaults, >= 1.5x on two otherwise idle cores in 10 runs of 10.
+    # bench/parallelism.py runs the ten; here three in a row, and every one of them must hold it
+    # (or have found the machine busy before it and said noise).
     runs = [await _run({}) for _ in range(3)]  # defaults: cpu work, 2 processes
-    summary, events = next(run for run in runs if run[0] is _median_run([summary for summary, _ in runs]))
-    for each, _ in runs:
+    for each, events in runs:
         assert each["cpu_count"] == each["cores"] == len(os.sched_getaffinity(0))
         assert each["python_build"] == ("GIL" if GIL_BUILD else "free-threaded")
         assert f"{each['cores_busy']:.2f} cores busy" in each["text"] and "speedup" in each["text"], each
         assert "2 processes" in each["text"]
         if each["speedup"] > each["cores"] * 1.1:
             assert each["noise"] and "more than" in each["text"], each  # above the cores: never a finding
-    _assert_claim_or_said_noise(summary, summary["speedup"] >= 1.5)
-    assert _running_lanes(events) == {0, 1, 2}
+        _assert_claim_or_said_noise(each, each["speedup"] >= 1.5)
+        # The same 16 pieces on both sides, taken by whichever process was free; both took some.
+        assert each["pieces"] == 16 and "cut into 16 pieces" in each["text"], each
+        shares = [int(n) for n in each["text"].split("as they became free (")[1].split(")")[0].split(" + ")]
+        assert sum(shares) == 16 and min(shares) > 0, each
+        assert _running_lanes(events) == {0, 1, 2}
 
 
 @pytest.mark.skipif(not GIL_BUILD, reason="the claim is about the GIL")

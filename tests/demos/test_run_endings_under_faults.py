@@ -1,7 +1,8 @@
 """A reader always hears how a run ended, whatever part of the site is lost meanwhile.
 
-One site started the way `make run` starts it serves the module; each test
-kills its PostgreSQL or Redis (kill -9) at a chosen moment of a run and
+One site started the way `make run` starts it (conftest's `fault_site`,
+shared with the other fault modules) serves the module; each test kills its
+PostgreSQL or Redis (kill -9) at a chosen moment of a run and
 asserts what the reader received, what the replay shows once the server is
 back, and that the worker's pump thread for the run stopped (its own log
 line, written as the thread ends). The sweeper's test needs no site: it uses
@@ -16,9 +17,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from bench.site import start_site
 from tests.site_faults import (
     Reader, eventually, kill_postgres, kill_redis, log_lines, restart_postgres, restart_redis, run_once, stored_run,
+    wait_healthy,
 )
 
 SILENCE_S = settings.DEMO_WORKER_SILENCE_S
@@ -30,13 +31,11 @@ LONG_WORKER_RUN = ("thread-pool", {"requests": 9, "threads": 1, "wait_ms": 1000}
 LOOP_RUN = ("one-cook", {"mode": "sequential", "requests": 3, "wait_ms": 1000, "jitter_ms": 0})
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("endings")
-    # The test revives the servers it kills itself; make run's own revival would race it.
-    running = start_site(root / "var", extra_env={"DEBUG": "1", "SUPERVISOR_EMBEDDED_RESTART_DELAY_S": "60"})
-    yield running
-    running.stop()
+@pytest.fixture
+def site(fault_site):
+    """The fault modules' shared site (tests/conftest.py `fault_site`), whole again before each test."""
+    wait_healthy(fault_site)
+    return fault_site
 
 
 def pump_stopped(site, run_id: str) -> bool:

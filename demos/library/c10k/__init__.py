@@ -15,6 +15,14 @@ each, and the threaded server pay over ten times that per connection, plus a
 whole thread each. Memory per connection is the server's resident-memory
 growth (idle, listening server to all connections held) divided by the
 connections it holds, counted from its open descriptors.
+
+Each lane's state is measured, not assumed: over every phase (listening,
+accepting, answering, ...) the demo reads the process's CPU time (every
+thread's, from /proc/<pid>/task/*/schedstat, in nanoseconds) and sets it
+against the phase's wall time. A phase in which the process kept at least
+half a core busy is drawn `running`, one in which it mostly waited in the
+kernel (accept, epoll_wait, recv) `blocked`, and the label says the share.
+A phase's state is sent when the phase ends, at the time it began.
 """
 import json
 import os
@@ -41,9 +49,10 @@ summary_fields = {
     "requests_answered": ("Requests answered", ""), "server_rss_idle_bytes": ("Server memory, idle", "B"),
     "server_rss_held_bytes": ("Server memory, holding them", "B"),
     "projected_mib_at_10000": ("Projected memory at 10,000 connections", "MiB"),
+    "server_cpu_ms": ("Server CPU time", "ms"), "client_cpu_ms": ("Client CPU time", "ms"),
 }
-# Both processes spend their phases mostly inside the kernel (accept, connect, epoll_wait, recv): `blocked`.
-lane_states = frozenset({"blocked", "done"})
+# Measured per phase (see _Lane): on the CPU for half a core or more, else blocked in the kernel.
+lane_states = frozenset({"running", "blocked", "done"})
 waits = "real TCP connections between two processes, idle until each sends one request"
 params = (
     ChoiceParam("mode", "event-loop", ("event-loop", "threads"), label="Server",
@@ -61,6 +70,7 @@ SCRIPT = Path(__file__).with_name("sandbox.py")
 SAMPLE_EVERY_S = 0.1
 SETTLE_S = 0.1  # let the server finish writing its last answers before the final reading
 MIB = 1024 * 1024
+CPU_BOUND_SHARE = 0.5  # of one core, over a phase: drawn running from here up
 
 
 def _read_status(pid: int) -> tuple[int, int]:
@@ -77,6 +87,51 @@ def _read_status(pid: int) -> tuple[int, int]:
 
 def _count_descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time every live thread of the process has used, from schedstat (nanoseconds, not clock ticks)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as schedstat:
+                total += int(schedstat.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended while we looked
+    return total / 1e9
+
+
+class _Lane:
+    """One process's lane: each phase's state is what its CPU time over the phase's wall time says."""
+
+    def __init__(self, emit, lane: int, pid: int) -> None:
+        self.emit, self.lane, self.pid = emit, lane, pid
+        self.phase: tuple[str, float, float, float] | None = None  # label, run time (ms), wall and CPU seconds at its start
+        self.cpu_s = 0.0  # over every phase so far
+
+    def enter(self, label: str) -> None:
+        """End the phase under way (drawing it as measured) and start the one called `label`."""
+        self.close()
+        self.phase = (label, self.emit.elapsed_ms(), time.perf_counter(), _cpu_seconds(self.pid))
+
+    def close(self) -> None:
+        if self.phase is None:
+            return
+        label, t, wall_started, cpu_started = self.phase
+        self.phase = None
+        used = max(0.0, _cpu_seconds(self.pid) - cpu_started)
+        self.cpu_s += used
+        share = used / max(time.perf_counter() - wall_started, 1e-6)
+        state = "running" if share >= CPU_BOUND_SHARE else "blocked"
+        self.emit("state", lane=self.lane, state=state, label=f"{label} ({share:.2f} of a core)", t=t)
+
+    def finish(self, label: str) -> None:
+        self.close()
+        self.emit("state", lane=self.lane, state="done", label=label)
 
 
 @dataclass
@@ -158,13 +213,15 @@ def run(params, emit):
                 diagnostics.append(message.get("error") or message.get("text", ""))
         baseline_rss, baseline_threads = _read_status(server.process.pid)
         baseline_descriptors = _count_descriptors(server.process.pid)
-        emit("state", lane=0, state="blocked", label="listening")
+        server_lane = _Lane(emit, 0, server.process.pid)
+        server_lane.enter("listening")
         emit("log", text=f"Idle server: {baseline_rss / MIB:.1f} MiB resident, {baseline_threads} thread(s), "
                          f"descriptor limit {message.get('descriptor_limit'):,}.")
 
         client = _start(["client", str(port), str(target), str(params["hold_ms"])], lines, "client", max_seconds)
-        emit("state", lane=1, state="blocked", label="connecting")
-        emit("state", lane=0, state="blocked", label="accepting")
+        client_lane = _Lane(emit, 1, client.process.pid)
+        client_lane.enter("connecting")
+        server_lane.enter("accepting")
         peak_threads = baseline_threads
         answered = 0
         last_sample = 0.0
@@ -191,13 +248,13 @@ def run(params, emit):
                     emit("log", text=f"{name}: {diagnostics[-1]}"[:300])
                 stage = message.get("stage")
                 if stage == "all_open":
-                    emit("state", lane=1, state="blocked", label="idle, every connection open")
+                    client_lane.enter("idle, every connection open")
                 elif stage == "requests_sent":
-                    emit("state", lane=1, state="blocked", label="one request each")
-                    emit("state", lane=0, state="blocked", label="answering")
+                    client_lane.enter("one request each")
+                    server_lane.enter("answering")
                 elif stage == "all_answered":
-                    emit("state", lane=1, state="done", label="holding")
-                    emit("state", lane=0, state="blocked", label="holding every connection")
+                    client_lane.finish("holding")
+                    server_lane.enter("holding every connection")
                     finished_at = now
             if now - last_sample >= SAMPLE_EVERY_S or finished_at is not None:
                 last_sample = now
@@ -216,10 +273,11 @@ def run(params, emit):
         held = _count_descriptors(server.process.pid) - baseline_descriptors
         peak_threads = max(peak_threads, held_threads)
         elapsed_ms = (time.perf_counter() - started) * 1000
+        server_lane.close()  # measured while the server still runs
     finally:
         _stop(client)
         _stop(server)
-    emit("state", lane=0, state="done", label="stopped")
+    server_lane.finish("stopped")
 
     growth = held_rss - baseline_rss
     per_connection = growth / held if held > 0 else 0.0
@@ -233,6 +291,8 @@ def run(params, emit):
         "server_rss_idle_bytes": baseline_rss,
         "server_rss_held_bytes": held_rss,
         "projected_mib_at_10000": round(projected_mib, 1),
+        "server_cpu_ms": round(server_lane.cpu_s * 1000, 1),
+        "client_cpu_ms": round(client_lane.cpu_s * 1000, 1),
     }
     if mode == "event-loop":
         summary["text"] = (

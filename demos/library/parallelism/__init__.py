@@ -6,10 +6,20 @@ one after another: the baseline. Then the same jobs go to the chosen workers:
 process) or `processes` (one process per job). A `cpu` job hashes in a
 pure-Python loop, holding the GIL; a `hash` job runs `hashlib.pbkdf2_hmac`,
 C code that releases the GIL; both are sized to JOB_CPU_S of CPU time,
-measured in this process before the run. An `io` job sleeps 200 ms, as a wait
-on a database would. Every phase runs in fresh child processes (sandbox.py
-beside this module), started and reporting ready before the clock starts, so
-neither start-up nor the host worker's own threads blur the comparison.
+measured in this process before the run, and cut into PIECES_PER_JOB pieces
+that the workers take from one shared queue as they become free, the way a
+process pool hands out tasks: a worker that lands on a slower core (two
+virtual cores are not always two whole cores) takes fewer pieces rather than
+keeping the others waiting. An `io` job, one piece, sleeps 200 ms, as a wait
+on a database would.
+
+Both phases are timed the same way: every phase runs in fresh child processes
+(sandbox.py beside this module), started, imported and reporting ready before
+the clock starts; the clock runs from the first piece starting to the last
+piece ending. While it runs, this process only waits: the timeline's events
+of the phase are sent once it is over (at the times they happened), so
+neither start-up, nor this process relaying events, nor the host worker's own
+threads blur the comparison.
 
 A reader should see `cpu` jobs finish sooner on processes, up to the number
 of cores, but not on threads (on a standard build the threads take turns on
@@ -46,7 +56,7 @@ headline = ("speedup", "total_ms", "baseline_ms")
 summary_fields = {
     "total_ms": ("Time on the workers", "ms"), "baseline_ms": ("Time one after another", "ms"), "speedup": ("Speedup", "×"),
     "cpu_count": ("Cores available", ""), "python_build": ("Python build", ""),
-    "startup_ms": ("Starting the workers", "ms"), "mean_job_ms": ("Mean job", "ms"),
+    "startup_ms": ("Starting the workers", "ms"), "pieces": ("Pieces of work", ""),
 }
 waits = "none for cpu jobs (CPU work); time.sleep standing in for I/O for io jobs"
 params = (
@@ -68,10 +78,19 @@ CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 # at 400 ms the same hiccup costs half as much, and 8 workers still finish well
 # inside the time limit.
 JOB_CPU_S = 0.4
+# A cpu or hash job is cut into this many pieces (50 ms of CPU each at 400 ms a job). Handing out one
+# whole job per worker made the speedup the slowest worker's luck: on a virtual machine one of two
+# vCPUs was measured 20-45 % slower than the other in some runs, and the fast one then sat idle.
+PIECES_PER_JOB = 8
 CALIBRATE_CPU_S = 0.05  # how long sizing the jobs may compute, in CPU time
 
-# (lane, what happened, perf_counter time, /proc stat path of the thread on "ready" | CPU seconds on "finished")
-Report = tuple[int, str, float, str | float | None]
+# (lane, what happened, perf_counter time, /proc stat path of the thread on "ready" |
+#  (CPU seconds, pieces taken) on "finished")
+Report = tuple[int, str, float, str | tuple[float, int] | None]
+
+
+def pieces_per_job(work: str) -> int:
+    return 1 if work == "io" else PIECES_PER_JOB
 
 
 def rounds_for(work: str, cpu_s: float = JOB_CPU_S) -> int:
@@ -104,33 +123,43 @@ class _Child:
 
 
 class _Workers:
-    """Child processes running sandbox.py beside this module; their reports arrive on `reports`."""
+    """Child processes running sandbox.py beside this module; their reports arrive on `reports`.
 
-    def __init__(self, work: str, rounds: int) -> None:
+    `pieces` bytes in a pipe are the phase's work: each child inherits the read end and takes a piece
+    by reading a byte, so the pieces go to whichever worker is free first.
+    """
+
+    def __init__(self, work: str, rounds: int, pieces: int) -> None:
         self.work = work
         self.rounds = rounds
         self.reports: queue.Queue[Report] = queue.Queue()
         self.children: list[_Child] = []
+        self.pieces_fd, write_end = os.pipe()
+        try:
+            os.write(write_end, b"p" * pieces)  # at most 8 x 8 bytes: far below a pipe's buffer
+        finally:
+            os.close(write_end)  # an empty pipe then reads as the end of the work
 
     def _forward(self, stdout: IO[str], lanes: range) -> None:
         with stdout:  # closed here, by its only reader
             for line in stdout:
                 message = json.loads(line)
-                extra: str | float | None = None
+                extra: str | tuple[float, int] | None = None
                 if message["what"] == "ready":
                     extra = f"/proc/{message['pid']}/task/{message['tid']}/stat"
                 elif message["what"] == "finished":
-                    extra = float(message["cpu_s"])
+                    extra = (float(message["cpu_s"]), int(message["pieces"]))
                 self.reports.put((message["lane"], message["what"], message["when"], extra))
         for lane in lanes:
             self.reports.put((lane, "exited", time.perf_counter(), None))
 
-    def start(self, first_lane: int, threads: int, jobs_each: int) -> None:
-        """One process with `threads` threads (lanes from `first_lane`), each doing `jobs_each` jobs."""
+    def start(self, first_lane: int, threads: int) -> None:
+        """One process with `threads` threads (lanes from `first_lane`), all taking pieces from the pipe."""
         process = subprocess.Popen(
-            [sys.executable, str(WORKER_SCRIPT), self.work, str(jobs_each), str(first_lane), "--rounds", str(self.rounds),
-             "--threads", str(threads), "--max-seconds", str(int(time_limit_s))],
+            [sys.executable, str(WORKER_SCRIPT), self.work, str(first_lane), "--rounds", str(self.rounds),
+             "--threads", str(threads), "--queue-fd", str(self.pieces_fd), "--max-seconds", str(int(time_limit_s))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            pass_fds=(self.pieces_fd,),
         )
         stdin, stdout = process.stdin, process.stdout
         assert stdin is not None and stdout is not None  # PIPE was asked for both
@@ -145,6 +174,7 @@ class _Workers:
             child.stdin.flush()
 
     def close(self) -> None:
+        os.close(self.pieces_fd)
         for child in self.children:
             if child.process.poll() is None:
                 child.process.kill()
@@ -177,19 +207,33 @@ def _python_build() -> str:
 
 
 class _Phase:
-    """One timed batch of jobs on some workers, streamed to the timeline as it happens."""
+    """One timed batch of pieces on some workers; its timeline is held while it is timed, then sent."""
 
     def __init__(self, emit, clock) -> None:
-        self.emit = emit
+        self._emit = emit
         self.clock = clock  # perf_counter seconds -> run time in ms
+        self.holding = False
+        self.held: list[tuple[str, dict]] = []
         self.cpu_paths: dict[int, str] = {}
         self.cpu_seen: dict[str, int] = {}
-        self.jobs_cpu_s = 0.0  # what the worker threads themselves reported using on their jobs
-        self.job_ms: list[float] = []
-        self._job_started: dict[int, float] = {}
+        self.jobs_cpu_s = 0.0  # what the worker threads themselves reported using on their pieces
+        self.pieces: dict[int, int] = {}  # lane -> pieces it took
         self.finished_lanes: set[int] = set()
         self.first_start: float | None = None
         self.last_end: float | None = None
+
+    def emit(self, kind: str, **fields) -> None:
+        """Emit now, or, while the phase is timed, keep it (with its time) for `send_held`."""
+        if self.holding:
+            self.held.append((kind, {"t": self._emit.elapsed_ms(), **fields}))
+        else:
+            self._emit(kind, **fields)
+
+    def send_held(self) -> None:
+        self.holding = False
+        for kind, fields in self.held:
+            self._emit(kind, **fields)
+        self.held.clear()
 
     def handle(self, report: Report) -> str:
         lane, what, when, extra = report
@@ -198,18 +242,18 @@ class _Phase:
             self.cpu_paths[lane] = extra
             self.emit("state", lane=lane, state="blocked", label="ready, waiting for the start", t=self.clock(when))
         elif what == "running":
-            self._job_started[lane] = when
             self.first_start = when if self.first_start is None else min(self.first_start, when)
             self.emit("state", lane=lane, state="running", t=self.clock(when))
-        elif what == "job_done":
-            self.job_ms.append((when - self._job_started.pop(lane)) * 1000)
-            self.last_end = when if self.last_end is None else max(self.last_end, when)
-            self.emit("state", lane=lane, state="blocked", label="waiting for its next job", t=self.clock(when))
         elif what == "finished":
-            assert isinstance(extra, float)  # every finished report says what CPU its thread used
-            self.jobs_cpu_s += extra
+            assert isinstance(extra, tuple)  # every finished report says what CPU its thread used, on how many pieces
+            cpu_s, pieces = extra
+            self.jobs_cpu_s += cpu_s
+            self.pieces[lane] = pieces
+            if pieces:
+                self.last_end = when if self.last_end is None else max(self.last_end, when)
             self.finished_lanes.add(lane)
-            self.emit("state", lane=lane, state="done", t=self.clock(when))
+            label = f"took {_count_of(pieces, 'piece')}" if pieces else "found no piece left"
+            self.emit("state", lane=lane, state="done", label=label, t=self.clock(when))
         return what
 
     def cpu_seconds(self) -> float:
@@ -225,14 +269,14 @@ class _Phase:
         return self.jobs_cpu_s / span_s if span_s > 0 else 0.0
 
     def span_ms(self) -> float:
-        """From the first job starting to the last job ending, in ms."""
+        """From the first piece starting to the last piece ending, in ms."""
         if self.first_start is None or self.last_end is None:
-            raise RuntimeError("no job ran in this phase")
+            raise RuntimeError("no piece of work ran in this phase")
         return (self.last_end - self.first_start) * 1000
 
 
 def _run_phase(phase: _Phase, workers: _Workers, lane_count: int, emit) -> float:
-    """Wait until every lane is ready, release them together, stream until all finish.
+    """Wait until every lane is ready, release them together, wait until all finish, then stream the phase.
 
     Returns how long starting the processes took, in ms: kept out of the timed part.
     """
@@ -258,23 +302,26 @@ def _run_phase(phase: _Phase, workers: _Workers, lane_count: int, emit) -> float
             if ready == lane_count and startup_ms is None:
                 startup_ms = (time.perf_counter() - starting) * 1000
                 last_sample = phase.cpu_seconds(), time.perf_counter()
+                phase.holding = True  # from here to the last piece, this process only waits and samples
                 workers.release()
         now = time.perf_counter()
         if last_sample is not None and now - last_sample[1] >= SAMPLE_EVERY_S:
             last_cpu, sampled_at = last_sample
             cpu = phase.cpu_seconds()
-            emit("metric", name="cores_busy", value=round((cpu - last_cpu) / (now - sampled_at), 2), unit="cores")
+            phase.emit("metric", name="cores_busy", value=round((cpu - last_cpu) / (now - sampled_at), 2), unit="cores",
+                       t=phase.clock(now))
             last_sample = cpu, now
+    phase.send_held()
     return startup_ms or 0.0
 
 
-def _measure(phase: _Phase, work: str, rounds: int, starts: list[tuple[int, int, int]], emit) -> float:
-    """Run one phase on fresh processes, each given as (first lane, threads, jobs per thread)."""
-    workers = _Workers(work, rounds)
+def _measure(phase: _Phase, work: str, rounds: int, pieces: int, starts: list[tuple[int, int]], emit) -> float:
+    """Run one phase of `pieces` pieces on fresh processes, each given as (first lane, threads)."""
+    workers = _Workers(work, rounds, pieces)
     try:
-        for first_lane, threads, jobs_each in starts:
-            workers.start(first_lane, threads, jobs_each)
-        return _run_phase(phase, workers, sum(threads for _, threads, _ in starts), emit)
+        for first_lane, threads in starts:
+            workers.start(first_lane, threads)
+        return _run_phase(phase, workers, sum(threads for _, threads in starts), emit)
     finally:
         workers.close()
 
@@ -294,20 +341,22 @@ def run(params, emit):
     def clock(when: float) -> float:
         return aligned_t + (when - aligned_at) * 1000
 
-    rounds = rounds_for(work)
+    per_job = pieces_per_job(work)
+    pieces = jobs * per_job
+    rounds = rounds_for(work, JOB_CPU_S / per_job)
     baseline = _Phase(emit, clock)
-    _measure(baseline, work, rounds, [(0, 1, jobs)], emit)
+    _measure(baseline, work, rounds, pieces, [(0, 1)], emit)
     baseline_ms = baseline.span_ms()
 
     emit("log", text=f"Now the same {_count_of(jobs, 'job')} go to {_count_of(lane_count, noun)}.")
     chosen = _Phase(emit, clock)
     if mode == "single":
-        starts = [(1, 1, jobs)]
+        starts = [(1, 1)]
     elif mode == "threads":
-        starts = [(1, jobs, 1)]
+        starts = [(1, jobs)]
     else:
-        starts = [(1 + index, 1, 1) for index in range(jobs)]
-    startup_ms = _measure(chosen, work, rounds, starts, emit)
+        starts = [(1 + index, 1) for index in range(jobs)]
+    startup_ms = _measure(chosen, work, rounds, pieces, starts, emit)
 
     total_ms = chosen.span_ms()
     speedup = baseline_ms / total_ms
@@ -328,7 +377,12 @@ def run(params, emit):
         expected_speedup=min(lane_count, cpu_count) if in_parallel else 1.0,
     ) if computes else None
     text += f". But {noise}." if noise else "."
-    text += f" Starting the worker process{'es' if len(starts) > 1 else ''} took another {startup_ms:.0f} ms, not counted."
+    if per_job > 1 and lane_count > 1:
+        shares = " + ".join(str(chosen.pieces.get(lane, 0)) for lane in range(1, 1 + lane_count))
+        text += (f" The work was cut into {pieces} pieces that the {noun}{'es' if noun.endswith('ss') else 's'} took "
+                 f"as they became free ({shares}).")
+    text += (f" Both times run from the first piece starting to the last one ending; starting the worker "
+             f"process{'es' if len(starts) > 1 else ''} took another {startup_ms:.0f} ms, not counted.")
     return {
         "total_ms": round(total_ms, 1),
         "baseline_ms": round(baseline_ms, 1),
@@ -342,7 +396,7 @@ def run(params, emit):
         "python_build": build,
         "startup_ms": round(startup_ms, 1),
         "job_cpu_ms": round(JOB_CPU_S * 1000) if computes else 0,
-        "mean_job_ms": round(sum(chosen.job_ms) / len(chosen.job_ms), 1),
+        "pieces": pieces,
         "text": text,
     }
 

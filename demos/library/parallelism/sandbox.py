@@ -1,6 +1,6 @@
-"""A worker process for the parallelism demo: some threads doing some jobs, reporting as they go.
+"""A worker process for the parallelism demo: some threads taking pieces of work, reporting as they go.
 
-    python sandbox.py WORK JOBS_PER_THREAD FIRST_LANE --rounds R --threads T --max-seconds S
+    python sandbox.py WORK FIRST_LANE --rounds R --threads T --queue-fd FD --max-seconds S
 
 Every measurement of the demo happens in processes like this one, never in
 the Celery worker that runs the demo: that process has threads of its own
@@ -9,16 +9,23 @@ blur a comparison of threads. One process with one thread is the baseline;
 one process with T threads is `threads` mode; T processes with one thread
 each are `processes` mode.
 
+The work is a row of pieces, one byte each in a pipe the parent filled before
+starting any worker (descriptor FD, inherited): a thread takes the next piece
+by reading one byte (a pipe hands each byte to exactly one reader) and stops
+when the pipe is empty. So every phase does the same pieces, and a worker that
+happens to get a slower core takes fewer of them instead of holding the others
+up, as a process pool handing out tasks does. Every piece is R rounds of its
+work, a size the parent measured in CPU time.
+
 Each thread prints a JSON line when it is ready ({"lane", "what", "when",
 "pid", "tid"}), and once a line arrives on stdin (the start signal, so all
-workers begin together) one line as each job starts and ends, and a last one
-("finished", with the CPU seconds the thread used on its jobs). Every job is
-R rounds of its work, a size the parent measured in CPU time, so the same
-jobs are done whichever workers do them. Times are
-`time.perf_counter()`, the system-wide monotonic clock on Linux, so the parent
-can line them up with its own. A plain subprocess rather than
-`multiprocessing`: a Celery prefork worker is a daemonic process, and those
-may not start `multiprocessing` children.
+workers begin together) one as it starts its first piece ("running") and a
+last one when the pipe is empty ("finished", with the CPU seconds the thread
+used and the pieces it took). Nothing is printed between: the parent hears
+nothing while the work is timed. Times are `time.perf_counter()`, the
+system-wide monotonic clock on Linux, so the parent can line them up with its
+own. A plain subprocess rather than `multiprocessing`: a Celery prefork worker
+is a daemonic process, and those may not start `multiprocessing` children.
 """
 import argparse
 import ctypes
@@ -55,24 +62,26 @@ def report(lane: int, what: str, **extra) -> None:
         print(line, flush=True)
 
 
-def work_jobs(lane: int, work: str, jobs: int, rounds: int, go: threading.Event) -> None:
+def take_pieces(lane: int, work: str, pieces_fd: int, rounds: int, go: threading.Event) -> None:
     report(lane, "ready", pid=os.getpid(), tid=threading.get_native_id())
     go.wait()
     cpu_started = time.thread_time()
-    for _ in range(jobs):
-        report(lane, "running")
+    taken = 0
+    while os.read(pieces_fd, 1):  # b"" once every piece is taken
+        if not taken:
+            report(lane, "running")
         do_job(work, rounds)
-        report(lane, "job_done")
-    report(lane, "finished", cpu_s=time.thread_time() - cpu_started)
+        taken += 1
+    report(lane, "finished", cpu_s=time.thread_time() - cpu_started, pieces=taken)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", choices=["cpu", "hash", "io"])
-    parser.add_argument("jobs", type=int, help="jobs per thread")
     parser.add_argument("first_lane", type=int)
-    parser.add_argument("--rounds", type=int, default=1, help="rounds of work per job (cpu and hash)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of work per piece (cpu and hash)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--queue-fd", type=int, required=True, help="the pipe of pieces, one byte each")
     parser.add_argument("--max-seconds", type=int, default=60)
     args = parser.parse_args()
     try:
@@ -81,7 +90,7 @@ def main() -> None:
         pass
     signal.alarm(args.max_seconds)
     go = threading.Event()
-    threads = [threading.Thread(target=work_jobs, args=(args.first_lane + index, args.work, args.jobs, args.rounds, go))
+    threads = [threading.Thread(target=take_pieces, args=(args.first_lane + index, args.work, args.queue_fd, args.rounds, go))
                for index in range(args.threads)]
     for thread in threads:
         thread.start()
