@@ -21,14 +21,15 @@
 import { el, replaceChildren, uniqueId } from "./dom.js";
 import { JsonSocket, socketUrl } from "./socket.js";
 import {
-  actionLabel, goalStatus, lockHolders, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions, stepBackSchedule,
-  transactionStateText, verdictText,
+  actionLabel, goalStatus, laneStateText, lockHolders, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions,
+  stepBackSchedule, stepWords, transactionStateText, verdictText,
 } from "./stepper-text.js";
 
 /**
  * @typedef {import("./stepper-text.js").StepModeText} StepModeText
  * @typedef {import("./stepper-text.js").StepLevel} StepLevel
  * @typedef {import("./stepper-text.js").GoalState} GoalState
+ * @typedef {import("./stepper-text.js").LaneSnapshot} LaneSnapshot
  * @typedef {import("./socket.js").CloseInfo} CloseInfo
  */
 
@@ -145,6 +146,8 @@ export class StepperWidget {
     this.pendingClose = null;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.closeTimer = undefined;
+    /** @type {Record<string, LaneSnapshot>} each task's last snapshot, for steps whose results carry `tasks` */
+    this.lanes = {};
     this.resetState();
     /** @type {Record<string, Column>} */
     this.columns = {};
@@ -173,6 +176,7 @@ export class StepperWidget {
     this.replaying = null;
     this.goal = { status: "pending" };
     this.judgedSession = null;
+    this.lanes = {};
   }
 
   // --- building ---------------------------------------------------------------------------------
@@ -295,7 +299,9 @@ export class StepperWidget {
     column.root.classList.toggle("is-blocked", tx.blocked !== null);
     const started = open || this.finished;
     column.root.classList.toggle("is-finished", started && (tx.failed || tx.next >= actions.length));
-    column.state.textContent = transactionStateText(this.text, { started, blocked: tx.blocked, busy: tx.busy, failed: tx.failed, next: tx.next, actions });
+    column.state.textContent = this.text.lane_states
+      ? laneStateText(this.text, { started, busy: tx.busy, blocked: tx.blocked, snapshot: this.lanes[name] })
+      : transactionStateText(this.text, { started, blocked: tx.blocked, busy: tx.busy, failed: tx.failed, next: tx.next, actions });
   }
 
   /** @returns {StepLevel} the level of the scenario chosen in the select */
@@ -416,7 +422,7 @@ export class StepperWidget {
     this.verdict.textContent = "";
     const ref = uniqueId(`${this.id}-open`);
     this.pendingRef = ref;
-    this.setStatus(replay.length ? "Stepping back: opening two fresh connections on fresh rows…" : "Opening two connections…");
+    this.setStatus(stepWords(this.text, replay.length ? "reopening" : "opening"));
     this.render();
     try {
       await this.socket.whenOpen();
@@ -513,7 +519,7 @@ export class StepperWidget {
       this.render();
       return;
     }
-    this.setStatus(`Two connections open. Start with ${actionLabel(this.text, this.actions.T1[0])} in either column.`);
+    this.setStatus(stepWords(this.text, "opened", { first: actionLabel(this.text, this.actions.T1[0]) }));
     this.render();
     if (!this.section.contains(document.activeElement) || document.activeElement === this.startButton) {
       this.columns.T1.buttonByAction.get(this.actions.T1[0])?.focus();
@@ -571,9 +577,10 @@ export class StepperWidget {
         el("span", { className: "stepper-result" }, said),
       );
     }
+    if (message.result?.tasks && typeof message.result.tasks === "object") this.lanes = message.result.tasks;
     if (message.status === "blocked") {
       tx.blocked = lockHolders(message);
-      if (this.replaying === null) this.setStatus(`${message.tx} is blocked: its statement waits for ${tx.blocked}'s lock on the row.`);
+      if (this.replaying === null) this.setStatus(stepWords(this.text, "blocked", { tx: message.tx, holder: tx.blocked }));
       this.render();
       return;
     }
@@ -583,7 +590,8 @@ export class StepperWidget {
     if (message.status === "error") {
       tx.failed = true;
     } else {
-      tx.next += 1;
+      // A task that returned early (it found nothing to do after its first step) has no steps left.
+      tx.next = message.result?.finished === true ? this.actions[message.tx].length : tx.next + 1;
       if (message.action === "commit") this.commits += 1;
     }
     if (typeof message.counter_committed === "number" && Number.isFinite(message.counter_committed)) this.committedCounter = message.counter_committed;
@@ -620,7 +628,7 @@ export class StepperWidget {
     const outcome = { start: this.startCounter ?? 0, final: this.committedCounter ?? 0, committed: this.commits, failed };
     this.verdict.textContent = verdictText(this.text, outcome);
     this.verdict.hidden = false;
-    this.verdict.classList.toggle("is-lost", lostUpdates(outcome));
+    this.verdict.classList.toggle("is-lost", lostUpdates(outcome, this.text));
     const session = this.session;
     this.session = null;
     // The goal's judgement follows the last answer, and the server drops what a session says after its
@@ -632,7 +640,7 @@ export class StepperWidget {
     };
     if (this.goal.status !== "pending") this.pendingClose();
     else this.closeTimer = setTimeout(() => this.pendingClose?.(), FINISHED_CLOSE_WAIT_MS);
-    this.setStatus("Both transactions have ended; their connections are closed. Press Step back to take back the last statement, or Start to try another order.");
+    this.setStatus(stepWords(this.text, "ended"));
   }
 
   /**
