@@ -50,7 +50,7 @@ STEP_TEXT = {
          "level": _LEVELS[scenario], "source": buyer_source(scenario)}
         for scenario, by_task in ACTIONS.items()
     ],
-    "actions": {"start": "Start: run to the first await", "resume": "Resume after the await"},
+    "actions": {"start": "Run to its first await", "resume": "Resume after the await"},
     "results": {
         "start": "checked stock {seen}; now at line {line}: {code}",
         "resume": "stock is now {stock}; returned \u201c{outcome}\u201d",
@@ -70,6 +70,7 @@ STEP_TEXT = {
         "blocked_result": "lock-wait: {holder} holds the lock",
         "ended": ("Both tasks have returned and the sandbox has stopped. Press Step back to take back the last "
                   "resume, or Start to try another order."),
+        "goal_pending": "Choose which task the loop resumes next.",
     },
     "verdicts": {
         "ended": "Both buyers have returned: the stock went from {start} to {final}.",

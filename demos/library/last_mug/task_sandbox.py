@@ -64,7 +64,7 @@ class Shop:
 
 async def buy(shop: Shop) -> str:
     if shop.stock > 0:
-        await asyncio.sleep(0)  # the payment: other tasks may run here
+        await asyncio.sleep(0)  # the payment
         shop.stock -= 1
         return "got the mug"
     return "sold out"
@@ -73,7 +73,7 @@ async def buy(shop: Shop) -> str:
 async def buy_with_lock(shop: Shop, lock: asyncio.Lock) -> str:
     async with lock:
         if shop.stock > 0:
-            await asyncio.sleep(0)  # the payment: other tasks may run here
+            await asyncio.sleep(0)  # the payment
             shop.stock -= 1
             return "got the mug"
         return "sold out"
@@ -231,8 +231,12 @@ class Session:
             else:
                 state = {"state": "waiting"}
         state["line"] = line
-        state["code"] = self.source[line - 1].strip() if line else ""
+        state["code"] = self.code_at(line) if line else ""
         return state
+
+    def code_at(self, line: int) -> str:
+        """Line `line` of the buyer's source, without its comment."""
+        return self.source[line - 1].split("  #", 1)[0].strip()
 
     def other(self, name: str) -> str:
         return next(other for other in TASKS if other != name)
@@ -305,12 +309,12 @@ class Session:
         parts = []
         previous = 0
         for line in _collapse(ran):
-            code = self.source[line - 1].strip()
+            code = self.code_at(line)
             if line < previous and code.startswith("async with"):
                 code += " (leaving the block releases the lock)"
             parts.append(f"{line}: {code}")
             previous = line
-        return "  ".join(parts)
+        return " → ".join(parts)
 
     def judge_goal(self) -> None:
         """Oversold: the stock, read off the shop itself, went below zero. Missed once both buyers returned without it."""

@@ -15,6 +15,7 @@
  * @property {string[]} actions  the statements each transaction runs, shown before a session opens
  * @property {Record<string, string[]>} [actions_by_tx]  per transaction, where they differ from `actions`
  * @property {StepLevel} level  the goal the reader plays for in this scenario
+ * @property {string[]} [source]  the code the two run, line by line (line 1 first), for steps whose results carry `tasks`
  */
 
 /**
@@ -56,6 +57,7 @@
  * @property {string} blocked  the status line when a step waits for a lock
  * @property {string} blocked_result  a blocked step's log line
  * @property {string} ended  once both have ended
+ * @property {string} goal_pending  the goal's status line before the sandbox has judged it
  */
 
 /** @type {StepWords} */
@@ -66,6 +68,7 @@ const DEFAULT_WORDS = {
   blocked: "{tx} is blocked: its statement waits for {holder}'s lock on the row.",
   blocked_result: "blocked — waiting for {holder}'s lock",
   ended: "Both transactions have ended; their connections are closed. Press Step back to take back the last statement, or Start to try another order.",
+  goal_pending: "Choose which transaction steps next.",
 };
 
 /**
@@ -262,19 +265,34 @@ export function laneStateText(text, { started, busy, blocked, snapshot }) {
 }
 
 /**
+ * The source listing's lines, each with the tasks whose current line it is ("◀ T1 waiting").
+ * @param {string[]} source
+ * @param {Record<string, LaneSnapshot>} lanes  each task's last snapshot
+ * @returns {Array<{number: number, code: string, marks: string}>}
+ */
+export function sourceLines(source, lanes) {
+  return source.map((code, index) => {
+    const here = Object.entries(lanes).filter(([, lane]) => lane.line === index + 1 && lane.state !== "done");
+    const marks = here.map(([name, lane]) => `${name} ${lane.state}`).join(", ");
+    return { number: index + 1, code, marks: marks ? `◀ ${marks}` : "" };
+  });
+}
+
+/**
  * What the page says about a level's goal: a short status and the sentence behind it.
  * "Cannot be reached" is said only of a fixed level, and only once both
  * transactions have ended without reaching it (the sandbox's "missed").
  * @param {StepLevel} level
  * @param {GoalState} goal
+ * @param {string} [pending]  what to say before the judgement
  * @returns {{label: string, text: string}}
  */
-export function goalStatus(level, goal) {
+export function goalStatus(level, goal, pending = DEFAULT_WORDS.goal_pending) {
   if (goal.status === "reached") return { label: "Reached", text: fillTemplate(level.reached, goal.evidence) };
   if (goal.status === "missed") {
     return { label: level.reachable ? "Not reached this time" : "Cannot be reached", text: fillTemplate(level.missed, goal.evidence) };
   }
-  return { label: "Not yet", text: "Choose which transaction steps next." };
+  return { label: "Not yet", text: pending };
 }
 
 /**

@@ -21,7 +21,7 @@
 import { el, replaceChildren, uniqueId } from "./dom.js";
 import { JsonSocket, socketUrl } from "./socket.js";
 import {
-  actionLabel, goalStatus, laneStateText, lockHolders, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions,
+  actionLabel, goalStatus, laneStateText, sourceLines, lockHolders, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions,
   stepBackSchedule, stepWords, transactionStateText, verdictText,
 } from "./stepper-text.js";
 
@@ -162,6 +162,8 @@ export class StepperWidget {
     this.counterOutput = parts.counterOutput;
     this.alert = parts.alert;
     this.verdict = parts.verdict;
+    this.source = parts.source;
+    this.sourceCode = parts.sourceCode;
     this.render();
   }
 
@@ -202,6 +204,15 @@ export class StepperWidget {
     const counterOutput = el("output", { className: "stepper-counter-value", "aria-live": "polite" }, "—");
     const alert = el("p", { className: "stepper-alert", role: "alert" });
     const verdict = el("p", { className: "stepper-verdict", role: "status", "aria-live": "polite", hidden: true });
+    // Only for a demo whose scenarios list the code its two tasks run: where each one is, line by line.
+    const sourceCode = el("code", { className: "stepper-source-code" });
+    const source = el(
+      "figure",
+      { className: "stepper-source", hidden: true },
+      el("figcaption", { className: "stepper-source-caption" }, "The code both tasks run, and where each one is"),
+      // Focusable: on a narrow screen the listing scrolls sideways, and a keyboard must be able to scroll it.
+      el("pre", { className: "stepper-source-pre", tabindex: "0" }, sourceCode),
+    );
     const columns = TRANSACTIONS.map((name) => this.buildColumn(name, headingLevel + 1));
     const root = el(
       "div",
@@ -217,6 +228,7 @@ export class StepperWidget {
         backButton,
       ),
       el("div", { className: "stepper-goal", role: "group", "aria-label": "Goal" }, goalText, goalStatusLine),
+      source,
       status,
       el("p", { className: "stepper-counter" }, `${this.text.value_label}: `, counterOutput),
       el("div", { className: "stepper-columns" }, columns),
@@ -224,7 +236,7 @@ export class StepperWidget {
       alert,
     );
     replaceChildren(this.section, root);
-    return { select, startButton, backButton, goalText, goalLabel, goalDetail, status, counterOutput, alert, verdict };
+    return { select, startButton, backButton, goalText, goalLabel, goalDetail, status, counterOutput, alert, verdict, source, sourceCode };
   }
 
   /**
@@ -260,6 +272,7 @@ export class StepperWidget {
     // While a replay rebuilds the logs, screen readers wait rather than read out every line again.
     this.section.setAttribute("aria-busy", String(this.replaying !== null));
     this.renderGoal();
+    this.renderSource();
     this.counterOutput.textContent = this.committedCounter === null ? "—" : String(this.committedCounter);
     this.section.dataset.sessionState = this.finished ? "finished" : open ? "open" : "closed";
     for (const name of TRANSACTIONS) this.renderColumn(name, open);
@@ -304,6 +317,27 @@ export class StepperWidget {
       : transactionStateText(this.text, { started, blocked: tx.blocked, busy: tx.busy, failed: tx.failed, next: tx.next, actions });
   }
 
+  renderSource() {
+    const source = this.text.scenarios.find((scenario) => scenario.id === this.select.value)?.source;
+    this.source.hidden = !source;
+    if (!source) return;
+    const lines = sourceLines(source, this.lanes);
+    const key = JSON.stringify(lines);
+    if (this.sourceCode.dataset.key === key) return;
+    this.sourceCode.dataset.key = key;
+    replaceChildren(
+      this.sourceCode,
+      lines.map(({ number, code, marks }) => el(
+        "span",
+        { className: `stepper-source-line${marks ? " is-current" : ""}`, dataset: { line: String(number) } },
+        el("span", { className: "stepper-source-number" }, String(number).padStart(2, " ")),
+        ` ${code}`,
+        marks ? el("strong", { className: "stepper-source-mark" }, `  ${marks}`) : "",
+        "\n",
+      )),
+    );
+  }
+
   /** @returns {StepLevel} the level of the scenario chosen in the select */
   chosenLevel() {
     return (this.text.scenarios.find((scenario) => scenario.id === this.select.value) ?? this.text.scenarios[0]).level;
@@ -313,7 +347,7 @@ export class StepperWidget {
     const level = this.chosenLevel();
     // Written only when it changes, so the live regions speak only when there is news.
     if (this.goalText.textContent !== `Goal: ${level.goal}`) this.goalText.textContent = `Goal: ${level.goal}`;
-    const { label, text } = goalStatus(level, this.goal);
+    const { label, text } = goalStatus(level, this.goal, stepWords(this.text, "goal_pending"));
     if (this.goalLabel.textContent !== label || this.goalDetail.textContent !== text) {
       this.goalLabel.textContent = label;
       this.goalDetail.textContent = text;
