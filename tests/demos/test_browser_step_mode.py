@@ -177,3 +177,51 @@ async def test_on_a_narrow_screen_the_fixed_level_ends_without_the_goal_and_says
         assert boxes[1]["y"] > boxes[0]["y"], "the two columns stack on a phone"
         await stepper.screenshot(path=str(SCREENSHOTS / "step-mode-360-dark.png"))
         assert problems == []
+
+
+async def test_the_reader_sells_the_last_mug_twice_by_resuming_tasks_and_reads_why_the_lock_prevents_it(browser, course,
+                                                                                                       site_url):
+    async with _stepper_page(browser, site_url, "last-mug") as (page, stepper, problems):
+        section = 'section.demo-steps[data-demo="last-mug"]'
+        assert (await stepper.locator(".stepper-goal-text").inner_text()) == (
+            "Goal: Sell the last mug twice: both buyers get a mug and the stock ends at -1.")
+        source = stepper.locator(".stepper-source-code")
+        assert "if shop.stock > 0:" in await source.inner_text()
+        await stepper.get_by_role("button", name="Start").click()
+        await page.locator(f'{section}[data-session-state="open"]').wait_for(timeout=20_000)
+        t1, t2 = (stepper.locator(f'.stepper-tx[data-tx="{tx}"]') for tx in ("T1", "T2"))
+        assert await t2.locator(".stepper-state").inner_text() == "queued: ready to start, not started yet"
+        await _press(stepper, "T1", "Run to its first await")
+        await t1.locator(".stepper-state", has_text="waiting: suspended at line 3").wait_for(timeout=10_000)
+        assert "checked stock 1" in await t1.locator(".stepper-entry").inner_text()
+        assert "◀ T1 waiting" in await source.locator('[data-line="3"]').inner_text()
+        await _press(stepper, "T2", "Run to its first await")
+        await source.locator('[data-line="3"]', has_text="◀ T1 waiting, T2 waiting").wait_for(timeout=10_000)
+        await _press(stepper, "T1", "Resume after the await")
+        await t1.locator(".stepper-state", has_text="done: returned “got the mug”").wait_for(timeout=10_000)
+        assert await stepper.locator(".stepper-counter-value").inner_text() == "0"
+        await _press(stepper, "T2", "Resume after the await")
+        await page.locator(f'{section}[data-goal-state="reached"]').wait_for(timeout=10_000)
+        assert await stepper.locator(".stepper-goal-status").inner_text() == (
+            "Status: Reached. The shop's stock is -1 and T1 and T2 both got a mug. Each checked the stock while it was "
+            "still 1, then waited at the await; by the time each decremented, its check was stale.")
+        assert await stepper.locator(".stepper-counter-value").inner_text() == "-1"
+        await stepper.screenshot(path=str(SCREENSHOTS / "step-mode-last-mug-oversold.png"))
+        # The lock level: whoever starts first holds the lock across its await, the other waits for it.
+        await stepper.get_by_role("combobox", name="Level").select_option("with-lock")
+        await page.locator(f'{section}[data-session-state="open"]').wait_for(timeout=20_000)
+        await _press(stepper, "T2", "Run to its first await")
+        await t2.locator(".stepper-state", has_text="waiting: suspended at line 4").wait_for(timeout=10_000)
+        await _press(stepper, "T1", "Run to its first await")
+        await t1.locator(".stepper-state", has_text="lock-wait: stopped at line 2 (async with lock:) until T2 releases "
+                                                     "the lock").wait_for(timeout=10_000)
+        assert await stepper.locator(".stepper-tx.is-blocked").count() == 1
+        await stepper.screenshot(path=str(SCREENSHOTS / "step-mode-last-mug-lock-wait.png"))
+        await _press(stepper, "T2", "Resume after the await")
+        await page.locator(f'{section}[data-goal-state="missed"]').wait_for(timeout=10_000)
+        why = await stepper.locator(".stepper-goal-status").inner_text()
+        assert why.startswith("Status: Cannot be reached. No order can do it: the stock is 0 and only T2 got the mug."), why
+        assert "the second buyer stops at that line in lock-wait" in why and "is already 0" in why
+        assert await t1.locator(".stepper-state").inner_text() == "done: returned “sold out” at line 7"
+        assert await stepper.locator(".stepper-verdict").inner_text() == "Both buyers have returned: the stock went from 1 to 0."
+        assert problems == []

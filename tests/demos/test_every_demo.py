@@ -17,7 +17,8 @@ def _embedded_slugs() -> set[str]:
     slugs = set()
     for course in shipped_courses():
         for path in course.glob("*.md"):
-            slugs |= set(re.findall(r"^```demo\s+([a-z0-9-]+)", path.read_text(), flags=re.M))
+            # A step-mode block (```demo-steps slug) embeds its demo as much as a run block does.
+            slugs |= set(re.findall(r"^```demo(?:-steps)?\s+([a-z0-9-]+)", path.read_text(), flags=re.M))
     return slugs
 
 

@@ -183,3 +183,67 @@ async def test_step_back_restarts_and_replays_to_the_state_before_the_last_step(
         assert (replayed["steps"], replayed["of"]) == (1, 2)
         await communicator.send_json_to({"type": "open", "scenario": "read-modify-write", "replay": [["T3", "begin"]]})
         assert (await communicator.receive_json_from(timeout=10))["code"] == "bad_message"
+
+
+LAST_MUG_PATH = "/ws/steps/last-mug/"
+
+
+def lanes(message: dict) -> dict[str, str]:
+    """Each task's lane state as the sandbox's event loop reported it with this answer."""
+    return {name: task["state"] for name, task in message["result"]["tasks"].items()}
+
+
+async def test_the_last_mug_is_sold_twice_only_when_both_tasks_check_before_either_resumes():
+    both_check = [["T1", "start"], ["T2", "start"]]
+    async with demo_socket(LAST_MUG_PATH) as communicator:
+        level = await Stepper.open(communicator, "no-lock")
+        first = await level.press("T1", "start")
+        assert (first["status"], first["result"]["seen"], first["counter_committed"]) == ("done", 1, 1)
+        assert lanes(first) == {"T1": "waiting", "T2": "queued"}, "T2 is a real task, ready, but not resumed"
+        assert first["result"]["code"].startswith("await asyncio.sleep(0)")
+        second = await level.press("T2", "start")
+        assert second["result"]["seen"] == 1 and lanes(second) == {"T1": "waiting", "T2": "waiting"}
+        resumed = await level.press("T1", "resume")
+        assert (resumed["result"]["outcome"], resumed["counter_committed"]) == ("got the mug", 0)
+        assert level.goals() == [], "one mug sold, stock 0: nothing oversold yet"
+        await level.press("T2", "resume")
+        goal = await level.until(lambda message: message["type"] == "goal")
+        assert goal == {"type": "goal", "session": level.session, "status": "reached",
+                        "evidence": {"start": 1, "stock": -1, "got": 2, "buyers": "T1 and T2"}}
+        await level.close()
+        # Resuming T1 to its end before T2 starts: T2's check reads 0 and it returns at once, sold out.
+        serial = await Stepper.open(communicator, "no-lock")
+        await serial.press_all([("T1", "start"), ("T1", "resume")])
+        late = await serial.press("T2", "start")
+        assert (late["result"]["seen"], late["result"]["finished"], late["result"]["outcome"]) == (0, True, "sold out")
+        goal = await serial.until(lambda message: message["type"] == "goal")
+        assert (goal["status"], goal["evidence"]["stock"], goal["evidence"]["got"]) == ("missed", 0, 1)
+        await serial.close()
+        # Step back to the two checks: a fresh loop resumes them again and gives the same answers.
+        again = await Stepper.open(communicator, "no-lock", replay=both_check)
+        replayed = await again.until(lambda message: message["type"] == "replayed")
+        assert (replayed["steps"], replayed["of"]) == (2, 2)
+        assert [seen(message) for message in again.messages[:2]] == [seen(first), seen(second)]
+        await again.press_all([("T2", "resume"), ("T1", "resume")])
+        goal = await again.until(lambda message: message["type"] == "goal")
+        assert (goal["status"], goal["evidence"]["stock"]) == ("reached", -1)
+
+
+@pytest.mark.parametrize("first, second", [("T1", "T2"), ("T2", "T1")])
+async def test_with_an_asyncio_lock_the_second_buyer_waits_for_it_and_the_mug_is_sold_once(first, second):
+    async with demo_socket(LAST_MUG_PATH) as communicator:
+        level = await Stepper.open(communicator, "with-lock")
+        await level.press(first, "start")
+        waits = await level.press(second, "start")
+        assert (waits["status"], waits["result"]["waiting_for"]) == ("blocked", [first])
+        assert lanes(waits) == {first: "waiting", second: "lock-wait"}
+        assert waits["result"]["code"] == "async with lock:"
+        await level.press(first, "resume")
+        # Releasing the lock hands it to the waiter, whose step the reader already sent: it checks, finds 0.
+        late = await level.until(lambda message: message["type"] == "step" and message["tx"] == second
+                                 and message["status"] == "done")
+        assert (late["action"], late["result"]["seen"], late["result"]["outcome"]) == ("start", 0, "sold out")
+        goal = await level.until(lambda message: message["type"] == "goal")
+        assert goal["status"] == "missed"
+        assert goal["evidence"] == {"start": 1, "stock": 0, "got": 1, "buyers": first, "sold_out": second,
+                                    "lock_waited": second}

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  fillTemplate, goalStatus, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions, stepBackSchedule, transactionStateText,
-  verdictText,
+  fillTemplate, goalStatus, laneStateText, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions, sourceLines,
+  stepBackSchedule, stepWords, transactionStateText, verdictText,
 } from "../../static/js/demos/stepper-text.js";
 
 const LEVEL = { goal: "Lose one.", reachable: true, reached: "Lost: {counter} after {committed}.", missed: "Kept: {counter} after {committed}." };
@@ -106,4 +106,40 @@ test("a scenario may list different statements per transaction", () => {
   assert.deepEqual(scenarioActions(scenario, "T2"), ["b", "a"]);
   assert.deepEqual(scenarioActions(TEXT.scenarios[0], "T2"), ["begin", "read", "commit"]);
   assert.deepEqual(scenarioActions(undefined, "T1"), []);
+});
+
+const TASKS = {
+  ...TEXT,
+  lane_states: { queued: "queued", running: "running", waiting: "waiting at {line}", "lock-wait": "lock-wait for {holder}", done: "done: {outcome}" },
+  words: { opened: "Loop ready; press {first}.", blocked_result: "lock-wait: {holder} holds it" },
+  verdicts: { ...TEXT.verdicts, ended: "stock {start} → {final}" },
+};
+
+test("a task's column says its lane state from the sandbox's snapshot, running while its step is out", () => {
+  assert.equal(laneStateText(TASKS, { started: false, busy: false, blocked: null }), "Not started.");
+  assert.equal(laneStateText(TASKS, { started: true, busy: false, blocked: null }), "queued");
+  assert.equal(laneStateText(TASKS, { started: true, busy: true, blocked: null, snapshot: { state: "queued" } }), "running");
+  const waiting = { state: "lock-wait", line: 2, holder: "T1" };
+  assert.equal(laneStateText(TASKS, { started: true, busy: true, blocked: "T1", snapshot: waiting }), "lock-wait for T1");
+  assert.equal(laneStateText(TASKS, { started: true, busy: false, blocked: null, snapshot: { state: "done", outcome: "sold out" } }), "done: sold out");
+});
+
+test("a demo's own status words replace the transaction ones, and the rest keep the defaults", () => {
+  assert.equal(stepWords(TASKS, "opened", { first: "Run" }), "Loop ready; press Run.");
+  assert.equal(stepWords(TASKS, "ended"), stepWords(TEXT, "ended"));
+  assert.equal(resultText(TASKS, { action: "start", status: "blocked", result: { waiting_for: ["T2"] } }), "lock-wait: T2 holds it");
+  assert.equal(resultText(TEXT, { action: "read", status: "blocked", result: { waiting_for: ["T2"] } }), "blocked — waiting for T2's lock");
+  assert.equal(goalStatus(LEVEL, { status: "pending" }, "Pick a task.").text, "Pick a task.");
+});
+
+test("an `ended` verdict is one neutral sentence, never flagged as a loss", () => {
+  const outcome = { start: 1, final: -1, committed: 0, failed: false };
+  assert.equal(verdictText(TASKS, outcome), "stock 1 → -1");
+  assert.equal(lostUpdates(outcome, TASKS), false);
+  assert.equal(lostUpdates(outcome, TEXT), true);
+});
+
+test("the source listing marks each unfinished task on its current line", () => {
+  const lines = sourceLines(["async def f():", "    await g()"], { T1: { state: "waiting", line: 2 }, T2: { state: "done", line: 2 } });
+  assert.deepEqual(lines, [{ number: 1, code: "async def f():", marks: "" }, { number: 2, code: "    await g()", marks: "◀ T1 waiting" }]);
 });

@@ -15,6 +15,7 @@
  * @property {string[]} actions  the statements each transaction runs, shown before a session opens
  * @property {Record<string, string[]>} [actions_by_tx]  per transaction, where they differ from `actions`
  * @property {StepLevel} level  the goal the reader plays for in this scenario
+ * @property {string[]} [source]  the code the two run, line by line (line 1 first), for steps whose results carry `tasks`
  */
 
 /**
@@ -40,8 +41,47 @@
  * @property {StepScenario[]} scenarios
  * @property {Record<string, string>} actions  button label per action
  * @property {Record<string, string>} results  template per action for a done step, filled from its `result`
- * @property {{failed: string, kept: string, lost_one: string, lost_many: string}} verdicts  filled from {start}, {final}, {lost}
+ * @property {{failed: string, kept: string, lost_one: string, lost_many: string, ended?: string}} verdicts  filled from {start},
+ *   {final}, {lost}; with `ended`, that one sentence is the verdict, unflagged (the goal line carries the judgement)
+ * @property {Record<string, string>} [lane_states]  for steps whose results carry `tasks`: per lane state ("queued",
+ *   "running", "waiting", "lock-wait", "done"), the column's state line, filled from that task's snapshot
+ * @property {Partial<StepWords>} [words]  the status lines, where "transaction" and "connection" are the wrong words
  */
+
+/**
+ * The widget's status lines. Templates fill {tx}, {holder}, {first}.
+ * @typedef {object} StepWords
+ * @property {string} opening  while a session opens
+ * @property {string} reopening  while a step back opens a fresh session
+ * @property {string} opened  once it is open; {first} is the first step's label
+ * @property {string} blocked  the status line when a step waits for a lock
+ * @property {string} blocked_result  a blocked step's log line
+ * @property {string} ended  once both have ended
+ * @property {string} goal_pending  the goal's status line before the sandbox has judged it
+ */
+
+/** @type {StepWords} */
+const DEFAULT_WORDS = {
+  opening: "Opening two connections…",
+  reopening: "Stepping back: opening two fresh connections on fresh rows…",
+  opened: "Two connections open. Start with {first} in either column.",
+  blocked: "{tx} is blocked: its statement waits for {holder}'s lock on the row.",
+  blocked_result: "blocked — waiting for {holder}'s lock",
+  ended: "Both transactions have ended; their connections are closed. Press Step back to take back the last statement, or Start to try another order.",
+  goal_pending: "Choose which transaction steps next.",
+};
+
+/**
+ * One of the widget's status lines, in the demo's words where it has its own, filled in.
+ * @param {StepModeText} text
+ * @param {keyof StepWords} key
+ * @param {Record<string, unknown>} [values]
+ * @returns {string}
+ */
+export function stepWords(text, key, values = {}) {
+  const own = text.words?.[key];
+  return fillTemplate(typeof own === "string" ? own : DEFAULT_WORDS[key], values);
+}
 
 /**
  * The step consumer's answer to one statement (a subset of its StepMessage).
@@ -137,7 +177,7 @@ export function scenarioActions(scenario, tx) {
  */
 export function resultText(text, message) {
   const result = message.result || {};
-  if (message.status === "blocked") return `blocked — waiting for ${lockHolders(message)}'s lock`;
+  if (message.status === "blocked") return stepWords(text, "blocked_result", { holder: lockHolders(message) });
   if (message.status === "error") {
     // The server's own words, with its SQLSTATE and DETAIL when the step consumer passes them on.
     // (The widget adds its own full stop, hence the detail's is dropped.)
@@ -159,17 +199,20 @@ export function resultText(text, message) {
 export function verdictText(text, { start, final, committed, failed }) {
   const lost = start + committed - final;
   const values = { start, final, lost };
+  if (typeof text.verdicts.ended === "string") return fillTemplate(text.verdicts.ended, values);
   if (failed) return fillTemplate(text.verdicts.failed, values);
   if (lost === 0) return fillTemplate(text.verdicts.kept, values);
   return fillTemplate(lost === 1 ? text.verdicts.lost_one : text.verdicts.lost_many, values);
 }
 
 /**
- * Whether the verdict reports a loss (the widget marks it for styling).
+ * Whether the verdict reports a loss (the widget marks it for styling); never for an `ended` verdict.
  * @param {VerdictInput} input
+ * @param {StepModeText} [text]
  * @returns {boolean}
  */
-export function lostUpdates({ start, final, committed, failed }) {
+export function lostUpdates({ start, final, committed, failed }, text) {
+  if (typeof text?.verdicts.ended === "string") return false;
   return !failed && final !== start + committed;
 }
 
@@ -200,19 +243,56 @@ export function transactionStateText(text, { started, blocked, busy, failed, nex
 }
 
 /**
+ * One task's snapshot, as a step result's `tasks` carries it.
+ * @typedef {{state: string, line?: number | null, code?: string, holder?: string, outcome?: string}} LaneSnapshot
+ */
+
+/**
+ * The one-line state under a task's column, from the lane state its last snapshot gave, in the demo's words.
+ * A step on its way is "running"; before any snapshot, an open session's task is "queued".
+ * @param {StepModeText} text
+ * @param {{started: boolean, busy: boolean, blocked: string | null, snapshot?: LaneSnapshot}} lane
+ * @returns {string}
+ */
+export function laneStateText(text, { started, busy, blocked, snapshot }) {
+  const templates = text.lane_states ?? {};
+  if (!started) return "Not started.";
+  /** @type {LaneSnapshot} */
+  let shown = snapshot ?? { state: "queued" };
+  if (busy && blocked === null) shown = { ...shown, state: "running" };
+  const template = templates[shown.state];
+  return template === undefined ? shown.state : fillTemplate(template, shown);
+}
+
+/**
+ * The source listing's lines, each with the tasks whose current line it is ("◀ T1 waiting").
+ * @param {string[]} source
+ * @param {Record<string, LaneSnapshot>} lanes  each task's last snapshot
+ * @returns {Array<{number: number, code: string, marks: string}>}
+ */
+export function sourceLines(source, lanes) {
+  return source.map((code, index) => {
+    const here = Object.entries(lanes).filter(([, lane]) => lane.line === index + 1 && lane.state !== "done");
+    const marks = here.map(([name, lane]) => `${name} ${lane.state}`).join(", ");
+    return { number: index + 1, code, marks: marks ? `◀ ${marks}` : "" };
+  });
+}
+
+/**
  * What the page says about a level's goal: a short status and the sentence behind it.
  * "Cannot be reached" is said only of a fixed level, and only once both
  * transactions have ended without reaching it (the sandbox's "missed").
  * @param {StepLevel} level
  * @param {GoalState} goal
+ * @param {string} [pending]  what to say before the judgement
  * @returns {{label: string, text: string}}
  */
-export function goalStatus(level, goal) {
+export function goalStatus(level, goal, pending = DEFAULT_WORDS.goal_pending) {
   if (goal.status === "reached") return { label: "Reached", text: fillTemplate(level.reached, goal.evidence) };
   if (goal.status === "missed") {
     return { label: level.reachable ? "Not reached this time" : "Cannot be reached", text: fillTemplate(level.missed, goal.evidence) };
   }
-  return { label: "Not yet", text: "Choose which transaction steps next." };
+  return { label: "Not yet", text: pending };
 }
 
 /**

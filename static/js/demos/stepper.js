@@ -21,14 +21,15 @@
 import { el, headingLevelFor, replaceChildren, uniqueId } from "./dom.js";
 import { JsonSocket, socketUrl } from "./socket.js";
 import {
-  actionLabel, goalStatus, lockHolders, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions, stepBackSchedule,
-  transactionStateText, verdictText,
+  actionLabel, goalStatus, laneStateText, sourceLines, lockHolders, lostUpdates, parseStepModeText, replayedText, resultText, scenarioActions,
+  stepBackSchedule, stepWords, transactionStateText, verdictText,
 } from "./stepper-text.js";
 
 /**
  * @typedef {import("./stepper-text.js").StepModeText} StepModeText
  * @typedef {import("./stepper-text.js").StepLevel} StepLevel
  * @typedef {import("./stepper-text.js").GoalState} GoalState
+ * @typedef {import("./stepper-text.js").LaneSnapshot} LaneSnapshot
  * @typedef {import("./socket.js").CloseInfo} CloseInfo
  */
 
@@ -134,6 +135,8 @@ export class StepperWidget {
     this.pendingClose = null;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.closeTimer = undefined;
+    /** @type {Record<string, LaneSnapshot>} each task's last snapshot, for steps whose results carry `tasks` */
+    this.lanes = {};
     this.resetState();
     /** @type {Record<string, Column>} */
     this.columns = {};
@@ -148,6 +151,8 @@ export class StepperWidget {
     this.counterOutput = parts.counterOutput;
     this.alert = parts.alert;
     this.verdict = parts.verdict;
+    this.source = parts.source;
+    this.sourceCode = parts.sourceCode;
     this.render();
   }
 
@@ -162,6 +167,7 @@ export class StepperWidget {
     this.replaying = null;
     this.goal = { status: "pending" };
     this.judgedSession = null;
+    this.lanes = {};
   }
 
   // --- building ---------------------------------------------------------------------------------
@@ -187,6 +193,15 @@ export class StepperWidget {
     const counterOutput = el("output", { className: "stepper-counter-value", "aria-live": "polite" }, "—");
     const alert = el("p", { className: "stepper-alert", role: "alert" });
     const verdict = el("p", { className: "stepper-verdict", role: "status", "aria-live": "polite", hidden: true });
+    // Only for a demo whose scenarios list the code its two tasks run: where each one is, line by line.
+    const sourceCode = el("code", { className: "stepper-source-code" });
+    const source = el(
+      "figure",
+      { className: "stepper-source", hidden: true },
+      el("figcaption", { className: "stepper-source-caption" }, "The code both tasks run, and where each one is"),
+      // Focusable: on a narrow screen the listing scrolls sideways, and a keyboard must be able to scroll it.
+      el("pre", { className: "stepper-source-pre", tabindex: "0" }, sourceCode),
+    );
     const columns = TRANSACTIONS.map((name) => this.buildColumn(name, headingLevel + 1));
     const root = el(
       "div",
@@ -202,6 +217,7 @@ export class StepperWidget {
         backButton,
       ),
       el("div", { className: "stepper-goal", role: "group", "aria-label": "Goal" }, goalText, goalStatusLine),
+      source,
       status,
       el("p", { className: "stepper-counter" }, `${this.text.value_label}: `, counterOutput),
       el("div", { className: "stepper-columns" }, columns),
@@ -209,7 +225,7 @@ export class StepperWidget {
       alert,
     );
     replaceChildren(this.section, root);
-    return { select, startButton, backButton, goalText, goalLabel, goalDetail, status, counterOutput, alert, verdict };
+    return { select, startButton, backButton, goalText, goalLabel, goalDetail, status, counterOutput, alert, verdict, source, sourceCode };
   }
 
   /**
@@ -245,6 +261,7 @@ export class StepperWidget {
     // While a replay rebuilds the logs, screen readers wait rather than read out every line again.
     this.section.setAttribute("aria-busy", String(this.replaying !== null));
     this.renderGoal();
+    this.renderSource();
     this.counterOutput.textContent = this.committedCounter === null ? "—" : String(this.committedCounter);
     this.section.dataset.sessionState = this.finished ? "finished" : open ? "open" : "closed";
     for (const name of TRANSACTIONS) this.renderColumn(name, open);
@@ -284,7 +301,30 @@ export class StepperWidget {
     column.root.classList.toggle("is-blocked", tx.blocked !== null);
     const started = open || this.finished;
     column.root.classList.toggle("is-finished", started && (tx.failed || tx.next >= actions.length));
-    column.state.textContent = transactionStateText(this.text, { started, blocked: tx.blocked, busy: tx.busy, failed: tx.failed, next: tx.next, actions });
+    column.state.textContent = this.text.lane_states
+      ? laneStateText(this.text, { started, busy: tx.busy, blocked: tx.blocked, snapshot: this.lanes[name] })
+      : transactionStateText(this.text, { started, blocked: tx.blocked, busy: tx.busy, failed: tx.failed, next: tx.next, actions });
+  }
+
+  renderSource() {
+    const source = this.text.scenarios.find((scenario) => scenario.id === this.select.value)?.source;
+    this.source.hidden = !source;
+    if (!source) return;
+    const lines = sourceLines(source, this.lanes);
+    const key = JSON.stringify(lines);
+    if (this.sourceCode.dataset.key === key) return;
+    this.sourceCode.dataset.key = key;
+    replaceChildren(
+      this.sourceCode,
+      lines.map(({ number, code, marks }) => el(
+        "span",
+        { className: `stepper-source-line${marks ? " is-current" : ""}`, dataset: { line: String(number) } },
+        el("span", { className: "stepper-source-number" }, String(number).padStart(2, " ")),
+        ` ${code}`,
+        marks ? el("strong", { className: "stepper-source-mark" }, `  ${marks}`) : "",
+        "\n",
+      )),
+    );
   }
 
   /** @returns {StepLevel} the level of the scenario chosen in the select */
@@ -296,7 +336,7 @@ export class StepperWidget {
     const level = this.chosenLevel();
     // Written only when it changes, so the live regions speak only when there is news.
     if (this.goalText.textContent !== `Goal: ${level.goal}`) this.goalText.textContent = `Goal: ${level.goal}`;
-    const { label, text } = goalStatus(level, this.goal);
+    const { label, text } = goalStatus(level, this.goal, stepWords(this.text, "goal_pending"));
     if (this.goalLabel.textContent !== label || this.goalDetail.textContent !== text) {
       this.goalLabel.textContent = label;
       this.goalDetail.textContent = text;
@@ -405,7 +445,7 @@ export class StepperWidget {
     this.verdict.textContent = "";
     const ref = uniqueId(`${this.id}-open`);
     this.pendingRef = ref;
-    this.setStatus(replay.length ? "Stepping back: opening two fresh connections on fresh rows…" : "Opening two connections…");
+    this.setStatus(stepWords(this.text, replay.length ? "reopening" : "opening"));
     this.render();
     try {
       await this.socket.whenOpen();
@@ -502,7 +542,7 @@ export class StepperWidget {
       this.render();
       return;
     }
-    this.setStatus(`Two connections open. Start with ${actionLabel(this.text, this.actions.T1[0])} in either column.`);
+    this.setStatus(stepWords(this.text, "opened", { first: actionLabel(this.text, this.actions.T1[0]) }));
     this.render();
     if (!this.section.contains(document.activeElement) || document.activeElement === this.startButton) {
       this.columns.T1.buttonByAction.get(this.actions.T1[0])?.focus();
@@ -560,9 +600,10 @@ export class StepperWidget {
         el("span", { className: "stepper-result" }, said),
       );
     }
+    if (message.result?.tasks && typeof message.result.tasks === "object") this.lanes = message.result.tasks;
     if (message.status === "blocked") {
       tx.blocked = lockHolders(message);
-      if (this.replaying === null) this.setStatus(`${message.tx} is blocked: its statement waits for ${tx.blocked}'s lock on the row.`);
+      if (this.replaying === null) this.setStatus(stepWords(this.text, "blocked", { tx: message.tx, holder: tx.blocked }));
       this.render();
       return;
     }
@@ -572,7 +613,8 @@ export class StepperWidget {
     if (message.status === "error") {
       tx.failed = true;
     } else {
-      tx.next += 1;
+      // A task that returned early (it found nothing to do after its first step) has no steps left.
+      tx.next = message.result?.finished === true ? this.actions[message.tx].length : tx.next + 1;
       if (message.action === "commit") this.commits += 1;
     }
     if (typeof message.counter_committed === "number" && Number.isFinite(message.counter_committed)) this.committedCounter = message.counter_committed;
@@ -609,7 +651,7 @@ export class StepperWidget {
     const outcome = { start: this.startCounter ?? 0, final: this.committedCounter ?? 0, committed: this.commits, failed };
     this.verdict.textContent = verdictText(this.text, outcome);
     this.verdict.hidden = false;
-    this.verdict.classList.toggle("is-lost", lostUpdates(outcome));
+    this.verdict.classList.toggle("is-lost", lostUpdates(outcome, this.text));
     const session = this.session;
     this.session = null;
     // The goal's judgement follows the last answer, and the server drops what a session says after its
@@ -621,7 +663,7 @@ export class StepperWidget {
     };
     if (this.goal.status !== "pending") this.pendingClose();
     else this.closeTimer = setTimeout(() => this.pendingClose?.(), FINISHED_CLOSE_WAIT_MS);
-    this.setStatus("Both transactions have ended; their connections are closed. Press Step back to take back the last statement, or Start to try another order.");
+    this.setStatus(stepWords(this.text, "ended"));
   }
 
   /**
