@@ -4,11 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
+NGINX ?= /usr/sbin/nginx
 
-.PHONY: run test lint superuser browser wrk bench clean-data help jscheck jstest node
+.PHONY: run test lint superuser browser nginx wrk bench clean-data help jscheck jstest node
 
 help:
 	@echo "make run        start the site (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:$${PORT:-8000}/"
+	@echo "                WEB_PROCESSES=N runs N Daphnes on that one port (default: one per core)"
 	@echo "make test       run the whole test suite against real throwaway servers (ARGS=... passes pytest options)"
 	@echo "make lint       ruff and mypy over the Python code (make test runs it first)"
 	@echo "make superuser  create an admin login (while 'make run' is running)"
@@ -20,10 +22,11 @@ $(INSTALLED): requirements.txt
 	$(PY) -m pip install --quiet --require-hashes -r requirements.txt
 	@touch $@
 
+# WEB_PROCESSES=N: N Daphne processes sharing the one listening socket (empty: one per core).
 run: $(INSTALLED)
-	$(PY) -m coursesite.stack run
+	WEB_PROCESSES=$(WEB_PROCESSES) $(PY) -m coursesite.stack run
 
-test: $(INSTALLED) browser wrk lint jscheck jstest
+test: $(INSTALLED) browser nginx wrk lint jscheck jstest
 	$(PY) -m coursesite.stack test $(ARGS)
 
 # Any ruff or mypy finding fails the target (and so `make test`); settings in pyproject.toml.
@@ -64,6 +67,17 @@ browser:
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null || exit 1; \
 	else \
 	  echo "The browser tests need Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (Debian/Ubuntu) or set CHROMIUM=/path/to/chromium."; \
+	  exit 1; \
+	fi
+
+# The test behind a real proxy (tests/test_behind_nginx.py) runs Debian's nginx as a child of its own.
+nginx:
+	@if [ -x "$(NGINX)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's nginx for the reverse-proxy test..."; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx) >/dev/null || exit 1; \
+	else \
+	  echo "The reverse-proxy test needs nginx at $(NGINX): run 'sudo apt-get install nginx' (Debian/Ubuntu) or set NGINX=/path/to/nginx."; \
 	  exit 1; \
 	fi
 
