@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import demos, jobqueue, memory, pages, parallelism, viewers
+from bench import demos, jobqueue, memory, pages, parallelism, processes, viewers
 from bench.site import BASE_DIR, start_site
 
 FULL = {
@@ -36,7 +36,9 @@ SMOKE = {
     "race_increments": 10, "offload": {"jobs": 1}, "parallelism_runs": 2,
 }
 # Generous limits for the bench site only: 1,000 sockets come from one address.
-SITE_ENV = {"DEMO_SOCKETS_PER_IP": "5000", "DEMO_MAX_LOOP_RUNS": "5000", "DEMO_MAX_WORKER_RUNS": "50"}
+# Sections 1-7 measure one Daphne (WEB_PROCESSES=1); section 8 puts one and two side by side.
+SITE_ENV = {"DEMO_SOCKETS_PER_IP": "5000", "DEMO_MAX_LOOP_RUNS": "5000", "DEMO_MAX_WORKER_RUNS": "50",
+            "WEB_PROCESSES": "1"}
 ONE_COOK_RUNS = 3
 RACE_MODES = ["atomic-update", "read-modify-write", "select-for-update", "optimistic"]
 
@@ -106,6 +108,13 @@ def run_all(sizes: dict, log) -> dict:
             mode: demos.run_demo(site, "counter-race", {"mode": mode, "workers": 8, "increments": sizes["race_increments"]})
             for mode in RACE_MODES
         }
+        log("one web process, then two")
+        side_by_side = {"connections": sizes["wrk_connections"], "seconds": sizes["wrk_seconds"],
+                        "viewer_count": sizes["viewers"], "params": sizes["viewer_params"]}
+        demos.wait_until_settled(site)
+        results["web_one"] = processes.measure_site(site, **side_by_side)
+        site.stop()
+        results["web_two"] = processes.measure_two(var_root / "site-2", site_env=site_env, **side_by_side)
     finally:
         site.stop()
         shutil.rmtree(var_root, ignore_errors=True)
@@ -138,7 +147,7 @@ def render(results: dict, command: str) -> str:
         f"- Memory: {m['memory_gib']} GiB",
         f"- Python {m['python']} on {m['platform']}",
         "- Site: started by `python -m coursesite.stack run` (what `make run` runs): embedded PostgreSQL 16 and Redis, "
-        "one Daphne process, the Celery worker(s), `DEBUG=0`.",
+        "one Daphne process (`WEB_PROCESSES=1`; section 8 sets one beside two), the Celery worker(s), `DEBUG=0`.",
         "",
         "## 1. Pages",
         "",
@@ -234,6 +243,7 @@ def render(results: dict, command: str) -> str:
               f"| Daphne | {idle['daphne_mib']} | {loaded.get('daphne_mib', '—')} |",
               f"| Celery worker (with its pool) | {idle['worker_mib']} | {loaded.get('worker_mib', '—')} |", ""]
     lines += parallelism.render(results["parallelism"])
+    lines += processes.render(results["web_one"], results["web_two"], m["usable_cores"])
     return "\n".join(lines) + "\n"
 
 

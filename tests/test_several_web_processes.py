@@ -150,6 +150,18 @@ def test_a_lesson_edit_reaches_the_cached_page_on_both_processes(site):
         time.sleep(0.3)
 
 
+def test_the_bench_measures_every_web_process_of_a_site(site):
+    """`make bench`'s one-against-two section, at a tiny size, on this two-process site."""
+    from bench import processes
+
+    two = processes.measure_site(site, connections=4, seconds=1, viewer_count=SOCKETS_PER_ADDRESS,
+                                 params={"requests": 2, "wait_ms": 50, "jitter_ms": 10, "mode": "concurrent"})
+    assert two["web_processes"] == 2 and set(two["viewer_cpu_s"]) == {"daphne", "daphne 2"}
+    assert two["viewers"]["finished"] == SOCKETS_PER_ADDRESS and two["lesson"]["non_2xx"] == 0
+    section = "\n".join(processes.render({**two, "web_processes": 1}, two, usable_cores=2))
+    assert "| 2 | " in section and "two processes ÷ one: **1.00**" in section
+
+
 def test_sigterm_stops_every_process_and_frees_the_port(site):
     pids = list(site.pids.values())
     port = int(site.url.rsplit(":", 1)[1])
