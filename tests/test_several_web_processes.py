@@ -150,6 +150,33 @@ def test_a_lesson_edit_reaches_the_cached_page_on_both_processes(site):
         time.sleep(0.3)
 
 
+def test_a_wedged_daphne_is_found_by_its_own_probe_and_replaced_alone(site):
+    first, wedged = site.pids["daphne"], site.pids["daphne 2"]
+    probes = web_probes(site)
+    os.kill(wedged, signal.SIGSTOP)  # alive, holding the shared socket, answering nothing
+    try:
+        deadline = time.monotonic() + 30
+        while site.pids["daphne 2"] == wedged:
+            assert time.monotonic() < deadline, "the supervisor never replaced the wedged Daphne"
+            assert "hello" in get(probes["daphne"] + "/hello")  # the other one serves throughout
+            time.sleep(0.5)
+    finally:
+        if psutil.pid_exists(wedged):
+            os.kill(wedged, signal.SIGCONT)
+    assert site.pids["daphne"] == first
+    assert not psutil.pid_exists(wedged) or psutil.Process(wedged).status() == psutil.STATUS_ZOMBIE
+    assert site.log_path is not None
+    assert f"daphne 2 (pid {wedged}) has not answered {probes['daphne 2']}/hello" in site.log_path.read_text()
+    deadline = time.monotonic() + 60
+    while True:  # the replacement takes the same private port
+        try:
+            assert "hello" in get(probes["daphne 2"] + "/hello", timeout=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the new Daphne never answered on its probe port"
+            time.sleep(0.5)
+
+
 def test_the_bench_measures_every_web_process_of_a_site(site):
     """`make bench`'s one-against-two section, at a tiny size, on this two-process site."""
     from bench import processes
