@@ -76,7 +76,9 @@ def served_by(pid: int, port: int) -> int:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("several-web")
-    running = start_site(root / "var", extra_env={"WEB_PROCESSES": "2", "DEMO_SOCKETS_PER_IP": str(SOCKETS_PER_ADDRESS)})
+    # Probes every second (three silent in a row still mean wedged): the wedge test waits less.
+    running = start_site(root / "var", extra_env={"WEB_PROCESSES": "2", "DEMO_SOCKETS_PER_IP": str(SOCKETS_PER_ADDRESS),
+                                                  "SUPERVISOR_PROBE_INTERVAL_S": "1"})
     yield running
     running.stop()
 
