@@ -5,11 +5,13 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 BWRAP ?= /usr/bin/bwrap
+NGINX ?= /usr/sbin/nginx
 
-.PHONY: run test lint superuser browser bubblewrap wrk bench lighthouse clean-data help jscheck jstest node
+.PHONY: run test lint superuser browser bubblewrap nginx wrk bench lighthouse clean-data help jscheck jstest node
 
 help:
 	@echo "make run        start the site (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:$${PORT:-8000}/"
+	@echo "                WEB_PROCESSES=N runs N Daphnes on that one port (default: one per core)"
 	@echo "make test       run the whole test suite against real throwaway servers (ARGS=... passes pytest options)"
 	@echo "make lint       ruff and mypy over the Python code (make test runs it first)"
 	@echo "make superuser  create an admin login (while 'make run' is running)"
@@ -22,10 +24,11 @@ $(INSTALLED): requirements.txt
 	$(PY) -m pip install --quiet --require-hashes -r requirements.txt
 	@touch $@
 
+# WEB_PROCESSES=N: N Daphne processes sharing the one listening socket (empty: one per core).
 run: $(INSTALLED)
-	$(PY) -m coursesite.stack run
+	WEB_PROCESSES=$(WEB_PROCESSES) $(PY) -m coursesite.stack run
 
-test: $(INSTALLED) browser bubblewrap wrk lint jscheck jstest
+test: $(INSTALLED) browser bubblewrap nginx wrk lint jscheck jstest
 	$(PY) -m coursesite.stack test $(ARGS)
 
 # Any ruff or mypy finding fails the target (and so `make test`); settings in pyproject.toml.
@@ -78,6 +81,17 @@ bubblewrap:
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap) >/dev/null || exit 1; \
 	else \
 	  echo "The code sandbox needs bubblewrap at $(BWRAP): run 'sudo apt-get install bubblewrap' (Debian/Ubuntu) or set BWRAP=/path/to/bwrap and CODE_SANDBOX_BWRAP to the same."; \
+	  exit 1; \
+	fi
+
+# The test behind a real proxy (tests/test_behind_nginx.py) runs Debian's nginx as a child of its own.
+nginx:
+	@if [ -x "$(NGINX)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's nginx for the reverse-proxy test..."; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx) >/dev/null || exit 1; \
+	else \
+	  echo "The reverse-proxy test needs nginx at $(NGINX): run 'sudo apt-get install nginx' (Debian/Ubuntu) or set NGINX=/path/to/nginx."; \
 	  exit 1; \
 	fi
 

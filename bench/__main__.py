@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import demos, jobqueue, memory, pages, parallelism, playground, viewers
+from bench import demos, jobqueue, memory, pages, parallelism, playground, processes, viewers
 from bench.site import BASE_DIR, start_site
 
 FULL = {
@@ -38,7 +38,9 @@ SMOKE = {
     "playground_rounds": 1,
 }
 # Generous limits for the bench site only: 1,000 sockets come from one address.
-SITE_ENV = {"DEMO_SOCKETS_PER_IP": "5000", "DEMO_MAX_LOOP_RUNS": "5000", "DEMO_MAX_WORKER_RUNS": "50"}
+# Sections 1-8 measure one Daphne (WEB_PROCESSES=1); section 9 puts one and two side by side.
+SITE_ENV = {"DEMO_SOCKETS_PER_IP": "5000", "DEMO_MAX_LOOP_RUNS": "5000", "DEMO_MAX_WORKER_RUNS": "50",
+            "WEB_PROCESSES": "1"}
 ONE_COOK_RUNS = 3
 RACE_MODES = ["atomic-update", "read-modify-write", "select-for-update", "optimistic"]
 
@@ -112,6 +114,13 @@ def run_all(sizes: dict, log) -> dict:
             mode: demos.run_demo(site, "counter-race", {"mode": mode, "workers": 8, "increments": sizes["race_increments"]})
             for mode in RACE_MODES
         }
+        log("one web process, then two")
+        side_by_side = {"connections": sizes["wrk_connections"], "seconds": sizes["wrk_seconds"],
+                        "viewer_count": sizes["viewers"], "params": sizes["viewer_params"]}
+        demos.wait_until_settled(site)
+        results["web_one"] = processes.measure_site(site, **side_by_side)
+        site.stop()
+        results["web_two"] = processes.measure_two(var_root / "site-2", site_env=site_env, **side_by_side)
     finally:
         site.stop()
         shutil.rmtree(var_root, ignore_errors=True)
@@ -144,7 +153,7 @@ def render(results: dict, command: str) -> str:
         f"- Memory: {m['memory_gib']} GiB",
         f"- Python {m['python']} on {m['platform']}",
         "- Site: started by `python -m coursesite.stack run` (what `make run` runs): embedded PostgreSQL 16 and Redis, "
-        "one Daphne process, the Celery worker(s), `DEBUG=0`.",
+        "one Daphne process (`WEB_PROCESSES=1`; section 9 sets one beside two), the Celery worker(s), `DEBUG=0`.",
         "",
         "## 1. Pages",
         "",
@@ -241,6 +250,7 @@ def render(results: dict, command: str) -> str:
               f"| Celery worker (with its pool) | {idle['worker_mib']} | {loaded.get('worker_mib', '—')} |", ""]
     lines += parallelism.render(results["parallelism"])
     lines += playground.render(results["playground"])
+    lines += processes.render(results["web_one"], results["web_two"], m["usable_cores"])
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ from a name written here.
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,23 @@ ASGI_APPLICATION = "coursesite.asgi:application"
 DEMO_RUNS_QUEUE = "celery"
 # The upstream's port when nothing else is chosen (the README's table shows it; `make run` picks a free one).
 DEFAULT_UPSTREAM_PORT = 8001
+# What the README's table shows for the listening socket `make run` hands every Daphne, and for
+# the first Daphne's private probe port (`make run` takes whatever descriptor and free ports it gets).
+SHOWN_LISTEN_FD = 3
+SHOWN_PROBE_PORT = 8002
+
+
+def default_web_processes() -> int:
+    """WEB_PROCESSES when unset: one Daphne per core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def daphne_name(index: int) -> str:
+    """The first Daphne is `daphne`, as with one process; the others `daphne 2`, `daphne 3`, ..."""
+    return "daphne" if index == 0 else f"daphne {index + 1}"
 
 
 @dataclass(frozen=True)
@@ -45,8 +63,15 @@ def daphne_endpoint(host: str, port: int) -> str:
     return f"tcp:port={port}:interface={host.replace(':', chr(92) + ':')}:backlog={LISTEN_BACKLOG}"
 
 
-def daphne_argv(host: str, port: int) -> tuple[str, ...]:
+def daphne_argv(host: str, port: int, *, listen_fd: int | None = None, probe_port: int | None = None) -> tuple[str, ...]:
     """Daphne, serving HTTP and websockets, exactly as `make run` starts it.
+
+    With `listen_fd` it serves the already listening socket it inherited
+    under that descriptor (`make run` opens the site's port once and hands it
+    to every Daphne: docs/adr/0017-several-daphne-processes-one-port.md);
+    without, it binds `host:port` itself. With `probe_port` it also listens on
+    that private 127.0.0.1 port, so the supervisor's probe reaches this very
+    process rather than whichever one the kernel hands the connection to.
 
     Its websocket limits come from the settings: the largest message and
     frame its protocol buffers (bigger ones are refused with 1009 before their
@@ -56,7 +81,10 @@ def daphne_argv(host: str, port: int) -> tuple[str, ...]:
     from django.conf import settings
 
     max_bytes = str(settings.DEMO_WS_MAX_MESSAGE_BYTES)
-    return (str(BIN_DIR / "daphne"), "-e", daphne_endpoint(host, port),
+    endpoints = ["-e", f"fd:fileno={listen_fd}" if listen_fd is not None else daphne_endpoint(host, port)]
+    if probe_port is not None:
+        endpoints += ["-e", daphne_endpoint("127.0.0.1", probe_port)]
+    return (str(BIN_DIR / "daphne"), *endpoints,
             "--websocket-max-message-size", max_bytes, "--websocket-max-frame-size", max_bytes,
             "--websocket_connect_timeout", str(settings.DEMO_WS_HANDSHAKE_TIMEOUT_S),
             ASGI_APPLICATION)
@@ -86,14 +114,23 @@ def job_worker_argv(queue: JobQueueSpec, *, hostname: str | None = None, logleve
 
 
 def site_processes(*, host: str, port: int, run_dir: Path, job_queues: list[JobQueueSpec],
-                   upstream_port: int = DEFAULT_UPSTREAM_PORT) -> list[Process]:
-    """Every process `make run` supervises, in start order."""
+                   upstream_port: int = DEFAULT_UPSTREAM_PORT, listen_fd: int | None = None,
+                   probe_ports: list[int] | None = None) -> list[Process]:
+    """Every process `make run` supervises, in start order: one Daphne per probe port when given."""
     processes = [
         Process("upstream", upstream_argv(upstream_port),
                 "answers the network waits of loop demos after the delay each asks for, over TCP on 127.0.0.1 "
                 "(`make run` picks a free port unless UPSTREAM_PORT is set; Daphne reads it from DEMO_UPSTREAM_ADDRESS)"),
-        Process("daphne", daphne_argv(host, port),
-                "serves pages and the demo websockets; loop-placed demo runs are tasks on its event loop"),
+    ]
+    daphne_probe_ports: list[int | None] = list(probe_ports) if probe_ports else [None]
+    for index, probe_port in enumerate(daphne_probe_ports):
+        processes.append(Process(
+            daphne_name(index), daphne_argv(host, port, listen_fd=listen_fd, probe_port=probe_port),
+            "serves pages and the demo websockets; loop-placed demo runs are tasks on its event loop. "
+            "`make run` starts WEB_PROCESSES of them (default: one per core), `daphne`, `daphne 2`, ..., all "
+            "accepting from the one listening socket it opened on PORT (inherited as `fd:fileno`); each also "
+            "listens on a private free port on 127.0.0.1 where the supervisor probes it"))
+    processes += [
         Process("celery worker", demo_worker_argv(beat_schedule=run_dir / "celerybeat-schedule"),
                 "runs worker-placed demos (anything that blocks, burns CPU or spawns processes); beat sweeps stale runs"),
     ]
@@ -116,7 +153,8 @@ def readme_processes() -> list[Process]:
     """The process table as the README shows it: `make run`'s defaults, with the demos' declared job queues."""
     from demos.registry import job_queues
 
-    return site_processes(host="127.0.0.1", port=8000, run_dir=Path("var/run"), job_queues=job_queues())
+    return site_processes(host="127.0.0.1", port=8000, run_dir=Path("var/run"), job_queues=job_queues(),
+                          listen_fd=SHOWN_LISTEN_FD, probe_ports=[SHOWN_PROBE_PORT])
 
 
 if __name__ == "__main__":  # python -m coursesite.processes: print the README's table

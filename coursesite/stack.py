@@ -5,7 +5,8 @@
 
 `run` starts PostgreSQL and Redis (embedded, data under var/, unless
 DATABASE_URL / REDIS_URL are set), migrates, loads the course when missing,
-then supervises Daphne and a Celery worker. One Ctrl-C or SIGTERM stops every
+then supervises WEB_PROCESSES Daphnes (default: one per core) sharing one
+listening socket, the Celery workers and the upstream. One Ctrl-C or SIGTERM stops every
 process it started, in order, and exits. `test` starts throwaway embedded
 servers the same way, runs pytest against them and removes them.
 """
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +27,7 @@ from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 from coursesite.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_is_free, remove_tree
-from coursesite.processes import JobQueueSpec, site_processes
+from coursesite.processes import LISTEN_BACKLOG, JobQueueSpec, default_web_processes, site_processes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Before settings are loaded (and for `test`): the same default as SUPERVISOR_STOP_GRACE_S.
@@ -69,6 +71,7 @@ class Child:
     argv: list[str]
     process: subprocess.Popen
     probe_url: str | None = None  # only Daphne answers HTTP
+    pass_fds: tuple[int, ...] = ()  # the site's listening socket, for Daphne
     started_at: float = field(default_factory=time.monotonic)
     answered: bool = False
     failures: int = 0
@@ -121,6 +124,21 @@ class Stack:
         self.redis: EmbeddedRedis | None = None
         self.children: list[Child] = []
         self.grace_s = SHUTDOWN_GRACE_S
+        self.listener: socket.socket | None = None
+
+    def listen(self, host: str, port: int) -> int:
+        """Open the site's port once; every Daphne inherits the socket and accepts from its one queue."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(LISTEN_BACKLOG)
+        except OSError:
+            listener.close()
+            raise
+        listener.set_inheritable(True)
+        self.listener = listener
+        return listener.fileno()
 
     def start_servers(self) -> dict[str, str]:
         urls = {}
@@ -138,9 +156,10 @@ class Stack:
             say(f"Redis (embedded) on {urls['REDIS_URL']}")
         return urls
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str], probe_url: str | None = None) -> Child:
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], probe_url: str | None = None,
+              pass_fds: tuple[int, ...] = ()) -> Child:
         """Start one process of the site in a session of its own and supervise it."""
-        child = Child(name=name, argv=argv, process=_popen(argv, env), probe_url=probe_url)
+        child = Child(name=name, argv=argv, process=_popen(argv, env, pass_fds), probe_url=probe_url, pass_fds=pass_fds)
         self.children.append(child)
         return child
 
@@ -161,16 +180,20 @@ class Stack:
                 say(f"{child.name} did not stop within {self.grace_s:g}s of SIGTERM; killing it")
                 kill_group(child.process)
         self.children.clear()
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
         if self.redis:
             self.redis.stop()
         if self.postgres:
             self.postgres.stop()
 
 
-def _popen(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+def _popen(argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
     # A session of its own: Ctrl-C reaches only us, we stop children in order, and a
     # wedged one is killed with everything it started (its process group).
-    return subprocess.Popen(argv, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(argv, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, start_new_session=True,
+                            pass_fds=pass_fds)
 
 
 class Supervisor:
@@ -217,8 +240,8 @@ class Supervisor:
     def replace(self, index: int) -> None:
         """Start a process again exactly as before."""
         old = self.stack.children[index]
-        self.stack.children[index] = Child(name=old.name, argv=old.argv, process=_popen(old.argv, self.env),
-                                           probe_url=old.probe_url)
+        self.stack.children[index] = Child(name=old.name, argv=old.argv, process=_popen(old.argv, self.env, old.pass_fds),
+                                           probe_url=old.probe_url, pass_fds=old.pass_fds)
         self.processes_file.write_text(json.dumps(self.stack.pids()))
 
     def check_embedded(self, name: str, server: EmbeddedRedis | EmbeddedPostgres | None) -> None:
@@ -270,9 +293,32 @@ def declared_job_queues(env: dict[str, str]) -> list[JobQueueSpec]:
     return job_queues()
 
 
+def web_processes_wanted() -> int | None:
+    """WEB_PROCESSES as a count of Daphnes (unset or empty: one per core); None when it is not a positive number."""
+    text = os.environ.get("WEB_PROCESSES", "").strip()
+    if not text:
+        return default_web_processes()
+    try:
+        count = int(text)
+    except ValueError:
+        return None
+    return count if count >= 1 else None
+
+
 def command_run(args: argparse.Namespace) -> int:
     port = int(os.environ.get("PORT", "8000"))
     host = os.environ.get("HOST", "127.0.0.1")
+    web_processes = web_processes_wanted()
+    if web_processes is None:
+        print(f"WEB_PROCESSES={os.environ['WEB_PROCESSES']!r} is not a number of processes; "
+              "give a whole number from 1 up, or leave it unset for one per core.", file=sys.stderr)
+        return 1
+    # Twisted adopts an inherited socket as IPv4 only: an IPv6 HOST binds in Daphne itself, so one process.
+    shared_socket = ":" not in host
+    if not shared_socket and web_processes > 1:
+        print(f"HOST={host} is an IPv6 address: several web processes need an IPv4 HOST; set WEB_PROCESSES=1 "
+              "or serve on IPv4 behind your proxy.", file=sys.stderr)
+        return 1
     if not port_is_free(port, host):
         print(f"Port {port} on {host} is already in use; stop whatever holds it or set PORT=<another port>.", file=sys.stderr)
         return 1
@@ -285,6 +331,7 @@ def command_run(args: argparse.Namespace) -> int:
     data_root = var_dir()
     services_file = data_root / "run" / "services.json"
     processes_file = data_root / "run" / "processes.json"  # for benchmarks that measure them
+    probes_file = data_root / "run" / "web_probes.json"  # each Daphne's private address, by name
     stack = Stack(data_root)
     parent_pid = os.getppid()
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -303,12 +350,28 @@ def command_run(args: argparse.Namespace) -> int:
         job_queues = declared_job_queues(env)
         policy = SupervisorPolicy.from_settings()  # declared_job_queues() has set Django up
         stack.grace_s = policy.stop_grace_s
+        try:
+            listen_fd = stack.listen(host, port) if shared_socket else None
+        except OSError as error:
+            say(f"could not listen on {host}:{port} ({error.strerror}); stop whatever holds it or set PORT=<another port>")
+            return 1
+        probe_ports = [free_port("127.0.0.1") for _ in range(web_processes)] if shared_socket else None
+        # Each Daphne is probed where it alone answers: its private port (or, one Daphne on IPv6, the site's).
         probe_host = f"[{host}]" if ":" in host else host
+        private_urls = iter([f"http://127.0.0.1:{probe_port}" for probe_port in probe_ports or []]
+                            or [f"http://{probe_host}:{port}"])
+        probe_urls: dict[str, str] = {}
         for process in site_processes(host=host, port=port, run_dir=data_root / "run", job_queues=job_queues,
-                                      upstream_port=upstream_port):
-            probe_url = f"http://{probe_host}:{port}{PROBE_PATH}" if process.name == "daphne" else None
-            stack.spawn(process.name, list(process.argv), env, probe_url=probe_url)
+                                      upstream_port=upstream_port, listen_fd=listen_fd, probe_ports=probe_ports):
+            is_web = process.name.startswith("daphne")
+            if is_web:
+                probe_urls[process.name] = next(private_urls)
+            stack.spawn(process.name, list(process.argv), env,
+                        probe_url=probe_urls[process.name] + PROBE_PATH if is_web else None,
+                        pass_fds=(listen_fd,) if is_web and listen_fd is not None else ())
         processes_file.write_text(json.dumps(stack.pids()))
+        probes_file.write_text(json.dumps(probe_urls))
+        say(f"{web_processes} web process{'es' if web_processes > 1 else ''} (Daphne) on port {port}")
         say(f"Site: http://{host}:{port}/   Health: http://{host}:{port}/healthz")
         say("Admin login: in another terminal run `make superuser`, then open /admin/")
         say("Ctrl-C stops everything.")
@@ -332,6 +395,7 @@ def command_run(args: argparse.Namespace) -> int:
         stack.stop()
         services_file.unlink(missing_ok=True)
         processes_file.unlink(missing_ok=True)
+        probes_file.unlink(missing_ok=True)
         say("stopped")
 
 
