@@ -9,6 +9,19 @@ NGINX ?= /usr/sbin/nginx
 
 .PHONY: run test lint superuser browser bubblewrap nginx wrk bench lighthouse clean-data help jscheck jstest node
 
+# $(call debian_package,CHECK,PACKAGES,FOR,HINT): nothing when the shell test CHECK passes; otherwise Debian's
+# PACKAGES are installed when this runs as root with apt-get, or HINT says what to do and the target fails.
+define debian_package
+if $(1); then exit 0; fi; \
+if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+  echo "Installing Debian's $(2) for $(3)..."; \
+  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2)) >/dev/null || exit 1; \
+else \
+  echo "$(4)"; \
+  exit 1; \
+fi
+endef
+
 help:
 	@echo "make run        start the site (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:$${PORT:-8000}/"
 	@echo "                WEB_PROCESSES=N runs N Daphnes on that one port (default: one per core)"
@@ -39,14 +52,7 @@ lint: $(INSTALLED)
 
 # Front end: type-check static/js with tsc --checkJs (no build step) and run the pure modules' node tests.
 node:
-	@if command -v node >/dev/null && command -v npm >/dev/null; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing Debian's nodejs and npm for the front-end checks..."; \
-	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm) >/dev/null || exit 1; \
-	else \
-	  echo "The front-end checks need Node.js 20+ and npm: run 'sudo apt-get install nodejs npm' (Debian/Ubuntu)."; \
-	  exit 1; \
-	fi
+	@$(call debian_package,command -v node >/dev/null && command -v npm >/dev/null,nodejs npm,the front-end checks,The front-end checks need Node.js 20+ and npm: run 'sudo apt-get install nodejs npm' (Debian/Ubuntu).)
 
 node_modules/.package-lock.json: package-lock.json | node
 	npm ci --no-audit --no-fund
@@ -63,37 +69,16 @@ superuser: $(INSTALLED)
 
 # Browser tests drive Debian's chromium (Playwright cannot download browsers here).
 browser:
-	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing Debian's chromium for the browser tests..."; \
-	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null || exit 1; \
-	else \
-	  echo "The browser tests need Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (Debian/Ubuntu) or set CHROMIUM=/path/to/chromium."; \
-	  exit 1; \
-	fi
+	@$(call debian_package,[ -x "$(CHROMIUM)" ],chromium,the browser tests,The browser tests need Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (Debian/Ubuntu) or set CHROMIUM=/path/to/chromium.)
 
 # Readers' own code runs under Debian's bubblewrap (docs/adr/0016); without it that demo says it is off
 # and the rest of the site works, but its tests need it.
 bubblewrap:
-	@if [ -x "$(BWRAP)" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing Debian's bubblewrap for the code sandbox..."; \
-	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap) >/dev/null || exit 1; \
-	else \
-	  echo "The code sandbox needs bubblewrap at $(BWRAP): run 'sudo apt-get install bubblewrap' (Debian/Ubuntu) or set BWRAP=/path/to/bwrap and CODE_SANDBOX_BWRAP to the same."; \
-	  exit 1; \
-	fi
+	@$(call debian_package,[ -x "$(BWRAP)" ],bubblewrap,the code sandbox,The code sandbox needs bubblewrap at $(BWRAP): run 'sudo apt-get install bubblewrap' (Debian/Ubuntu) or set BWRAP=/path/to/bwrap and CODE_SANDBOX_BWRAP to the same.)
 
 # The test behind a real proxy (tests/test_behind_nginx.py) runs Debian's nginx as a child of its own.
 nginx:
-	@if [ -x "$(NGINX)" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing Debian's nginx for the reverse-proxy test..."; \
-	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx) >/dev/null || exit 1; \
-	else \
-	  echo "The reverse-proxy test needs nginx at $(NGINX): run 'sudo apt-get install nginx' (Debian/Ubuntu) or set NGINX=/path/to/nginx."; \
-	  exit 1; \
-	fi
+	@$(call debian_package,[ -x "$(NGINX)" ],nginx,the reverse-proxy test,The reverse-proxy test needs nginx at $(NGINX): run 'sudo apt-get install nginx' (Debian/Ubuntu) or set NGINX=/path/to/nginx.)
 
 # Benchmarks: a site started as `make run` starts it, loaded, results in docs/benchmarks.md.
 bench: $(INSTALLED) wrk
@@ -104,14 +89,7 @@ lighthouse: $(INSTALLED) browser node
 	$(PY) -m bench.lighthouse
 
 wrk:
-	@if command -v wrk >/dev/null; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing Debian's wrk for the benchmarks..."; \
-	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk) >/dev/null || exit 1; \
-	else \
-	  echo "The benchmarks need wrk: run 'sudo apt-get install wrk' (Debian/Ubuntu)."; \
-	  exit 1; \
-	fi
+	@$(call debian_package,command -v wrk >/dev/null,wrk,the benchmarks,The benchmarks need wrk: run 'sudo apt-get install wrk' (Debian/Ubuntu).)
 
 clean-data:
 	rm -rf var/
