@@ -17,7 +17,8 @@ def test_bench_smoke_writes_every_section(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = out.read_text()
     for heading in ("## Machine", "## 1. Pages", "## 2. Websocket viewers", "## 3. Demo fidelity at scale",
-                    "## 4. Job queue", "## 5. Race", "## 6. Memory", "## 7. Parallelism"):
+                    "## 4. Job queue", "## 5. Race", "## 6. Memory", "## 7. Parallelism", "## 8. Playground",
+                    "## 9. One web process or two"):
         assert heading in report
     assert "Finished: **10 of 10**" in report
     assert "not measured" not in report, report

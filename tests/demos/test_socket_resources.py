@@ -27,6 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from demos.limits import STEP_SESSIONS, STEP_SOCKETS, address_lease_count
+from demos.consumers import DemoConsumer
 from tests.demos.helpers import (
     DEMO_PATH, STEP_PATH, demo_socket, handshake_status, no_run_left_running, receive_until_finished, start_run,
 )
@@ -44,7 +45,7 @@ async def flood(socket) -> None:
 
 
 ABUSES: dict[str, Callable[..., Awaitable[None]]] = {
-    "20KiB": lambda socket: socket.send_to(text_data="x" * 20 * 1024),
+    "over-the-cap": lambda socket: socket.send_to(text_data="x" * (DemoConsumer.max_frame_chars + 1)),
     "1MiB": lambda socket: socket.send_to(text_data="x" * 1024 * 1024),
     "16MiB": lambda socket: socket.send_to(text_data="x" * 16 * 1024 * 1024),
     "flood": flood,
@@ -156,7 +157,9 @@ async def test_two_hundred_abusive_connections_and_a_killed_server_never_lock_an
         os.killpg(doomed.process.pid, signal.SIGKILL)
         doomed.process.wait()
     # 200 abusive connections on the suite's server, in batches under the cap.
-    abuses = [lambda: _oversize(daphne_server, address, 20 * 1024), lambda: _oversize(daphne_server, address, 1024 * 1024),
+    # Over the application's frame cap (closed with 4413), and over Daphne's own (a 1 MiB frame).
+    over_the_cap = DemoConsumer.max_frame_chars + 1
+    abuses = [lambda: _oversize(daphne_server, address, over_the_cap), lambda: _oversize(daphne_server, address, 1024 * 1024),
               lambda: _reset_abruptly(daphne_server, address), lambda: _reset_abruptly(daphne_server, address)]
     first = await _connect_when_admitted(daphne_server, address, timeout=10)  # the killed server's places expired
     await first.close()
