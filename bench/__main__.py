@@ -27,15 +27,15 @@ FULL = {
     "wrk_connections": 64, "wrk_seconds": 10, "viewers": 1000,
     "viewer_params": {"requests": 5, "wait_ms": 300, "jitter_ms": 50, "mode": "concurrent"},
     "one_cook_requests": 10_000, "c10k_event_loop": 10_000, "c10k_threads": 1_000, "jobs": 500,
-    "race_increments": 100, "offload": {}, "parallelism_runs": 10, "playground_runs": 8, "playground_seconds": 8,
-    "playground_rounds": 3,
+    "race_increments": 100, "offload": {}, "parallelism_runs": 10, "second_site": True,
+    "playground_runs": 8, "playground_seconds": 8, "playground_rounds": 3,
 }
 SMOKE = {
     "wrk_connections": 8, "wrk_seconds": 2, "viewers": 10,
     "viewer_params": {"requests": 2, "wait_ms": 50, "jitter_ms": 10, "mode": "concurrent"},
     "one_cook_requests": 200, "c10k_event_loop": 200, "c10k_threads": 50, "jobs": 20,
-    "race_increments": 10, "offload": {"jobs": 1}, "parallelism_runs": 2, "playground_runs": 2, "playground_seconds": 2,
-    "playground_rounds": 1,
+    "race_increments": 10, "offload": {"jobs": 1}, "parallelism_runs": 2, "second_site": False,
+    "playground_runs": 2, "playground_seconds": 2, "playground_rounds": 1,
 }
 # Generous limits for the bench site only: 1,000 sockets come from one address.
 # Sections 1-8 measure one Daphne (WEB_PROCESSES=1); section 9 puts one and two side by side.
@@ -120,7 +120,9 @@ def run_all(sizes: dict, log) -> dict:
         demos.wait_until_settled(site)
         results["web_one"] = processes.measure_site(site, **side_by_side)
         site.stop()
-        results["web_two"] = processes.measure_two(var_root / "site-2", site_env=site_env, **side_by_side)
+        # The smoke run skips the second site: starting one is what tests/test_several_web_processes.py proves.
+        results["web_two"] = (processes.measure_two(var_root / "site-2", site_env=site_env, **side_by_side)
+                              if sizes["second_site"] else None)
     finally:
         site.stop()
         shutil.rmtree(var_root, ignore_errors=True)

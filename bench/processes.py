@@ -47,8 +47,8 @@ def measure_two(var_dir: Path, *, site_env: dict[str, str], connections: int, se
         site.stop()
 
 
-def render(one: dict, two: dict, usable_cores: int) -> list[str]:
-    """The side-by-side section of docs/benchmarks.md."""
+def render(one: dict, two: dict | None, usable_cores: int) -> list[str]:
+    """The side-by-side section of docs/benchmarks.md (`two` is None in the smoke run, which starts no second site)."""
     lines = [
         "## 9. One web process or two",
         "",
@@ -60,12 +60,14 @@ def render(one: dict, two: dict, usable_cores: int) -> list[str]:
         "| Daphne CPU s during the viewers |",
         "|---|---|---|---|---|---|",
     ]
-    for side in (one, two):
+    for side in (one, two) if two is not None else (one,):
         lesson, load = side["lesson"], side["viewers"]
         cpu = ", ".join(f"{name} {seconds}" for name, seconds in side["viewer_cpu_s"].items())
         lines.append(f"| {side['web_processes']} | {lesson['rps']:.0f} | {lesson['p99_ms']:.1f} "
                      f"| {load['finished']} of {load['viewers']} | {load['delay_p50_ms']} / {load['delay_p99_ms']} "
                      f"| {cpu} |")
+    if two is None:
+        return lines + ["", "- Two processes: the smoke run starts no second site; `make bench` measures it.", ""]
     ratio = two["lesson"]["rps"] / one["lesson"]["rps"] if one["lesson"]["rps"] else None
     if ratio is not None:
         lines += ["", f"- Lesson page throughput, two processes ÷ one: **{ratio:.2f}** (one measurement each)."]

@@ -148,15 +148,16 @@ async def open_reader(nginx: str, address: str, headers: dict[str, str] | None =
 
 
 async def test_the_socket_cap_counts_each_real_client_not_nginx(nginx):
-    """Two places per address: 127.0.0.2 fills its own (a forged header gets it no more); 127.0.0.3 still gets in."""
+    """Two places per address: 127.0.0.5 fills its own (a forged header gets it no more); 127.0.0.6 still gets in."""
+    # Addresses no other test uses: a place another test's socket held is freed a moment after it closes.
     opened = []
     try:
-        opened += [await open_reader(nginx, "127.0.0.2") for _ in range(SOCKETS_PER_ADDRESS)]
+        opened += [await open_reader(nginx, "127.0.0.5") for _ in range(SOCKETS_PER_ADDRESS)]
         for forged in (None, {"X-Forwarded-For": "10.1.1.1"}, {"X-Real-IP": "10.1.1.2"}):
             with pytest.raises(InvalidStatus) as refused:
-                await open_reader(nginx, "127.0.0.2", forged)
+                await open_reader(nginx, "127.0.0.5", forged)
             assert refused.value.response.status_code == 403
-        opened += [await open_reader(nginx, "127.0.0.3") for _ in range(SOCKETS_PER_ADDRESS)]
+        opened += [await open_reader(nginx, "127.0.0.6") for _ in range(SOCKETS_PER_ADDRESS)]
     finally:
         for reader in opened:
             await reader.close()

@@ -164,12 +164,14 @@ async def test_every_reader_hears_the_end_pages_keep_answering_and_nothing_stays
     answers = [status for when, status in poller.answers if when >= struck_at]
     assert answers, "the page was never asked for during the fault"
     if fault == "SIGTERM Daphne":
-        # Daphne answers until it stops listening, nothing answers until the new one listens, then it answers.
+        # `make run` holds the listening socket (ADR 0017): a request made while Daphne restarts waits in the
+        # kernel's backlog and the new Daphne answers it, so there may be no gap at all. Where there is one
+        # (a request Daphne took and then dropped as it stopped), it holds only failures, and 200s follow it.
+        assert answers[-1] == 200, "the page did not answer again after Daphne's restart"
         down = next((index for index, status in enumerate(answers) if status != 200), len(answers))
         back = next((index for index in range(down, len(answers)) if answers[index] == 200), len(answers))
         gap = answers[down:back]
         assert set(gap) <= {None, 503}, gap
-        assert back < len(answers), "the page never answered again after Daphne's restart"
         answers = answers[:down] + answers[back:]
     assert set(answers) == {200}, answers
     run_ids = [reading.run_id for reading in readings]

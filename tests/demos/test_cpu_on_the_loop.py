@@ -40,7 +40,7 @@ def test_only_pure_python_in_a_thread_keeps_the_loop_late_and_only_inline_freeze
         assert f"max of {summary['heartbeats']} ticks" in summary["text"], summary["text"]
     inline = runs["pure-python inline"]
     assert inline["heartbeat_max_lag_ms"] >= 0.8 * inline["step_ms"], inline
-    assert "froze for the whole step" in inline["text"]
+    assert "froze for the whole step" in inline["text"] and inline["heartbeats_during_step"] == 0, inline
 
     # The GIL convoy: requests during the step are several times slower with the Python loop in a thread
     # (10-15 ms against about 2 ms on our machine) than with C that releases the GIL or with a process pool.
@@ -50,7 +50,8 @@ def test_only_pure_python_in_a_thread_keeps_the_loop_late_and_only_inline_freeze
         assert convoy > 1.5 * runs[name]["step_request_median_ms"], runs
         assert runs[name]["heartbeat_max_lag_ms"] < 0.2 * runs[name]["step_ms"], runs[name]
     assert convoy > 2.5 * runs["pure-python to_thread"]["quiet_request_median_ms"], runs
-    assert "kept turning, but late" in runs["pure-python to_thread"]["text"]
+    assert "kept turning, but late" in runs["pure-python to_thread"]["text"], runs["pure-python to_thread"]
+    assert runs["pure-python to_thread"]["heartbeats_during_step"] >= 2, runs["pure-python to_thread"]
 
 
 def test_a_blocking_wait_in_a_thread_leaves_the_loop_responsive():

@@ -54,6 +54,7 @@ summary_fields = {
     "step_request_median_ms": ("Median request during the step", "ms"),
     "quiet_heartbeat_max_lag_ms": ("Heartbeat's worst lag before the step", "ms"), "heartbeats": ("Heartbeats timed", ""),
     "requests": ("Requests served", ""), "switch_interval_ms": ("GIL switch interval", "ms"),
+    "heartbeats_during_step": ("Heartbeats that ran while the step ran", ""),
     "setup_ms": ("Sandbox start-up", "ms"),
 }
 waits = "real socket round trips to an echo server; the heavy step is CPU work or time.sleep"
@@ -187,10 +188,13 @@ def _summary(work: str, offload: str, measured: dict, setup_ms: float) -> dict:
         spread["request_p99_ms"] = round(request_tail.value, 1)
     tail = f"{request_tail.label} requests: {request_tail.value:.0f} ms"
 
-    if max_lag_ms >= 0.5 * step_ms:
+    # A tick "ran during the step" when its callback ran (due + lag) before the step ended. Frozen means none did:
+    # one long gap inside a step in which the loop still ticked is lateness, not a freeze.
+    ran_during = sum(1 for due, lag in measured["heartbeat_lags"] if started <= due + lag / 1000 < ended)
+    if ran_during == 0 and max_lag_ms >= 0.5 * step_ms:
         verdict = "the loop froze for the whole step"
-    elif step_median_ms > 2.5 * max(quiet_median_ms, 1.0):
-        verdict = "the loop kept turning, but late"
+    elif step_median_ms > 2.5 * max(quiet_median_ms, 1.0) or max_lag_ms >= 0.5 * step_ms:
+        verdict = f"the loop kept turning, but late ({ran_during} heartbeats ran during the step)"
     else:
         verdict = "the loop stayed responsive"
     text = (f"With {WORK_LABELS[work]} {OFFLOAD_LABELS[offload]} for {step_ms:.0f} ms, {verdict}: requests that "
@@ -210,6 +214,7 @@ def _summary(work: str, offload: str, measured: dict, setup_ms: float) -> dict:
         "step_request_median_ms": step_median_ms,
         "quiet_heartbeat_max_lag_ms": quiet_max_lag_ms,
         "heartbeats": len(lags),
+        "heartbeats_during_step": ran_during,
         "requests": len(latencies),
         "switch_interval_ms": SWITCH_INTERVAL_MS,
         "setup_ms": round(setup_ms, 1),
