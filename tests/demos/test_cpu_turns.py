@@ -91,8 +91,8 @@ def test_a_short_speedup_on_a_busy_machine_is_noise_but_not_on_an_idle_one():
 
 
 def test_a_result_from_starved_workers_is_noise_even_when_it_agrees_with_the_claim():
-    # 2.09x, but the baseline had 0.4 of a core: the "speedup" is the other programs' timing.
-    said = cpu_turns.speedup_noise(speedup=2.09, cores_busy=1.2, baseline_cores_busy=0.4, expected_speedup=2,
+    # 1.95x, but the baseline had 0.4 of a core: the "speedup" is the other programs' timing.
+    said = cpu_turns.speedup_noise(speedup=1.95, cores_busy=1.2, baseline_cores_busy=0.4, expected_speedup=2,
                                    conditions={"load_before": 1.5, "cores": 2})
     assert said is not None and "baseline had only 0.40 of a core" in said
 
@@ -134,3 +134,13 @@ async def test_a_third_run_waits_for_the_first_even_when_the_second_is_stopped_w
     third.end()
     await asyncio.sleep(0.01)
     assert "socket-1" not in cpu_turns._last_turn  # nothing is kept once a reader's runs are over
+
+
+def test_work_that_costs_far_more_cpu_side_by_side_is_noise_from_the_machine():
+    # 1.33x at 1.82 busy cores, measured on this project's VM: the same pieces took 1.36x the CPU time.
+    idle = {"load_before": 0.9, "cores": 2}
+    kwargs = {"speedup": 1.33, "cores_busy": 1.82, "baseline_cores_busy": 1.0, "expected_speedup": 2, "conditions": idle}
+    said = cpu_turns.speedup_noise(cpu_inflation=1.36, **kwargs)
+    assert said is not None and "1.36× the CPU time" in said and "noise" in said
+    # The same miss with the CPU time unchanged is a finding about the method: not excused.
+    assert cpu_turns.speedup_noise(cpu_inflation=1.02, **kwargs) is None

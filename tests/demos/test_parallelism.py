@@ -35,11 +35,14 @@ def _median_run(summaries: list[dict]) -> dict:
 
 
 def _assert_claim_or_said_noise(run: dict, holds: bool) -> None:
-    """The claim holds, or the machine was busy (load above the cores before the run) and the summary says noise."""
+    """The claim holds, or the machine got in the way and the summary says noise: the load was above the cores
+    before the run, or the same work cost far more CPU time side by side (cores slowed from outside the run)."""
     if holds:
         return
-    assert run["load_before"] > run["cores"], run  # on a machine that was not busy, a miss is a real failure
-    assert run["noise"] and "noise" in run["text"] and "load average" in run["text"], run
+    assert run["noise"] and "noise" in run["text"], run
+    busy_before = run["load_before"] > run["cores"] and "load average" in run["text"]
+    slowed_cores = "the CPU time when the workers ran side by side" in run["text"]
+    assert busy_before or slowed_cores, run  # on a machine that did neither, a miss is a real failure
 
 
 async def test_cpu_work_speeds_up_on_processes_in_every_run():

@@ -375,6 +375,7 @@ def run(params, emit):
     noise = cpu_turns.speedup_noise(
         speedup=speedup, cores_busy=cores_busy, baseline_cores_busy=baseline.cores_busy(), conditions=host,
         expected_speedup=min(lane_count, cpu_count) if in_parallel else 1.0,
+        cpu_inflation=chosen.jobs_cpu_s / baseline.jobs_cpu_s if in_parallel and baseline.jobs_cpu_s > 0 else None,
     ) if computes else None
     text += f". But {noise}." if noise else "."
     if per_job > 1 and lane_count > 1:
