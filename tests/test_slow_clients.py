@@ -230,7 +230,10 @@ async def test_readers_that_never_read_are_closed_too_slow_and_the_memory_comes_
     # Messages past the bound were dropped: no reader heard its runs end.
     assert not any(message["type"] == "finished" for messages, _ in outcomes for message in messages)
     assert await no_run_left_running(timeout=15)
-    deadline = time.monotonic() + 15
-    while resident_kib(pid) > baseline * 1.10:
+    # 15 readers' bounded buffers are about 60 MiB, a third of the baseline: were they kept, the server would stay
+    # near 1.3x it. glibc gives freed memory back in steps and not always all of it (a final run saw 1.17x), so
+    # the bound is 1.25x: it fails when the buffers stay, not when the allocator keeps some slack.
+    deadline = time.monotonic() + 25
+    while resident_kib(pid) > baseline * 1.25:
         assert time.monotonic() < deadline, f"resident memory {resident_kib(pid)} KiB against a baseline of {baseline} KiB"
         await asyncio.sleep(0.5)
