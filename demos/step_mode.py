@@ -150,6 +150,19 @@ SANDBOX_START_TIMEOUT_S = 15
 SANDBOX_STOP_TIMEOUT_S = 5
 
 
+# What a sandbox inherits from the web server's environment: enough to run Python, nothing of the site's
+# (no secret key, no Redis or database address); a database session gets its own conninfo and no more.
+SANDBOX_INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+def sandbox_environment(conninfo: str | None) -> dict[str, str]:
+    """The environment a step sandbox starts with."""
+    environment = {name: os.environ[name] for name in SANDBOX_INHERITED_VARIABLES if name in os.environ}
+    if conninfo is not None:
+        environment["STEPPER_CONNINFO"] = conninfo
+    return environment
+
+
 class SandboxStepSession:
     """A step session whose transactions live in a sandbox subprocess speaking JSON lines.
 
@@ -160,6 +173,9 @@ class SandboxStepSession:
     and which statements each transaction has; starting, stepping, relaying
     and stopping are the same for every demo.
     """
+
+    # A session whose transactions are not PostgreSQL's (asyncio tasks) says False and gets no conninfo.
+    uses_database = True
 
     def __init__(self, *, session_id: str, scenario: str, process: asyncio.subprocess.Process) -> None:
         self.session_id = session_id
@@ -186,12 +202,12 @@ class SandboxStepSession:
 
         `on_failure` undoes what was made for the session if the process cannot even start.
         """
-        conninfo = await database_sync_to_async(database_conninfo)()
+        environment = sandbox_environment(await database_sync_to_async(database_conninfo)() if cls.uses_database else None)
         try:
             # stderr is inherited: a sandbox's traceback belongs in the web server's log.
             process = await asyncio.create_subprocess_exec(
                 sys.executable, script, "--session", session_id, "--scenario", scenario, *arguments,
-                cwd=str(settings.BASE_DIR), env={**os.environ, "STEPPER_CONNINFO": conninfo},
+                cwd=str(settings.BASE_DIR), env=environment,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             )
         except OSError as error:

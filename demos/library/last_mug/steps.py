@@ -23,6 +23,8 @@ SCENARIOS = tuple(ACTIONS)
 class StepSession(SandboxStepSession):
     """One reader's shop with one mug and two buyer tasks, on an event loop of its own."""
 
+    uses_database = False
+
     @classmethod
     async def start(cls, *, scenario: str) -> tuple[StepSession, int]:
         """Start the sandbox and wait until its tasks exist; returns (session, the stock it starts with)."""
