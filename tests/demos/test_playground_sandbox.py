@@ -163,6 +163,21 @@ def test_the_trace_relay_caps_lanes_and_states_with_one_note_each():
     assert len(notes) == 2 and "64" in notes[0] and "20,000" in notes[1]
 
 
+def test_the_tracer_s_own_cap_line_becomes_one_note_for_the_reader():
+    events = []
+
+    def emit(kind, **fields):
+        events.append({"kind": kind, **fields})
+        return 0.0
+
+    relay = sandbox.TraceRelay(emit, clock=lambda: 0.0)
+    cap = json.dumps({"kind": "cap", "lane": 0, "what": "lanes"}).encode() + b"\n"
+    relay.feed(cap * 3 + json.dumps({"kind": "cap", "lane": 0, "what": "anything"}).encode() + b"\n")
+    relay.finish()
+    assert [(event["kind"], event["text"]) for event in events] == [("note", sandbox.CAP_NOTES["lanes"])]
+    assert "only the first 64 are drawn" in sandbox.CAP_NOTES["lanes"]
+
+
 def test_a_missing_bubblewrap_and_one_that_cannot_make_namespaces_are_named():
     missing = sandbox.unavailable_reason("/nonexistent/bwrap")
     assert missing is not None and "/nonexistent/bwrap is missing" in missing

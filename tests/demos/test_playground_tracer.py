@@ -42,6 +42,8 @@ def _run_traced(tmp_path: Path, source: str) -> tuple[subprocess.CompletedProces
             assert set(event) == {"kind", "lane", "label", "type"} and event["type"] in ("task", "thread")
             assert event["lane"] == len(announced) and len(event["label"]) <= 120
             announced[event["lane"]] = event
+        elif event["kind"] == "cap":
+            assert set(event) == {"kind", "lane", "what"} and event["what"] in ("lanes", "states")
         else:
             assert event["kind"] == "state" and event["state"] in STATES
             assert event["lane"] in announced, "a lane is announced before its first state"
@@ -274,5 +276,7 @@ def test_a_busy_program_stays_within_the_lane_and_state_caps(tmp_path, monkeypat
     """)
     assert result.returncode == 0 and result.stdout == "joined\n"
     assert len(_lanes(events, "thread")) == tracer.MAX_LANES
+    # the cap is told once, so the relay can say what is not drawn
+    assert [event["what"] for event in events if event["kind"] == "cap"] == ["lanes"]
     # uncontended acquires return at once: coalesced away, not thousands of blocked/running flickers
     assert sum(event["kind"] == "state" for event in events) < 1000

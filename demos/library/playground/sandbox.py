@@ -66,6 +66,11 @@ OUTPUT_CHUNK_BYTES = 4096
 TRACE_LINE_BYTES = 1024
 MAX_LANES = 64
 MAX_STATE_EVENTS = 20_000
+# What the reader is told, once, when the tracer (or the relay) reaches a cap.
+CAP_NOTES = {
+    "lanes": f"The program made more than {MAX_LANES} tasks and threads; only the first {MAX_LANES} are drawn.",
+    "states": f"The timeline stops after {MAX_STATE_EVENTS:,} changes of state; the program ran on, and its output is complete.",
+}
 MAX_NOTES = 20
 LABEL_CHARS = 120
 MAX_LINE_NUMBER = 1_000_000
@@ -614,14 +619,15 @@ class TraceRelay:
         if not isinstance(lane, int) or not _is_int(lane, 0, MAX_LANES * 16):
             self.dropped += 1
             return
-        if kind == "lane":
+        if kind == "cap" and event.get("what") in CAP_NOTES:
+            self._cap(event["what"], CAP_NOTES[event["what"]])
+        elif kind == "lane":
             label, lane_type = event.get("label"), event.get("type")
             if not isinstance(label, str) or lane_type not in LANE_TYPES or lane in self.lanes:
                 self.dropped += 1
                 return
             if len(self.lanes) >= MAX_LANES:
-                self._cap("lanes", f"The program made more than {MAX_LANES} tasks and threads; "
-                                   f"only the first {MAX_LANES} are drawn.")
+                self._cap("lanes", CAP_NOTES["lanes"])
                 return
             self.lanes.add(lane)
             self.emit("lane", lane=lane, label=label[:LABEL_CHARS], type=lane_type, t=self.clock())
@@ -632,8 +638,7 @@ class TraceRelay:
                 self.dropped += 1
                 return
             if self.states >= MAX_STATE_EVENTS:
-                self._cap("states", f"The timeline stops after {MAX_STATE_EVENTS:,} changes of state; "
-                                    "the program ran on, and its output is complete.")
+                self._cap("states", CAP_NOTES["states"])
                 return
             self.states += 1
             fields: dict[str, Any] = {"lane": lane, "state": state, "line": line}

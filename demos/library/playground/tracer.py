@@ -5,6 +5,7 @@ relay's pipe). It writes one JSON object per line to fd 3 (the playground contra
 
     {"kind": "lane", "lane": 0, "label": "MainThread", "type": "thread"}
     {"kind": "state", "lane": 0, "state": "blocked", "line": 7, "label": "time.sleep"}
+    {"kind": "cap", "lane": 0, "what": "lanes"}      (once: a cap was reached, what follows is not drawn)
 
 Standard library only (it runs inside the sandbox with nothing else), Python 3.11 (no
 sys.monitoring). What it hooks, and nothing re-implemented:
@@ -150,6 +151,7 @@ class Trace:
         self.task_lanes = {}   # coroutine frame -> Lane, for the tasks being traced
         self.held = set()      # lanes that may have a state held back
         self.waiting_on = {}   # future -> the Lane of the task suspended on it
+        self.caps_told = set()  # which caps ("lanes", "states") the relay has been told were reached
 
     def disable(self):
         self.enabled = False
@@ -161,15 +163,25 @@ class Trace:
         except OSError:
             self.enabled = False
 
+    def _tell_cap(self, what):
+        """Say once that a cap was reached, so the relay can tell the reader what is not drawn."""
+        if what not in self.caps_told:
+            self.caps_told.add(what)
+            self._write({"kind": "cap", "lane": 0, "what": what})
+
     def new_lane(self, lane_type, subject):
         """A Lane, or None past the lane cap. It gets its number when its first state is written."""
-        if not self.enabled or self.lanes_announced >= MAX_LANES:
+        if not self.enabled:
+            return None
+        if self.lanes_announced >= MAX_LANES:
+            self._tell_cap("lanes")
             return None
         return Lane(None, lane_type, subject)
 
     def _announce(self, lane):
         if self.lanes_announced >= MAX_LANES:
             lane.ended = True  # past the cap: this lane is never drawn
+            self._tell_cap("lanes")
             return False
         lane.number = self.lanes_announced
         self.lanes_announced += 1
@@ -181,6 +193,7 @@ class Trace:
         state = key[0]
         ending = state in ("done", "failed")
         if self.states_written >= MAX_STATES - (0 if ending else ENDING_RESERVE):
+            self._tell_cap("states")
             return
         if not lane.announced:
             if not self._announce(lane):
