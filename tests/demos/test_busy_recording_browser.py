@@ -28,6 +28,7 @@ async def test_a_reader_turned_away_watches_a_labelled_recording_then_gets_a_liv
         await page.clock.install()
         await demo.get_by_role("button", name="One run").click()
         await demo.get_by_role("spinbutton", name="Requests").or_(demo.get_by_role("textbox", name="Requests")).fill("3")
+        await demo.get_by_role("spinbutton", name="I/O wait (ms)").or_(demo.get_by_role("textbox", name="I/O wait (ms)")).fill("50")
         run_button = demo.get_by_role("button", name=re.compile(r"^Run$"))
         status = demo.locator(".demo-status")
         # A first run while the site is free: the recording a later reader will be offered.
@@ -38,8 +39,24 @@ async def test_a_reader_turned_away_watches_a_labelled_recording_then_gets_a_liv
 
         async with demo_socket(server=server, from_address="127.0.0.9") as holder:
             held = await start_run(holder, "one-cook", HOLD)
-            await run_button.click()
             busy = demo.locator(".demo-busy")
+            countdown = busy.locator(".demo-busy-countdown")
+            # Stop, or a changed setting, calls the retry off: moving the clock past the countdown starts nothing.
+            jitter = demo.get_by_role("spinbutton", name="Jitter (ms)").or_(demo.get_by_role("textbox", name="Jitter (ms)"))
+            jitter_value = await jitter.input_value()
+            for call_off, said in [("stop", "Stopped"), ("change", "Settings changed")]:
+                await run_button.click()
+                await _text_matches(page, countdown, r"^Trying again in \d+ s\.$")
+                if call_off == "stop":
+                    await demo.get_by_role("button", name="Stop").click()
+                else:
+                    await jitter.fill(str(int(jitter_value) + 1))
+                await _text_matches(page, busy.get_by_role("status"), said)
+                assert await countdown.inner_text() == ""
+                await page.clock.fast_forward(12_000)
+                assert await status.inner_text() == "Not started."
+            await jitter.fill(jitter_value)
+            await run_button.click()
             await busy.wait_for(state="visible", timeout=10_000)
             await _text_matches(page, busy.locator(".demo-busy-countdown"), r"^Trying again in \d+ s\.$")
             announced = await busy.get_by_role("status").inner_text()

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  countdownText, MAX_AUTO_RETRIES, MAX_SPREAD_MS, nextStep, recordingLabel, recordingTime, recordingUrl, retryDelayMs,
+  busySentence, countdownText, MAX_AUTO_RETRIES, MAX_SPREAD_MS, nextStep, recordingLabel, recordingTime, recordingUrl, retryDelayMs,
 } from "../../static/js/demos/busy-retry.js";
 
 test("a busy refusal with retry_after_s is retried after it, spread by at most a tenth and at most a second", () => {
@@ -52,4 +52,11 @@ test("the recording is asked for with the settings sent, side B as `compare`", (
   const two = new URL(recordingUrl("one cook", [{ requests: 1 }, { requests: 2 }]), "http://x");
   assert.equal(two.pathname, "/api/demos/one%20cook/recording/");
   assert.deepEqual(JSON.parse(two.searchParams.get("compare")), { requests: 2 });
+});
+
+test("the server's own \"try again in about N s\" gives way to the countdown", () => {
+  assert.equal(busySentence("Too many demos are running across the site; try again in about 10 s."), "Too many demos are running across the site.");
+  assert.equal(busySentence("Your address already has 20 demos of this kind running; try again in about 3 s."), "Your address already has 20 demos of this kind running.");
+  assert.equal(busySentence("The site is full."), "The site is full.");
+  assert.equal(busySentence(undefined), "The demo server is busy.");
 });

@@ -12,7 +12,7 @@
  */
 import { fetchRun, runPageUrl } from "./api.js";
 import { el } from "./dom.js";
-import { countdownText, nextStep, recordingLabel, recordingTime, recordingUrl, retryDelayMs } from "./busy-retry.js";
+import { busySentence, countdownText, nextStep, recordingLabel, recordingTime, recordingUrl, retryDelayMs } from "./busy-retry.js";
 import { Playhead, ReplayTrack } from "./replay-state.js";
 import { RunRecord } from "./run-record.js";
 
@@ -136,7 +136,8 @@ export class BusyPanel {
     // Ticks every second on screen only.
     this.countdown = el("p", { className: "demo-busy-countdown", "aria-hidden": "true" });
     this.watchButton = el("button", { type: "button", className: "demo-link-button demo-busy-watch", onclick: () => this.watch() });
-    this.offer = el("p", { className: "demo-busy-offer", hidden: true }, this.watchButton);
+    this.watching = el("span", { hidden: true }, "Watching the recording below.");
+    this.offer = el("p", { className: "demo-busy-offer", hidden: true }, this.watchButton, this.watching);
     this.element = el("div", { className: "demo-busy", hidden: true }, this.status, this.countdown, this.offer);
   }
 
@@ -169,13 +170,15 @@ export class BusyPanel {
     const delays = refusals.map((refusal) => retryDelayMs(refusal));
     const delayMs = delays.includes(null) ? null : Math.max(...delays.map(Number));
     const step = nextStep({ delayMs, retriesSoFar: this.retries });
-    const sentence = refusals.find((refusal) => refusal.message)?.message ?? "The demo server is busy.";
+    const sentence = busySentence(refusals.find((refusal) => refusal.message)?.message);
     this.element.hidden = false;
     this.setText(sentence);
     if (step.kind === "retry") {
       this.retries += 1;
-      this.deadline = performance.now() + step.delayMs;
-      this.spoken.textContent = ` ${countdownText(step.delayMs)}.`;
+      // The seconds shown are the server's; the retry itself comes a little after (spread over readers).
+      const shownMs = Math.min(step.delayMs, Math.max(...refusals.map((refusal) => Number(refusal.retry_after_s) * 1000)));
+      this.deadline = performance.now() + shownMs;
+      this.spoken.textContent = ` ${countdownText(shownMs)}.`;
       this.tick();
       this.ticker = window.setInterval(() => this.tick(), 1000);
       this.timer = window.setTimeout(() => this.fire(), step.delayMs);
@@ -209,9 +212,10 @@ export class BusyPanel {
     const answer = await lookUp(recordingUrl(this.slug, columns));
     if (lookup !== this.lookups || this.element.hidden) return;
     this.recording = answer;
-    const offered = Boolean(answer) && !this.player.showing;
     if (answer) this.watchButton.textContent = `Watch a recording of this preset from ${recordingTime(answer.created_at)} while you wait`;
-    this.offer.hidden = !offered;
+    this.watchButton.hidden = this.player.showing;
+    this.watching.hidden = !this.player.showing;
+    this.offer.hidden = !answer && !this.player.showing;
   }
 
   async watch() {
@@ -223,8 +227,9 @@ export class BusyPanel {
       this.watchButton.textContent = "The recording could not be loaded.";
       return;
     }
-    this.offer.hidden = true;
-    // The button leaves; keep the keyboard in the widget, on the label's link to the replay page.
+    // The line stays (no jump); the button becomes words, and the keyboard moves to the label's replay link.
+    this.watchButton.hidden = true;
+    this.watching.hidden = false;
     if (hadFocus) this.player.link.focus();
   }
 
@@ -247,6 +252,8 @@ export class BusyPanel {
     this.player.stop();
     this.element.hidden = true;
     this.offer.hidden = true;
+    this.watchButton.hidden = false;
+    this.watching.hidden = true;
     this.countdown.textContent = "";
     this.spoken.textContent = "";
     this.setText("");

@@ -36,6 +36,15 @@ export function countdownText(remainingMs) {
   return `Trying again in ${Math.max(1, Math.ceil(remainingMs / 1000))} s`;
 }
 
+/**
+ * The server's sentence without its own "try again in about N s": the countdown beside it says when.
+ * @param {string | undefined} text
+ */
+export function busySentence(text) {
+  const sentence = (text || "The demo server is busy.").trim();
+  return sentence.replace(/[;,]?\s*try again in about [\d.]+ s\.?$/i, ".").replace(/\.\.$/, ".");
+}
+
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /**
