@@ -1,4 +1,5 @@
 """HTTP side of the demo engine: the demo list, recorded runs, the replay page, the "Edit and run" page."""
+import contextlib
 import hashlib
 import inspect
 import json
@@ -11,6 +12,7 @@ from django.db.models import Exists, JSONField, OuterRef, Value
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from pygments import highlight
+from redis.exceptions import RedisError
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
@@ -197,12 +199,16 @@ def demo_recording(request, slug: str):
         return _recording_error(404, "no_recording", "This demo runs a reader's own program, so no recording is offered.")
     canonical = json.dumps(sides, sort_keys=True, separators=(",", ":"))
     key = f"demos:recording:{slug}:{hashlib.sha256(canonical.encode()).hexdigest()}"
-    found = cache.get(key)
+    try:
+        found = cache.get(key)
+    except RedisError:
+        found = None  # without the cache the answer still comes, from the index
     if found is None:
         runs = _find_recording(demo, sides)
         found = {"runs": [{"run": str(run.id), "side": run.compare_side, "created_at": run.created_at.isoformat(),
                            "url": f"/api/runs/{run.id}/"} for run in runs]}
-        cache.set(key, found, RECORDING_CACHE_S)
+        with contextlib.suppress(RedisError):
+            cache.set(key, found, RECORDING_CACHE_S)
     if not found["runs"]:
         response = _recording_error(404, "no_recording", "No finished run with these settings has been recorded yet.")
     else:
