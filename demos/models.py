@@ -4,10 +4,17 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models.functions import MD5, Cast
 
 # Events kept per run for replay; a run that streams more keeps the first ones
 # and counts the rest in `events_dropped`.
 MAX_STORED_EVENTS = 25_000
+
+
+def params_digest(params: models.Expression | str = "params") -> MD5:
+    """md5 of a run's parameters as PostgreSQL writes jsonb out (keys in its own order, so key order never matters)."""
+    source = models.F(params) if isinstance(params, str) else params
+    return MD5(Cast(source, models.TextField()))
 
 
 class Run(models.Model):
@@ -40,6 +47,10 @@ class Run(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"]),
             models.Index(fields=["compare_group"], condition=models.Q(compare_group__isnull=False), name="run_compare_group"),
+            # The newest succeeded run of a demo with given parameters (the recording a turned-away reader is offered):
+            # a hash of the parameters, since a program among them can be too long for an index entry.
+            models.Index(models.F("demo"), params_digest(), models.F("created_at").desc(),
+                         condition=models.Q(status="succeeded"), name="run_recording_lookup"),
         ]
 
     def __str__(self) -> str:

@@ -1,18 +1,23 @@
 """HTTP side of the demo engine: the demo list, recorded runs, the replay page, the "Edit and run" page."""
+import contextlib
+import hashlib
 import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Exists, JSONField, OuterRef, Value
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from pygments import highlight
+from redis.exceptions import RedisError
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from demos.embedding import demo_block_id
-from demos.models import Run
+from demos.models import Run, params_digest
 from demos.params import ParamError, validate_params
 from demos.registry import DEMOS, demo_module, describe, get_demo, program_of, reader_code_demo
 
@@ -131,6 +136,87 @@ def run_replay(request, run_id):
         "run": run, "partner": partner, "demo": demo, "sides": sides, "origin": _origin(run, request.user),
         "events_in_table": EVENTS_IN_TABLE, "programs": _programs_of(run, demo),
     })
+
+
+# A recording found (or not) is remembered this long: the lookup is asked exactly when the site is busiest.
+RECORDING_CACHE_S = 10
+
+
+def _recording_error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def _query_params(demo, request, name: str) -> dict[str, Any]:
+    """One side's parameters from the query string (JSON), validated as the socket validates them."""
+    text = request.GET.get(name, "")
+    try:
+        supplied = json.loads(text) if text else {}
+    except ValueError:
+        raise ParamError(f"`{name}` must be a JSON object of parameters") from None
+    return validate_params(demo, supplied)
+
+
+def _with_params(demo_slug: str, values: dict[str, Any], **filters: Any):
+    """Succeeded runs of a demo with exactly these parameters (through the index on their digest), newest first."""
+    wanted = Value(values, output_field=JSONField())
+    return (Run.objects.alias(digest=params_digest()).filter(
+        demo=demo_slug, status=Run.Status.SUCCEEDED, digest=params_digest(wanted), params=wanted, **filters)
+        .order_by("-created_at"))
+
+
+def _find_recording(demo, sides: list[dict[str, Any]]) -> list[Run]:
+    """The newest succeeded run with these parameters; for two sides, the newest compare whose A and B both did."""
+    if len(sides) == 1:
+        run = _with_params(demo.slug, sides[0], compare_side="").only("id", "created_at").first()
+        return [run] if run else []
+    partners = _with_params(demo.slug, sides[1], compare_side="B", compare_group=OuterRef("compare_group"))
+    first = (_with_params(demo.slug, sides[0], compare_side="A").filter(Exists(partners))
+             .only("id", "created_at", "compare_group").first())
+    if first is None:
+        return []
+    second = (_with_params(demo.slug, sides[1], compare_side="B", compare_group=first.compare_group)
+              .only("id", "created_at").first())
+    return [first, second] if second else []
+
+
+def demo_recording(request, slug: str):
+    """GET /api/demos/SLUG/recording/?params=JSON[&compare=JSON]: the newest recorded run of that preset.
+
+    For a reader the site turned away as busy: the widget offers this run to watch while it waits. `params`
+    (and `compare`, side B of a compare) are validated and filled in as a run's are, so key order and defaults
+    do not matter. A demo that runs a reader's own program has no recordings to offer: those are its reader's.
+    """
+    demo = get_demo(slug)
+    if demo is None:
+        return _recording_error(404, "unknown_demo", "There is no demo by that name; GET /api/demos/ lists them.")
+    try:
+        sides = [_query_params(demo, request, "params")]
+        if "compare" in request.GET:
+            sides.append(_query_params(demo, request, "compare"))
+    except ParamError as error:
+        return _recording_error(400, "invalid_params", str(error))
+    if getattr(demo, "runs_reader_code", False):
+        return _recording_error(404, "no_recording", "This demo runs a reader's own program, so no recording is offered.")
+    canonical = json.dumps(sides, sort_keys=True, separators=(",", ":"))
+    key = f"demos:recording:{slug}:{hashlib.sha256(canonical.encode()).hexdigest()}"
+    try:
+        found = cache.get(key)
+    except RedisError:
+        found = None  # without the cache the answer still comes, from the index
+    if found is None:
+        runs = _find_recording(demo, sides)
+        found = {"runs": [{"run": str(run.id), "side": run.compare_side, "created_at": run.created_at.isoformat(),
+                           "url": f"/api/runs/{run.id}/"} for run in runs]}
+        with contextlib.suppress(RedisError):
+            cache.set(key, found, RECORDING_CACHE_S)
+    if not found["runs"]:
+        response = _recording_error(404, "no_recording", "No finished run with these settings has been recorded yet.")
+    else:
+        first = found["runs"][0]
+        response = JsonResponse({"demo": slug, "created_at": first["created_at"], "replay_url": f"/runs/{first['run']}/",
+                                 "runs": found["runs"]})
+    response["Cache-Control"] = f"max-age={RECORDING_CACHE_S}"
+    return response
 
 
 def edit_and_run(request):

@@ -7,6 +7,7 @@
  * the run: Run/Stop, the status line, error alerts next to Run, the
  * connection notice, the Table toggle and the "Code that ran" panel.
  */
+import { BusyPanel } from "./busy-panel.js";
 import { ParamControls, completeValues, contrastingValues } from "./controls.js";
 import { el, uniqueId } from "./dom.js";
 import { formatClock, formatDuration } from "./format.js";
@@ -166,6 +167,8 @@ export class DemoWidget {
     this.countdownText = el("span", { "aria-hidden": "true" });
     /** @type {HTMLParagraphElement} */
     this.connection = el("p", { className: "demo-connection", hidden: true }, this.connectionText, " ", this.countdownText, " ", this.retryButton);
+    // A run the site turned away as busy: its countdown, its own retry and a recording to watch meanwhile.
+    this.busy = new BusyPanel({ slug: demo.slug, view: this.view, onRetry: () => this.start({ auto: true }) });
     /** @type {HTMLFormElement} */
     this.form = el(
       "form",
@@ -180,8 +183,14 @@ export class DemoWidget {
         this.tableButton,
       ),
       this.alert,
+      this.busy.element,
       this.connection,
     );
+    // A changed setting is another run than the one turned away: no retry of the old one.
+    for (const kind of ["input", "change"]) this.controls.element.addEventListener(kind, () => {
+      this.busy.cancel("Settings changed, so it will not try again on its own; press Run.");
+      this.updateButtons();
+    });
     /** @type {HTMLDetailsElement} */
     this.codePanel = el("details", { className: "demo-code" }, el("summary", {}, "Code that ran"));
     if (demo.source_html) fillWhenOpen(this.codePanel, demo.source_html, demo.source_path ?? "");
@@ -281,7 +290,7 @@ export class DemoWidget {
     const focused = document.activeElement;
     const hadFocus = this.section.contains(focused);
     this.runButton.disabled = !open || busy;
-    this.stopButton.disabled = !busy;
+    this.stopButton.disabled = !busy && !this.busy.pending; // Stop also calls off a pending retry
     this.controls.setDisabled(busy);
     for (const button of this.modeButtons) button.disabled = busy;
     // A disabled element drops keyboard focus to <body>; hand it to the button that matters now.
@@ -304,8 +313,10 @@ export class DemoWidget {
     this.start();
   }
 
-  start() {
+  /** @param {{auto?: boolean}} [options]  auto: the busy countdown ended (not a press of Run) */
+  start({ auto = false } = {}) {
     if (this.isBusy) return;
+    if (!auto) this.busy.pressed();
     this.clearAlert();
     const read = this.controls.read();
     if (read.invalid) {
@@ -334,7 +345,10 @@ export class DemoWidget {
     const titles = this.controls.describeDifferences(columns);
     this.records = columns.map((values, index) => new RunRecord({ tag: columns.length > 1 ? TAGS[index] : "", params: values }));
     this.stopRequested = false;
-    this.view.setRecords(this.records, titles);
+    this.titles = titles;
+    // A recording being watched stays in view until a live run is accepted to take its place.
+    this.viewPending = this.busy.showingRecording;
+    if (!this.viewPending) this.view.setRecords(this.records, titles);
     const group = columns.length > 1 ? compareGroupId() : null;
     const origin = originOf(this.section);
     this.records.forEach((record, index) => {
@@ -372,6 +386,11 @@ export class DemoWidget {
     return {
       onAccepted: (message) => {
         record.accepted(message.run, message.params);
+        this.busy.clear();
+        if (this.viewPending) {
+          this.viewPending = false;
+          this.view.setRecords(this.records, this.titles);
+        }
         if (this.stopRequested) this.socket.cancel(message.run);
         this.changed();
       },
@@ -384,8 +403,10 @@ export class DemoWidget {
         this.changed();
       },
       onError: (message) => {
-        if (record.status === "starting") record.reject(message);
-        if (message.code !== "unknown_run" || !record.isFinal) this.showAlert(errorText(message, record.tag));
+        const refused = record.status === "starting";
+        if (refused) record.reject(message);
+        if (refused && message.code === "busy") this.busyRefused();
+        else if (message.code !== "unknown_run" || !record.isFinal) this.showAlert(errorText(message, record.tag));
         this.changed();
       },
       onLost: (refusal) => {
@@ -401,6 +422,18 @@ export class DemoWidget {
     };
   }
 
+  /** A run of this press was turned away as busy: once none is left waiting, count down to a retry. */
+  busyRefused() {
+    if (this.records.some((record) => record.status === "starting")) return;
+    const turnedAway = this.records.filter((record) => record.status === "rejected" && record.error?.code === "busy");
+    // A compare with one side accepted or refused otherwise: the reader is told; half a compare is not retried.
+    if (turnedAway.length < this.records.length) {
+      for (const record of turnedAway) this.showAlert(errorText(record.error, record.tag));
+      return;
+    }
+    this.busy.refused(turnedAway.map((record) => record.error), this.records.map((record) => record.params), this.titles ?? []);
+  }
+
   changed() {
     this.reportFinished();
     this.updateStatus();
@@ -409,6 +442,11 @@ export class DemoWidget {
   }
 
   stop() {
+    if (this.busy.pending && !this.isBusy) {
+      this.busy.cancel("Stopped: it will not try again on its own; press Run when you like.");
+      this.updateButtons();
+      return;
+    }
     this.stopRequested = true;
     for (const record of this.records) {
       if (record.status === "running" && record.runId) this.socket.cancel(record.runId);
