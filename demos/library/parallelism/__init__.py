@@ -1,33 +1,39 @@
 """Concurrency is not parallelism: which kind of work gets faster with threads, and which needs processes.
 
-The run does one job per worker, twice. First one worker does all the jobs
-one after another: the baseline. Then the same jobs go to the chosen workers:
-`single` (one worker again), `threads` (one OS thread per job, all in one
-process) or `processes` (one process per job). A `cpu` job hashes in a
-pure-Python loop, holding the GIL; a `hash` job runs `hashlib.pbkdf2_hmac`,
-C code that releases the GIL; both are sized to JOB_CPU_S of CPU time,
-measured in this process before the run, and cut into PIECES_PER_JOB pieces
-that the workers take from one shared queue as they become free, the way a
-process pool hands out tasks: a worker that lands on a slower core (two
-virtual cores are not always two whole cores) takes fewer pieces rather than
-keeping the others waiting. An `io` job, one piece, sleeps 200 ms, as a wait
-on a database would.
+The run does one job per worker on two sides. On one side, one worker does all
+the jobs one after another: the baseline. On the other, the same jobs go to
+the chosen workers: `single` (one worker again), `threads` (one OS thread per
+job, all in one process) or `processes` (one process per job). A `cpu` job
+hashes in a pure-Python loop, holding the GIL; a `hash` job runs
+`hashlib.pbkdf2_hmac`, C code that releases the GIL; both are sized to
+JOB_CPU_S of CPU time, measured in this process before the run. An `io` job
+sleeps 200 ms, as a wait on a database would.
 
-Both phases are timed the same way: every phase runs in fresh child processes
-(sandbox.py beside this module), started, imported and reporting ready before
-the clock starts; the clock runs from the first piece starting to the last
-piece ending. While it runs, this process only waits: the timeline's events
-of the phase are sent once it is over (at the times they happened), so
-neither start-up, nor this process relaying events, nor the host worker's own
-threads blur the comparison.
+Computing jobs are done in ROUNDS rounds, the two sides taking turns (A B,
+then B A, and so on), each round a slice of every job on each side. Timing all
+of one side and then all of the other let a slow spell of the host (a virtual
+core losing speed to another tenant for a second) land on one side only and
+move the ratio either way; a round compares two stretches a moment apart, and
+the speedup is the median of the rounds' own, with their range beside it. A
+round's slice is cut into PIECES_PER_JOB pieces per job that the workers take
+from one shared queue as they become free, the way a process pool hands out
+tasks: a worker on a slower core takes fewer pieces rather than keeping the
+others waiting. Waiting is not slowed by a busy core, so `io` jobs run once.
+
+Both sides are timed the same way, in child processes (sandbox.py beside this
+module) started, imported and reporting ready before any clock starts, and
+kept for every round; a stretch runs from its first piece starting to its
+last piece ending. While one is timed this process only waits: its timeline
+events are sent once it is over (at the times they happened), so neither
+start-up, nor this process relaying events, nor the host worker's own threads
+blur the comparison.
 
 A reader should see `cpu` jobs finish sooner on processes, up to the number
 of cores, but not on threads (on a standard build the threads take turns on
 the GIL, and `cores_busy` stays near 1); `hash` jobs speed up on threads too,
 since the GIL is released while OpenSSL computes; waiting jobs overlap on
-threads just fine. The speedup is measured against the baseline of the same
-run, on the same machine; `cores_busy` (the workers' CPU seconds over the wall
-seconds) stands beside it, and a result the machine's own load explains is
+threads just fine. `cores_busy` (the workers' CPU seconds over their wall
+seconds) stands beside the speedup, and a result the machine explains is
 called noise (demos.cpu_turns).
 """
 import json
