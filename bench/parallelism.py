@@ -44,7 +44,7 @@ def render(result: dict, heading: str = "## 7. Parallelism") -> list[str]:
     lines = [heading, "",
              f"`parallelism` at its defaults (2 cpu jobs of about 400 ms of CPU each), {len(runs)} runs one after "
              "another. In each run one worker (the baseline) and 2 processes take turns, 5 rounds each in the "
-             "order A B, B A, A B, ..., each round a slice of both jobs cut into 16 pieces that the processes take "
+             "order A B, B A, A B, ..., each round a slice of both jobs cut into 32 pieces that the processes take "
              "as they become free; a run's speedup is the median of its rounds' own (baseline ÷ processes in the "
              "same round). Both sides are timed alike: from the first piece starting to the last one ending, in "
              "worker processes already started and waiting for the start signal; starting them is shown apart "

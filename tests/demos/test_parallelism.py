@@ -70,10 +70,10 @@ async def test_cpu_work_speeds_up_on_processes_in_every_run():
         if each["speedup"] > each["cores"] * 1.1:
             assert each["noise"] and "more than" in each["text"], each  # above the cores: never a finding
         _assert_claim_or_said_noise(each, each["speedup"] >= 1.5)
-        # Every round, the same 16 pieces on both sides, taken by whichever process was free; both took some.
-        assert each["pieces"] == 16 and "cut into 16 pieces" in each["text"], each
+        # Every round, the same 32 pieces on both sides, taken by whichever process was free; both took some.
+        assert each["pieces"] == 32 and "cut into 32 pieces" in each["text"], each
         shares = each["text"].split("as they became free (")[1].split(" over the rounds)")[0].split(" + ")
-        assert sum(map(int, shares)) == 16 * each["rounds"] and min(map(int, shares)) > 0, each
+        assert sum(map(int, shares)) == 32 * each["rounds"] and min(map(int, shares)) > 0, each
         assert _running_lanes(events) == {0, 1, 2}
         # The speedup shown is the median of the rounds' own, and their range is in the text.
         rounds = each["round_speedups"]

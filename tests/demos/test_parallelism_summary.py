@@ -24,7 +24,7 @@ def _summary(baseline_ms: list[float], chosen_ms: list[float], *, inflation: flo
     """A run whose workers computed through every millisecond of its stretches (inflation: extra CPU side by side)."""
     baseline_cpu = [ms / 1000 for ms in baseline_ms] if work != "io" else [0.0] * len(baseline_ms)
     chosen_cpu = [cpu * inflation for cpu in baseline_cpu]
-    pieces = jobs * (8 if work != "io" else 1)
+    pieces = jobs * (16 if work != "io" else 1)
     return summarise(work=work, noun=noun, jobs=jobs, lane_count=lane_count, host=host, build="GIL",
                      baseline_ms=baseline_ms, chosen_ms=chosen_ms, baseline_cpu_s=baseline_cpu,
                      chosen_cpu_s=chosen_cpu, shares=[pieces * len(baseline_ms) // 2] * lane_count,

@@ -93,11 +93,11 @@ JOB_CPU_S = 0.4
 # (2.59x and 1.41x in one sitting on two idle vCPUs). Each round's ratio compares two stretches a fraction
 # of a second apart, and the median of the rounds leaves a round that a spell fell into to the side.
 ROUNDS = 5
-# Each job's slice of a round is cut into this many pieces (10 ms of CPU each at the defaults) that the
+# Each job's slice of a round is cut into this many pieces (5 ms of CPU each at the defaults) that the
 # workers take as they become free, the way a process pool hands out tasks: when one vCPU runs slower than
 # the other, the fast worker takes more pieces instead of waiting, and the two finish at most a small
 # piece apart.
-PIECES_PER_JOB = 8
+PIECES_PER_JOB = 16
 CALIBRATE_CPU_S = 0.05  # how long sizing the jobs may compute, in CPU time
 
 # (lane, what happened, perf_counter time, /proc stat path of the thread on "ready" |
@@ -161,7 +161,7 @@ class _Workers:
                 read_end, write_end = os.pipe()
                 self.pieces_fds.append(read_end)
                 try:
-                    os.write(write_end, b"p" * pieces)  # at most 8 x 8 bytes: far below a pipe's buffer
+                    os.write(write_end, b"p" * pieces)  # at most 8 x 16 bytes: far below a pipe's buffer
                 finally:
                     os.close(write_end)  # an empty pipe then reads as the end of the stretch
         except BaseException:
