@@ -2,9 +2,11 @@
 
 One run can be unlucky; the claim is about every run on an otherwise idle
 machine, so the bench runs the demo `runs` times in a row, each on its own
-socket as a reader would, and reports every speedup beside the `cores_busy`
-and the load average its summary recorded. A run whose summary called itself
-noise (the machine was busy) is counted apart, not hidden.
+socket as a reader would, and reports every speedup (the median of the run's
+alternating rounds) beside the range of those rounds, the `cores_busy` and the
+load average its summary recorded, then how far the speedups of the runs
+spread. A run whose summary called itself noise (the machine was busy) is
+counted apart, not hidden.
 
     python -m bench.parallelism [--runs 10]
 
@@ -40,20 +42,25 @@ def render(result: dict, heading: str = "## 7. Parallelism") -> list[str]:
     """The section's Markdown lines."""
     runs = result["runs"]
     lines = [heading, "",
-             f"`parallelism` at its defaults (2 cpu jobs of about 400 ms of CPU each, cut into 16 pieces that "
-             f"2 processes take as they become free), {len(runs)} runs one after another. Both sides are timed "
-             "alike: from the first piece starting to the last one ending, in worker processes already started "
-             "and waiting for the start signal; starting them is shown apart and not counted, and the demo "
-             "sends no events while it times a phase.", "",
-             "| run | speedup | cores busy | load before | cores | start-up ms (not timed) | said noise |",
-             "|---|---|---|---|---|---|---|"]
+             f"`parallelism` at its defaults (2 cpu jobs of about 400 ms of CPU each), {len(runs)} runs one after "
+             "another. In each run one worker (the baseline) and 2 processes take turns, 5 rounds each in the "
+             "order A B, B A, A B, ..., each round a slice of both jobs cut into 32 pieces that the processes take "
+             "as they become free; a run's speedup is the median of its rounds' own (baseline ÷ processes in the "
+             "same round). Both sides are timed alike: from the first piece starting to the last one ending, in "
+             "worker processes already started and waiting for the start signal; starting them is shown apart "
+             "and not counted, and the demo sends no events while it times a stretch.", "",
+             "| run | speedup (median) | rounds' range | cores busy | load before | cores | start-up ms (not timed) "
+             "| said noise |",
+             "|---|---|---|---|---|---|---|---|"]
     succeeded = [run for run in runs if run.get("status") == "succeeded"]
     for number, run in enumerate(runs, 1):
         if run.get("status") != "succeeded":
-            lines.append(f"| {number} | {run.get('status')}: {str(run.get('text'))[:80]} | | | | | |")
+            lines.append(f"| {number} | {run.get('status')}: {str(run.get('text'))[:80]} | | | | | | |")
             continue
-        lines.append(f"| {number} | {run['speedup']:.2f}× | {run['cores_busy']:.2f} | {run['load_before']:.2f} "
-                     f"| {run['cores']} | {run['startup_ms']:.0f} | {'yes' if run['noise'] else 'no'} |")
+        rounds = run.get("round_speedups") or [run["speedup"]]
+        lines.append(f"| {number} | {run['speedup']:.2f}× | {min(rounds):.2f}-{max(rounds):.2f}× "
+                     f"| {run['cores_busy']:.2f} | {run['load_before']:.2f} | {run['cores']} "
+                     f"| {run['startup_ms']:.0f} | {'yes' if run['noise'] else 'no'} |")
     reached = sum(1 for run in succeeded if run["speedup"] >= TARGET_SPEEDUP)
     noisy = sum(1 for run in succeeded if run["noise"])
     busy_machine = any(run["load_before"] > run["cores"] for run in succeeded)
@@ -63,8 +70,22 @@ def render(result: dict, heading: str = "## 7. Parallelism") -> list[str]:
         verdict += " — the load average was above the cores before some runs: the machine was not idle"
     lines += ["", f"- Speedup ≥ {TARGET_SPEEDUP}× in **{reached} of {len(runs)}** runs "
               f"({noisy} called themselves noise). Target {len(runs)} of {len(runs)} on an otherwise idle machine: "
-              + verdict, ""]
+              + verdict]
+    if len(succeeded) >= 2:
+        lines.append(f"- Spread over the runs: {spread_of([run['speedup'] for run in succeeded])}")
+    lines.append("")
     return lines
+
+
+def spread_of(speedups: list[float]) -> str:
+    """The lowest, median and highest speedup and, with 8 runs or more, the middle half's range, in words."""
+    ordered = sorted(speedups)
+    count = len(ordered)
+    middle = ordered[count // 2] if count % 2 else (ordered[count // 2 - 1] + ordered[count // 2]) / 2
+    words = f"lowest {ordered[0]:.2f}×, median {middle:.2f}×, highest {ordered[-1]:.2f}×"
+    if count >= 8:  # quartiles by rank, from enough runs to have a middle half
+        words += f"; the middle half {ordered[count // 4]:.2f}-{ordered[(3 * count) // 4 - 1]:.2f}×"
+    return words
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,33 +1,39 @@
 """Concurrency is not parallelism: which kind of work gets faster with threads, and which needs processes.
 
-The run does one job per worker, twice. First one worker does all the jobs
-one after another: the baseline. Then the same jobs go to the chosen workers:
-`single` (one worker again), `threads` (one OS thread per job, all in one
-process) or `processes` (one process per job). A `cpu` job hashes in a
-pure-Python loop, holding the GIL; a `hash` job runs `hashlib.pbkdf2_hmac`,
-C code that releases the GIL; both are sized to JOB_CPU_S of CPU time,
-measured in this process before the run, and cut into PIECES_PER_JOB pieces
-that the workers take from one shared queue as they become free, the way a
-process pool hands out tasks: a worker that lands on a slower core (two
-virtual cores are not always two whole cores) takes fewer pieces rather than
-keeping the others waiting. An `io` job, one piece, sleeps 200 ms, as a wait
-on a database would.
+The run does one job per worker on two sides. On one side, one worker does all
+the jobs one after another: the baseline. On the other, the same jobs go to
+the chosen workers: `single` (one worker again), `threads` (one OS thread per
+job, all in one process) or `processes` (one process per job). A `cpu` job
+hashes in a pure-Python loop, holding the GIL; a `hash` job runs
+`hashlib.pbkdf2_hmac`, C code that releases the GIL; both are sized to
+JOB_CPU_S of CPU time, measured in this process before the run. An `io` job
+sleeps 200 ms, as a wait on a database would.
 
-Both phases are timed the same way: every phase runs in fresh child processes
-(sandbox.py beside this module), started, imported and reporting ready before
-the clock starts; the clock runs from the first piece starting to the last
-piece ending. While it runs, this process only waits: the timeline's events
-of the phase are sent once it is over (at the times they happened), so
-neither start-up, nor this process relaying events, nor the host worker's own
-threads blur the comparison.
+Computing jobs are done in ROUNDS rounds, the two sides taking turns (A B,
+then B A, and so on), each round a slice of every job on each side. Timing all
+of one side and then all of the other let a slow spell of the host (a virtual
+core losing speed to another tenant for a second) land on one side only and
+move the ratio either way; a round compares two stretches a moment apart, and
+the speedup is the median of the rounds' own, with their range beside it. A
+round's slice is cut into PIECES_PER_JOB pieces per job that the workers take
+from one shared queue as they become free, the way a process pool hands out
+tasks: a worker on a slower core takes fewer pieces rather than keeping the
+others waiting. Waiting is not slowed by a busy core, so `io` jobs run once.
+
+Both sides are timed the same way, in child processes (sandbox.py beside this
+module) started, imported and reporting ready before any clock starts, and
+kept for every round; a stretch runs from its first piece starting to its
+last piece ending. While one is timed this process only waits: its timeline
+events are sent once it is over (at the times they happened), so neither
+start-up, nor this process relaying events, nor the host worker's own threads
+blur the comparison.
 
 A reader should see `cpu` jobs finish sooner on processes, up to the number
 of cores, but not on threads (on a standard build the threads take turns on
 the GIL, and `cores_busy` stays near 1); `hash` jobs speed up on threads too,
 since the GIL is released while OpenSSL computes; waiting jobs overlap on
-threads just fine. The speedup is measured against the baseline of the same
-run, on the same machine; `cores_busy` (the workers' CPU seconds over the wall
-seconds) stands beside it, and a result the machine's own load explains is
+threads just fine. `cores_busy` (the workers' CPU seconds over their wall
+seconds) stands beside the speedup, and a result the machine explains is
 called noise (demos.cpu_turns).
 """
 import json
@@ -52,11 +58,16 @@ burns_cpu = True  # one reader's runs take turns: two of them at once would shar
 time_limit_s = 40.0
 lanes = "worker"
 lane_states = frozenset({"blocked", "running", "done"})
-headline = ("speedup", "total_ms", "baseline_ms")
+headline = ("speedup", "cores_busy", "cpu_count")
 summary_fields = {
-    "total_ms": ("Time on the workers", "ms"), "baseline_ms": ("Time one after another", "ms"), "speedup": ("Speedup", "×"),
-    "cpu_count": ("Cores available", ""), "python_build": ("Python build", ""),
-    "startup_ms": ("Starting the workers", "ms"), "pieces": ("Pieces of work", ""),
+    "speedup": ("Speedup (median of the rounds)", "×"), "cores_busy": ("Cores kept busy", "cores"),
+    "cpu_count": ("Cores available", ""), "round_speedups": ("Speedup in each round", "×"),
+    "rounds": ("Rounds on each side", ""), "total_ms": ("Time on the workers, all rounds", "ms"),
+    "baseline_ms": ("Time one after another, all rounds", "ms"),
+    "baseline_cores_busy": ("Cores kept busy by one worker", "cores"),
+    "cpu_inflation": ("CPU time side by side ÷ one after another", "×"), "load_before": ("Load average before", ""),
+    "python_build": ("Python build", ""), "startup_ms": ("Starting the workers", "ms"),
+    "pieces": ("Pieces of work in a round", ""),
 }
 waits = "none for cpu jobs (CPU work); time.sleep standing in for I/O for io jobs"
 params = (
@@ -73,24 +84,34 @@ smoke_params = {"work": "io", "workers": 2}
 WORKER_SCRIPT = Path(__file__).with_name("sandbox.py")
 SAMPLE_EVERY_S = 0.1
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-# CPU time per job. Jobs of 200 ms let one scheduler hiccup of another process
-# (tens of ms on a shared machine) move a two-job speedup by a tenth or more;
-# at 400 ms the same hiccup costs half as much, and 8 workers still finish well
-# inside the time limit.
+# CPU time per job, over the whole run. A job is done in ROUNDS slices, so one phase of a round is short;
+# what makes the result steady is the pairing below, not the length of one stretch of work.
 JOB_CPU_S = 0.4
-# A cpu or hash job is cut into this many pieces (50 ms of CPU each at 400 ms a job). Handing out one
-# whole job per worker made the speedup the slowest worker's luck: on a virtual machine one of two
-# vCPUs was measured 20-45 % slower than the other in some runs, and the fast one then sat idle.
-PIECES_PER_JOB = 8
+# The baseline and the chosen workers take turns, ROUNDS times each, in the order A B B A A B ...: on this
+# kind of virtual machine a core can slow down for a second or so because of another tenant of the host,
+# and timing all of the baseline and then all of the workers let one such spell move the ratio either way
+# (2.59x and 1.41x in one sitting on two idle vCPUs). Each round's ratio compares two stretches a fraction
+# of a second apart, and the median of the rounds leaves a round that a spell fell into to the side.
+ROUNDS = 5
+# Each job's slice of a round is cut into this many pieces (5 ms of CPU each at the defaults) that the
+# workers take as they become free, the way a process pool hands out tasks: when one vCPU runs slower than
+# the other, the fast worker takes more pieces instead of waiting, and the two finish at most a small
+# piece apart.
+PIECES_PER_JOB = 16
 CALIBRATE_CPU_S = 0.05  # how long sizing the jobs may compute, in CPU time
 
 # (lane, what happened, perf_counter time, /proc stat path of the thread on "ready" |
-#  (CPU seconds, pieces taken) on "finished")
-Report = tuple[int, str, float, str | tuple[float, int] | None]
+#  (stretch, CPU seconds, pieces taken) on "finished" | stretch on "running")
+Report = tuple[int, str, float, str | tuple[int, float, int] | int | None]
 
 
 def pieces_per_job(work: str) -> int:
     return 1 if work == "io" else PIECES_PER_JOB
+
+
+def rounds_of(work: str) -> int:
+    """How many times the baseline and the chosen workers take turns: waiting is not slowed by a busy core."""
+    return 1 if work == "io" else ROUNDS
 
 
 def rounds_for(work: str, cpu_s: float = JOB_CPU_S) -> int:
@@ -125,41 +146,56 @@ class _Child:
 class _Workers:
     """Child processes running sandbox.py beside this module; their reports arrive on `reports`.
 
-    `pieces` bytes in a pipe are the phase's work: each child inherits the read end and takes a piece
-    by reading a byte, so the pieces go to whichever worker is free first.
+    For each of `stretches` stretches of work, `pieces` bytes in a pipe of its own: each child inherits
+    the read ends and takes a piece by reading a byte, so the pieces go to whichever worker is free first.
     """
 
-    def __init__(self, work: str, rounds: int, pieces: int) -> None:
+    def __init__(self, work: str, rounds: int, pieces: int, stretches: int, reports: queue.Queue[Report]) -> None:
         self.work = work
         self.rounds = rounds
-        self.reports: queue.Queue[Report] = queue.Queue()
+        self.reports = reports
         self.children: list[_Child] = []
-        self.pieces_fd, write_end = os.pipe()
+        self.pieces_fds: list[int] = []
         try:
-            os.write(write_end, b"p" * pieces)  # at most 8 x 8 bytes: far below a pipe's buffer
-        finally:
-            os.close(write_end)  # an empty pipe then reads as the end of the work
+            for _ in range(stretches):
+                read_end, write_end = os.pipe()
+                self.pieces_fds.append(read_end)
+                try:
+                    os.write(write_end, b"p" * pieces)  # at most 8 x 16 bytes: far below a pipe's buffer
+                finally:
+                    os.close(write_end)  # an empty pipe then reads as the end of the stretch
+        except BaseException:
+            self._close_pipes()
+            raise
+
+    def _close_pipes(self) -> None:
+        for fd in self.pieces_fds:
+            os.close(fd)
+        self.pieces_fds.clear()
 
     def _forward(self, stdout: IO[str], lanes: range) -> None:
         with stdout:  # closed here, by its only reader
             for line in stdout:
                 message = json.loads(line)
-                extra: str | tuple[float, int] | None = None
+                extra: str | tuple[int, float, int] | int | None = None
                 if message["what"] == "ready":
                     extra = f"/proc/{message['pid']}/task/{message['tid']}/stat"
+                elif message["what"] == "running":
+                    extra = int(message["stretch"])
                 elif message["what"] == "finished":
-                    extra = (float(message["cpu_s"]), int(message["pieces"]))
+                    extra = (int(message["stretch"]), float(message["cpu_s"]), int(message["pieces"]))
                 self.reports.put((message["lane"], message["what"], message["when"], extra))
         for lane in lanes:
             self.reports.put((lane, "exited", time.perf_counter(), None))
 
     def start(self, first_lane: int, threads: int) -> None:
-        """One process with `threads` threads (lanes from `first_lane`), all taking pieces from the pipe."""
+        """One process with `threads` threads (lanes from `first_lane`), all taking pieces from the pipes."""
+        queue_args = [argument for fd in self.pieces_fds for argument in ("--queue-fd", str(fd))]
         process = subprocess.Popen(
             [sys.executable, str(WORKER_SCRIPT), self.work, str(first_lane), "--rounds", str(self.rounds),
-             "--threads", str(threads), "--queue-fd", str(self.pieces_fd), "--max-seconds", str(int(time_limit_s))],
+             "--threads", str(threads), *queue_args, "--max-seconds", str(int(time_limit_s))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            pass_fds=(self.pieces_fd,),
+            pass_fds=tuple(self.pieces_fds),
         )
         stdin, stdout = process.stdin, process.stdout
         assert stdin is not None and stdout is not None  # PIPE was asked for both
@@ -169,17 +205,21 @@ class _Workers:
         forwarder.start()
 
     def release(self) -> None:
+        """The start signal of the next stretch, to every child."""
         for child in self.children:
             child.stdin.write("go\n")
             child.stdin.flush()
 
     def close(self) -> None:
-        os.close(self.pieces_fd)
+        self._close_pipes()
         for child in self.children:
             if child.process.poll() is None:
                 child.process.kill()
             child.process.wait(timeout=5)
-            child.stdin.close()
+            try:
+                child.stdin.close()
+            except OSError:  # a killed child's pipe may refuse the last flush
+                pass
             child.forwarder.join(timeout=2)
 
 
@@ -206,24 +246,47 @@ def _python_build() -> str:
     return "GIL" if gil_enabled() else "free-threaded"
 
 
-class _Phase:
-    """One timed batch of pieces on some workers; its timeline is held while it is timed, then sent."""
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
-    def __init__(self, emit, clock) -> None:
+
+@dataclass
+class _Stretch:
+    """One timed stretch of one side: from its first piece starting to its last piece ending."""
+
+    first_start: float | None = None
+    last_end: float | None = None
+    cpu_s: float = 0.0  # what the worker threads reported using on this stretch's pieces
+
+    def span_ms(self) -> float:
+        if self.first_start is None or self.last_end is None:
+            raise RuntimeError("no piece of work ran in this stretch")
+        return (self.last_end - self.first_start) * 1000
+
+
+class _Side:
+    """One side of the comparison (the baseline, or the chosen workers): its lanes, stretches and events.
+
+    Its timeline is held while one of its stretches is timed, then sent, so this process stays quiet.
+    """
+
+    def __init__(self, emit, clock, lanes: range, stretches: int) -> None:
         self._emit = emit
         self.clock = clock  # perf_counter seconds -> run time in ms
+        self.lanes = lanes
         self.holding = False
         self.held: list[tuple[str, dict]] = []
         self.cpu_paths: dict[int, str] = {}
         self.cpu_seen: dict[str, int] = {}
-        self.jobs_cpu_s = 0.0  # what the worker threads themselves reported using on their pieces
-        self.pieces: dict[int, int] = {}  # lane -> pieces it took
-        self.finished_lanes: set[int] = set()
-        self.first_start: float | None = None
-        self.last_end: float | None = None
+        self.stretches = [_Stretch() for _ in range(stretches)]
+        self.pieces: dict[int, int] = {}  # lane -> pieces it took, over every stretch
+        self.finished: dict[int, int] = {}  # stretch -> lanes that have finished it
+        self.lanes_through: set[int] = set()  # lanes that have finished their last stretch
 
     def emit(self, kind: str, **fields) -> None:
-        """Emit now, or, while the phase is timed, keep it (with its time) for `send_held`."""
+        """Emit now, or, while a stretch is timed, keep it (with its time) for `send_held`."""
         if self.holding:
             self.held.append((kind, {"t": self._emit.elapsed_ms(), **fields}))
         else:
@@ -235,26 +298,36 @@ class _Phase:
             self._emit(kind, **fields)
         self.held.clear()
 
-    def handle(self, report: Report) -> str:
+    def handle(self, report: Report) -> None:
         lane, what, when, extra = report
         if what == "ready":
             assert isinstance(extra, str)  # every ready report names its thread
             self.cpu_paths[lane] = extra
             self.emit("state", lane=lane, state="blocked", label="ready, waiting for the start", t=self.clock(when))
         elif what == "running":
-            self.first_start = when if self.first_start is None else min(self.first_start, when)
-            self.emit("state", lane=lane, state="running", t=self.clock(when))
+            assert isinstance(extra, int)  # the stretch it began
+            stretch = self.stretches[extra]
+            stretch.first_start = when if stretch.first_start is None else min(stretch.first_start, when)
+            label = f"round {extra + 1} of {len(self.stretches)}" if len(self.stretches) > 1 else None
+            self.emit("state", lane=lane, state="running", t=self.clock(when), **({"label": label} if label else {}))
         elif what == "finished":
-            assert isinstance(extra, tuple)  # every finished report says what CPU its thread used, on how many pieces
-            cpu_s, pieces = extra
-            self.jobs_cpu_s += cpu_s
-            self.pieces[lane] = pieces
+            assert isinstance(extra, tuple)  # every finished report names its stretch, CPU time and pieces
+            index, cpu_s, pieces = extra
+            stretch = self.stretches[index]
+            stretch.cpu_s += cpu_s
+            self.pieces[lane] = self.pieces.get(lane, 0) + pieces
             if pieces:
-                self.last_end = when if self.last_end is None else max(self.last_end, when)
-            self.finished_lanes.add(lane)
-            label = f"took {_count_of(pieces, 'piece')}" if pieces else "found no piece left"
-            self.emit("state", lane=lane, state="done", label=label, t=self.clock(when))
-        return what
+                stretch.last_end = when if stretch.last_end is None else max(stretch.last_end, when)
+            self.finished[index] = self.finished.get(index, 0) + 1
+            if index + 1 < len(self.stretches):
+                took = f"took {_count_of(pieces, 'piece')}" if pieces else "found no piece left"
+                self.emit("state", lane=lane, state="blocked", t=self.clock(when),
+                          label=f"round {index + 1}: {took}; waiting for its next turn")
+            else:
+                self.lanes_through.add(lane)
+                total = self.pieces[lane]
+                label = f"took {_count_of(total, 'piece')}" if total else "found no piece left"
+                self.emit("state", lane=lane, state="done", label=label, t=self.clock(when))
 
     def cpu_seconds(self) -> float:
         for path in self.cpu_paths.values():
@@ -263,133 +336,189 @@ class _Phase:
                 self.cpu_seen[path] = ticks  # a task that has exited keeps its last reading
         return sum(self.cpu_seen.values()) / CLOCK_TICKS_PER_S
 
-    def cores_busy(self) -> float:
-        """The workers' CPU seconds over the phase's wall seconds: how many cores they kept busy on average."""
-        span_s = self.span_ms() / 1000
-        return self.jobs_cpu_s / span_s if span_s > 0 else 0.0
-
     def span_ms(self) -> float:
-        """From the first piece starting to the last piece ending, in ms."""
-        if self.first_start is None or self.last_end is None:
-            raise RuntimeError("no piece of work ran in this phase")
-        return (self.last_end - self.first_start) * 1000
+        """Every stretch's span, added up, in ms."""
+        return sum(stretch.span_ms() for stretch in self.stretches)
+
+    def jobs_cpu_s(self) -> float:
+        return sum(stretch.cpu_s for stretch in self.stretches)
+
+    def cores_busy(self) -> float:
+        """The workers' CPU seconds over their wall seconds, over every stretch: the cores they kept busy."""
+        span_s = self.span_ms() / 1000
+        return self.jobs_cpu_s() / span_s if span_s > 0 else 0.0
 
 
-def _run_phase(phase: _Phase, workers: _Workers, lane_count: int, emit) -> float:
-    """Wait until every lane is ready, release them together, wait until all finish, then stream the phase.
-
-    Returns how long starting the processes took, in ms: kept out of the timed part.
-    """
-    starting = time.perf_counter()
-    ready = finished = 0
-    startup_ms = None
-    last_sample: tuple[float, float] | None = None  # (CPU seconds used, when read), once the workers are released
-    deadline = starting + time_limit_s - 5
-    while finished < lane_count:
+def _wait_for(reports: queue.Queue[Report], sides: dict[int, _Side], done, emit, deadline: float,
+              sampling: _Side | None = None) -> None:
+    """Hand reports to their sides until `done()`; while `sampling`, a cores_busy sample every SAMPLE_EVERY_S."""
+    last_sample = (sampling.cpu_seconds(), time.perf_counter()) if sampling else None
+    while not done():
         emit.check_cancelled()
         if time.perf_counter() > deadline:
-            raise RuntimeError(f"the workers did not finish in time ({finished} of {lane_count} done)")
+            raise RuntimeError("the workers did not finish in time")
         try:
-            report = workers.reports.get(timeout=SAMPLE_EVERY_S / 2)
+            report = reports.get(timeout=SAMPLE_EVERY_S / 2)
         except queue.Empty:
             report = None
         if report is not None:
-            what = phase.handle(report)
-            if what == "exited" and report[0] not in phase.finished_lanes:
-                raise RuntimeError(f"worker {report[0]} exited before finishing its jobs")
-            ready += what == "ready"
-            finished += what == "finished"
-            if ready == lane_count and startup_ms is None:
-                startup_ms = (time.perf_counter() - starting) * 1000
-                last_sample = phase.cpu_seconds(), time.perf_counter()
-                phase.holding = True  # from here to the last piece, this process only waits and samples
-                workers.release()
+            lane, what = report[0], report[1]
+            side = sides[lane]
+            if what == "exited":
+                if lane not in side.lanes_through:
+                    raise RuntimeError(f"worker {lane} exited before finishing its jobs")
+            else:
+                side.handle(report)
         now = time.perf_counter()
-        if last_sample is not None and now - last_sample[1] >= SAMPLE_EVERY_S:
+        if sampling is not None and last_sample is not None and now - last_sample[1] >= SAMPLE_EVERY_S:
             last_cpu, sampled_at = last_sample
-            cpu = phase.cpu_seconds()
-            phase.emit("metric", name="cores_busy", value=round((cpu - last_cpu) / (now - sampled_at), 2), unit="cores",
-                       t=phase.clock(now))
+            cpu = sampling.cpu_seconds()
+            sampling.emit("metric", name="cores_busy", value=round((cpu - last_cpu) / (now - sampled_at), 2),
+                          unit="cores", t=sampling.clock(now))
             last_sample = cpu, now
-    phase.send_held()
-    return startup_ms or 0.0
 
 
-def _measure(phase: _Phase, work: str, rounds: int, pieces: int, starts: list[tuple[int, int]], emit) -> float:
-    """Run one phase of `pieces` pieces on fresh processes, each given as (first lane, threads)."""
-    workers = _Workers(work, rounds, pieces)
-    try:
-        for first_lane, threads in starts:
-            workers.start(first_lane, threads)
-        return _run_phase(phase, workers, sum(threads for _, threads in starts), emit)
-    finally:
-        workers.close()
+def _run_stretch(side: _Side, workers: _Workers, index: int, reports: queue.Queue[Report],
+                 sides: dict[int, _Side], emit, deadline: float) -> None:
+    """Release one side for stretch `index`, wait until every lane of it has finished that stretch, send its events."""
+    side.holding = True  # from here to its last piece, this process only waits and samples
+    workers.release()
+    _wait_for(reports, sides, lambda: side.finished.get(index, 0) == len(side.lanes), emit, deadline, sampling=side)
+    side.send_held()
 
 
 def run(params, emit):
-    """Time the jobs on one worker, then on the chosen workers; the summary is the speedup and what it means."""
+    """Time the jobs on one worker and on the chosen workers, in alternating rounds; the summary is the speedup."""
     load_before = cpu_turns.host_conditions()  # before this run's own work adds to the load
     work, mode, jobs = params["work"], params["mode"], params["workers"]
     noun = {"single": "worker", "threads": "thread", "processes": "process"}[mode]
     lane_count = 1 if mode == "single" else jobs  # lane 0 is the baseline, lanes 1.. the chosen workers
+    rounds = rounds_of(work)
     labels = [f"baseline: 1 worker, {_count_of(jobs, 'job')} in turn"]
     labels += [f"{noun} {lane}" for lane in range(1, 1 + lane_count)]
     emit("lanes", count=1 + lane_count, labels=labels)
-    aligned_t = emit("log", text=f"Baseline: one process does the {_count_of(jobs, work + ' job')} one after another.")
+    if rounds > 1:
+        opening = (f"One process does the {_count_of(jobs, work + ' job')} one after another (the baseline), and "
+                   f"{_count_of(lane_count, noun)} share{'s' if lane_count == 1 else ''} the same jobs; the two "
+                   f"take turns, {rounds} rounds each, a slice of every job a round.")
+    else:
+        opening = (f"One process does the {_count_of(jobs, work + ' job')} one after another (the baseline), then "
+                   f"{_count_of(lane_count, noun)} share{'s' if lane_count == 1 else ''} the same jobs.")
+    aligned_t = emit("log", text=opening)
     aligned_at = time.perf_counter()
 
     def clock(when: float) -> float:
         return aligned_t + (when - aligned_at) * 1000
 
     per_job = pieces_per_job(work)
-    pieces = jobs * per_job
-    rounds = rounds_for(work, JOB_CPU_S / per_job)
-    baseline = _Phase(emit, clock)
-    _measure(baseline, work, rounds, pieces, [(0, 1)], emit)
-    baseline_ms = baseline.span_ms()
-
-    emit("log", text=f"Now the same {_count_of(jobs, 'job')} go to {_count_of(lane_count, noun)}.")
-    chosen = _Phase(emit, clock)
+    pieces = jobs * per_job  # a round's pieces, on each side
+    piece_rounds = rounds_for(work, JOB_CPU_S / rounds / per_job)
     if mode == "single":
         starts = [(1, 1)]
     elif mode == "threads":
         starts = [(1, jobs)]
     else:
         starts = [(1 + index, 1) for index in range(jobs)]
-    startup_ms = _measure(chosen, work, rounds, pieces, starts, emit)
+    baseline = _Side(emit, clock, range(0, 1), rounds)
+    chosen = _Side(emit, clock, range(1, 1 + lane_count), rounds)
+    sides = {0: baseline, **{lane: chosen for lane in chosen.lanes}}
+    reports: queue.Queue[Report] = queue.Queue()
+    deadline = time.perf_counter() + time_limit_s - 5
+    baseline_workers = _Workers(work, piece_rounds, pieces, rounds, reports)
+    chosen_workers: _Workers | None = None
+    try:
+        chosen_workers = _Workers(work, piece_rounds, pieces, rounds, reports)
+        starting = time.perf_counter()
+        baseline_workers.start(0, 1)
+        for first_lane, threads in starts:
+            chosen_workers.start(first_lane, threads)
+        _wait_for(reports, sides, lambda: len(baseline.cpu_paths) + len(chosen.cpu_paths) == 1 + lane_count,
+                  emit, deadline)
+        startup_ms = (time.perf_counter() - starting) * 1000
+        for index in range(rounds):
+            order = ((baseline, baseline_workers), (chosen, chosen_workers))
+            for side, workers in order if index % 2 == 0 else order[::-1]:  # A B, B A, A B, ...
+                _run_stretch(side, workers, index, reports, sides, emit, deadline)
+    finally:
+        baseline_workers.close()
+        if chosen_workers is not None:
+            chosen_workers.close()
 
-    total_ms = chosen.span_ms()
-    speedup = baseline_ms / total_ms
     host = cpu_turns.host_conditions()
     host["load_before"] = load_before["load_before"]
+    return summarise(
+        work=work, noun=noun, jobs=jobs, lane_count=lane_count, host=host, build=_python_build(),
+        baseline_ms=[stretch.span_ms() for stretch in baseline.stretches],
+        chosen_ms=[stretch.span_ms() for stretch in chosen.stretches],
+        baseline_cpu_s=[stretch.cpu_s for stretch in baseline.stretches],
+        chosen_cpu_s=[stretch.cpu_s for stretch in chosen.stretches],
+        shares=[chosen.pieces.get(lane, 0) for lane in chosen.lanes], pieces=pieces, startup_ms=startup_ms,
+    )
+
+
+def summarise(*, work: str, noun: str, jobs: int, lane_count: int, host: dict, build: str,
+              baseline_ms: list[float], chosen_ms: list[float], baseline_cpu_s: list[float],
+              chosen_cpu_s: list[float], shares: list[int], pieces: int, startup_ms: float) -> dict:
+    """The summary of what was measured: per round, each side's span (ms) and CPU seconds; the pieces each
+    chosen lane took; the host's conditions (`cpu_turns.host_conditions`, with the load from before the run).
+
+    The speedup is the median of the rounds' own (baseline ÷ chosen of the same round), their range beside
+    it; `cores_busy` beside that; noise named in the lead sentence when the rules of cpu_turns say so, and
+    a round above the cores called noise even when the median stands.
+    """
+    rounds = len(baseline_ms)
+    round_speedups = [a / b for a, b in zip(baseline_ms, chosen_ms, strict=True)]
+    speedup = _median(round_speedups)
+    low, high = min(round_speedups), max(round_speedups)
     cpu_count = host["cores"]
-    cores_busy = chosen.cores_busy()
-    build = _python_build()
-    text = (f"{_count_of(jobs, work + ' job')} took {baseline_ms:.0f} ms one after another and "
-            f"{total_ms:.0f} ms on {_count_of(lane_count, noun)}: a speedup of {speedup:.2f}× with "
-            f"{_count_of(cpu_count, 'core')} available ({build} build)")
+    cores_busy = sum(chosen_cpu_s) / (sum(chosen_ms) / 1000)
+    baseline_cores_busy = sum(baseline_cpu_s) / (sum(baseline_ms) / 1000)
+    in_parallel = lane_count > 1 and (noun == "process" or work == "hash" or build == "free-threaded")
     computes = work != "io"
-    if computes:
-        text += f", the workers keeping {cores_busy:.2f} cores busy (1 job alone: {baseline.cores_busy():.2f})"
-    in_parallel = lane_count > 1 and (mode == "processes" or work == "hash" or build == "free-threaded")
+    cpu_inflation = None
+    if computes and in_parallel and all(cpu_s > 0 for cpu_s in baseline_cpu_s):
+        cpu_inflation = _median([b / a for a, b in zip(baseline_cpu_s, chosen_cpu_s, strict=True)])
     noise = cpu_turns.speedup_noise(
-        speedup=speedup, cores_busy=cores_busy, baseline_cores_busy=baseline.cores_busy(), conditions=host,
-        expected_speedup=min(lane_count, cpu_count) if in_parallel else 1.0,
-        cpu_inflation=chosen.jobs_cpu_s / baseline.jobs_cpu_s if in_parallel and baseline.jobs_cpu_s > 0 else None,
+        speedup=speedup, cores_busy=cores_busy, baseline_cores_busy=baseline_cores_busy, conditions=host,
+        expected_speedup=min(lane_count, cpu_count) if in_parallel else 1.0, cpu_inflation=cpu_inflation,
     ) if computes else None
-    text += f". But {noise}." if noise else "."
-    if per_job > 1 and lane_count > 1:
-        shares = " + ".join(str(chosen.pieces.get(lane, 0)) for lane in range(1, 1 + lane_count))
-        text += (f" The work was cut into {pieces} pieces that the {noun}{'es' if noun.endswith('ss') else 's'} took "
-                 f"as they became free ({shares}).")
-    text += (f" Both times run from the first piece starting to the last one ending; starting the worker "
-             f"process{'es' if len(starts) > 1 else ''} took another {startup_ms:.0f} ms, not counted.")
+    workers_noun = f"{noun}{'es' if noun.endswith('ss') else 's'}"
+    # The lead sentence: the speedup, the cores it had, and (in the same sentence) noise when it is noise.
+    text = (f"{_count_of(jobs, work + ' job')} ran {speedup:.2f}× as fast on {_count_of(lane_count, noun)} as on "
+            f"one worker")
+    if computes:
+        text += f", the workers keeping {cores_busy:.2f} cores busy of the {cpu_count} available"
+    else:
+        text += f", with {_count_of(cpu_count, 'core')} available"
+    text += f", but {noise}." if noise else "."
+    if rounds > 1:
+        text += (f" The two took turns, {rounds} rounds each (one worker, then the {workers_noun}, then the other way "
+                 f"round), and the speedup is the median of the {rounds} rounds' own, which ranged from "
+                 f"{low:.2f}× to {high:.2f}×.")
+        over_cores = [ratio for ratio in round_speedups if ratio > cpu_count * 1.02]
+        if over_cores and noise is None:
+            one = len(over_cores) == 1
+            text += (f" {'A round' if one else 'Rounds'} above {cpu_count}× cannot come from "
+                     f"{_count_of(cpu_count, 'core')}: the machine slowed {'that round' if one else 'those rounds'}' "
+                     f"baseline, which is noise, and the median leaves {'it' if one else 'them'} aside.")
+    text += (f" In all, the jobs took {sum(baseline_ms):.0f} ms one after another and {sum(chosen_ms):.0f} ms on "
+             f"the {workers_noun}")
+    text += f"; one job alone kept {baseline_cores_busy:.2f} of a core busy." if computes else "."
+    text += f" Python: {build} build."
+    if pieces > jobs and lane_count > 1:
+        text += (f" Each round's work was cut into {pieces} pieces that the {workers_noun} took as they became "
+                 f"free ({' + '.join(map(str, shares))} over the rounds).")
+    text += (" Every time runs from the first piece starting to the last one ending; starting the worker "
+             f"processes took another {startup_ms:.0f} ms, not counted.")
     return {
-        "total_ms": round(total_ms, 1),
-        "baseline_ms": round(baseline_ms, 1),
+        "total_ms": round(sum(chosen_ms), 1),
+        "baseline_ms": round(sum(baseline_ms), 1),
         "speedup": round(speedup, 2),
+        "round_speedups": [round(ratio, 2) for ratio in round_speedups],
+        "rounds": rounds,
         "cores_busy": round(cores_busy, 2),
-        "baseline_cores_busy": round(baseline.cores_busy(), 2),
+        "baseline_cores_busy": round(baseline_cores_busy, 2),
+        "cpu_inflation": round(cpu_inflation, 2) if cpu_inflation is not None else None,
         "cpu_count": cpu_count,
         "load_before": host["load_before"],
         "cores": cpu_count,

@@ -1,0 +1,74 @@
+"""parallelism's summary says what was measured: the median of alternating rounds, their range, and noise by name.
+
+These feed `summarise` the numbers a run measures (each round's span and CPU
+time on each side), so the wording rules are checked without timing anything
+on a machine that may be busy.
+"""
+import re
+
+import pytest
+
+from demos.library.parallelism import summarise
+
+IDLE = {"load_before": 0.3, "cores": 2}
+
+
+def _lead(text: str) -> str:
+    """The sentence the widget leads with (static/js/demos/summary.js `firstSentence`); the rest is in details."""
+    match = re.match(r"^(.+?[.!?])\s+(?=[A-Z0-9\"(“])", text, re.S)
+    return match[1] if match else text
+
+
+def _summary(baseline_ms: list[float], chosen_ms: list[float], *, inflation: float = 1.0, host: dict = IDLE,
+             work: str = "cpu", noun: str = "process", jobs: int = 2, lane_count: int = 2) -> dict:
+    """A run whose workers computed through every millisecond of its stretches (inflation: extra CPU side by side)."""
+    baseline_cpu = [ms / 1000 for ms in baseline_ms] if work != "io" else [0.0] * len(baseline_ms)
+    chosen_cpu = [cpu * inflation for cpu in baseline_cpu]
+    pieces = jobs * (16 if work != "io" else 1)
+    return summarise(work=work, noun=noun, jobs=jobs, lane_count=lane_count, host=host, build="GIL",
+                     baseline_ms=baseline_ms, chosen_ms=chosen_ms, baseline_cpu_s=baseline_cpu,
+                     chosen_cpu_s=chosen_cpu, shares=[pieces * len(baseline_ms) // 2] * lane_count,
+                     pieces=pieces, startup_ms=40.0)
+
+
+def test_the_speedup_is_the_median_of_the_rounds_with_their_range_beside_it():
+    # Rounds of 1.90, 2.00, 1.30 (a slow spell on the processes' side), 1.95 and 1.85: the median is 1.90,
+    # where the totals' ratio (980 / 535 = 1.83) would carry the spell.
+    summary = _summary([190, 200, 130, 195, 185], [100, 100, 100, 100, 100])
+    assert summary["speedup"] == 1.9
+    assert summary["round_speedups"] == [1.9, 2.0, 1.3, 1.95, 1.85]
+    assert summary["rounds"] == 5 and not summary["noise"]
+    lead = _lead(summary["text"])
+    assert lead.startswith("2 cpu jobs ran 1.90× as fast on 2 processes as on one worker"), lead
+    assert f"{summary['cores_busy']:.2f} cores busy of the 2 available" in lead, lead
+    assert "noise" not in summary["text"]
+    assert "median of the 5 rounds' own, which ranged from 1.30× to 2.00×" in summary["text"]
+    assert "900 ms one after another and 500 ms on the processes" in summary["text"]
+
+
+def test_a_round_above_the_cores_is_called_noise_while_the_median_stands():
+    summary = _summary([190, 260, 185, 195, 180], [100, 100, 100, 100, 100])
+    assert summary["speedup"] == 1.9 and not summary["noise"]
+    assert "2.60" not in _lead(summary["text"])  # never the headline figure
+    assert "A round above 2× cannot come from 2 cores" in summary["text"]
+    assert "which is noise, and the median leaves it aside" in summary["text"]
+
+
+@pytest.mark.parametrize(("baseline_ms", "chosen_ms", "inflation", "host", "why"), [
+    ([230, 240, 235, 228, 232], [100] * 5, 1.0, IDLE, "more than 2 cores can give"),
+    ([140, 142, 138, 141, 139], [100] * 5, 1.4, IDLE, "took 1.40× the CPU time"),
+    ([110, 115, 105, 112, 108], [100] * 5, 1.0, {"load_before": 3.4, "cores": 2}, "load average was 3.40"),
+], ids=["median above the cores", "cores slowed side by side", "machine busy before"])
+def test_a_result_the_machine_explains_is_called_noise_in_the_lead_sentence(baseline_ms, chosen_ms, inflation,
+                                                                           host, why):
+    summary = _summary(baseline_ms, chosen_ms, inflation=inflation, host=host)
+    lead = _lead(summary["text"])
+    assert summary["noise"], summary
+    assert why in lead and "noise" in lead and "not a finding" in lead, lead
+
+
+def test_waiting_work_runs_once_and_names_no_median_or_cores_busy():
+    summary = _summary([800], [200], work="io", noun="thread", jobs=4, lane_count=4)
+    assert summary["speedup"] == 4.0 and summary["rounds"] == 1 and not summary["noise"]
+    assert _lead(summary["text"]) == "4 io jobs ran 4.00× as fast on 4 threads as on one worker, with 2 cores available."
+    assert "median" not in summary["text"] and "cores busy" not in summary["text"]
