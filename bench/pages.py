@@ -1,10 +1,11 @@
-"""Page throughput with wrk: a lesson page against a bare hello view, Daphne against Uvicorn."""
+"""Page throughput with wrk: a lesson page against a bare hello view, on Daphne, Uvicorn and Granian."""
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.request import urlopen
@@ -41,41 +42,75 @@ def _ms(text: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def start_uvicorn(services: dict[str, str], env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """The same ASGI app under Uvicorn, against the same servers."""
+# The other ASGI servers, each serving the same app (coursesite.asgi) against the site's own
+# PostgreSQL and Redis, one process and one event loop each, as Daphne does under `make run`.
+# Neither uvloop nor httptools is installed, so both run the standard asyncio loop, like Daphne.
+OTHER_SERVERS = {
+    "uvicorn": ("uvicorn", "coursesite.asgi:application", "--host", "127.0.0.1", "--port", "{port}",
+                "--log-level", "warning", "--no-access-log"),
+    # `asginl`: ASGI without lifespan, which Django does not implement (with `asgi` Granian logs an error and
+    # carries on); one worker with one runtime thread and the asyncio loop, Granian's defaults here made explicit.
+    "granian": ("granian", "--interface", "asginl", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1",
+                "--runtime-threads", "1", "--loop", "asyncio", "--log-level", "warning", "--no-access-log",
+                "coursesite.asgi:application"),
+}
+
+
+def start_server(name: str, services: dict[str, str], env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """Start one of OTHER_SERVERS on a free port with the site's environment; return it and its URL."""
     import os
 
     port = free_port()
     env = {**os.environ, **services, **env_extra, "DJANGO_SETTINGS_MODULE": "coursesite.settings.prod"}
+    program, *args = OTHER_SERVERS[name]
+    # Its output goes to a file, not a pipe nobody reads while it serves (a full pipe would stall it).
+    output = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "uvicorn"), "coursesite.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [str(Path(sys.executable).parent / program), *(arg.format(port=port) for arg in args)],
+        cwd=BASE_DIR, env=env, stdout=output, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    for _ in range(150):
+        if process.poll() is not None:
+            output.seek(0)
+            said = output.read()[-500:]
+            raise RuntimeError(f"{name} exited with {process.returncode}: {said}")
         try:
             urlopen(url + "/hello", timeout=1)
             return process, url
         except OSError:
             time.sleep(0.2)
     process.terminate()
-    raise RuntimeError("uvicorn did not start")
+    raise RuntimeError(f"{name} did not start")
+
+
+def _pair(base_url: str, *, connections: int, seconds: int) -> dict:
+    """The hello view, then the lesson page (fetched once first, so it is cached), on one server."""
+    urlopen(base_url + LESSON_PATH, timeout=30).read()
+    hello = wrk(base_url + "/hello", connections=connections, seconds=seconds)
+    lesson = wrk(base_url + LESSON_PATH, connections=connections, seconds=seconds)
+    return {"hello": hello, "lesson": lesson, "rps_ratio": lesson["rps"] / hello["rps"],
+            "p99_ratio": lesson["p99_ms"] / hello["p99_ms"] if lesson["p99_ms"] and hello["p99_ms"] else None}
 
 
 def measure(site, *, connections: int, seconds: int, env_extra: dict[str, str]) -> dict:
-    hello = wrk(site.url + "/hello", connections=connections, seconds=seconds)
-    lesson = wrk(site.url + LESSON_PATH, connections=connections, seconds=seconds)
-    uvicorn, uvicorn_url = start_uvicorn(site.services, env_extra)
-    try:
-        lesson_uvicorn = wrk(uvicorn_url + LESSON_PATH, connections=connections, seconds=seconds)
-    finally:
-        uvicorn.terminate()
-        uvicorn.wait(timeout=10)
+    """Hello view and lesson page under wrk on Daphne (the site), Uvicorn and Granian, one after another."""
+    servers = {"daphne": _pair(site.url, connections=connections, seconds=seconds)}
+    for name in OTHER_SERVERS:
+        try:
+            process, url = start_server(name, site.services, env_extra)
+        except RuntimeError as error:
+            servers[name] = {"error": str(error)}
+            continue
+        try:
+            servers[name] = _pair(url, connections=connections, seconds=seconds)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    daphne = servers["daphne"]
     return {
-        "hello_daphne": hello,
-        "lesson_daphne": lesson,
-        "lesson_uvicorn": lesson_uvicorn,
-        "lesson_to_hello": lesson["rps"] / hello["rps"],
-        "uvicorn_to_daphne": lesson_uvicorn["rps"] / lesson["rps"],
+        "servers": servers,
+        # The keys the rest of the bench (and older renderings) read.
+        "hello_daphne": daphne["hello"], "lesson_daphne": daphne["lesson"],
+        "lesson_to_hello": daphne["rps_ratio"], "lesson_p99_to_hello": daphne["p99_ratio"],
     }
