@@ -31,7 +31,7 @@ FULL = {
     "playground_runs": 8, "playground_seconds": 8, "playground_rounds": 3,
 }
 SMOKE = {
-    "wrk_connections": 8, "wrk_seconds": 2, "viewers": 10,
+    "wrk_connections": 8, "wrk_seconds": 1, "viewers": 10,
     "viewer_params": {"requests": 2, "wait_ms": 50, "jitter_ms": 10, "mode": "concurrent"},
     "one_cook_requests": 200, "c10k_event_loop": 200, "c10k_threads": 50, "jobs": 20,
     "race_increments": 10, "offload": {"jobs": 1}, "parallelism_runs": 2, "second_site": False,
