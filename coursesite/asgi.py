@@ -2,11 +2,16 @@
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coursesite.settings.prod")
-# Build the HTTP app first: it sets up Django so routing may import models.
-django_asgi_app = get_asgi_application()
+# Set Django up first (as get_asgi_application does), so routing may import models.
+django.setup(set_prefix=False)
+
+from coursesite.request_threads import KeptThreadsASGIHandler  # noqa: E402
+
+# Django's HTTP handler, its request threads kept between requests (coursesite/request_threads.py).
+django_asgi_app = KeptThreadsASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

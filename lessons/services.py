@@ -1,9 +1,11 @@
 """Course content services: loading the shipped course, and the reader-page cache version."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import tomllib
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +71,34 @@ def content_version() -> int:
     return _remember_version(version)
 
 
+# The read of the version under way on each event loop, which every request arriving meanwhile awaits.
+_version_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[int]] = weakref.WeakKeyDictionary()
+
+
+def _version_read_done(loop: asyncio.AbstractEventLoop, read: asyncio.Task[int]) -> None:
+    _version_reads.pop(loop, None)
+    if not read.cancelled():
+        read.exception()  # seen here, so a failure whose every awaiter has gone is not logged as unretrieved
+
+
 async def acontent_version() -> int:
-    """`content_version` for async callers: Redis is asked at most once a second, off the loop."""
+    """`content_version` for async callers: Redis is asked at most once a second, off the loop.
+
+    When the remembered version expires, the requests that arrive before Redis has answered
+    share one read (at a few hundred pages a second each would otherwise make its own).
+    """
     version = _remembered_version()
     if version is not None:
         return version
-    return _remember_version(await sync_to_async(content_version)())
+    loop = asyncio.get_running_loop()
+    read = _version_reads.get(loop)
+    if read is None:
+        # Not tied to the request that started it (a shared worker thread, not the request's),
+        # so a reader who disconnects does not cancel the others' read.
+        read = loop.create_task(sync_to_async(content_version, thread_sensitive=False)())
+        _version_reads[loop] = read
+        read.add_done_callback(lambda done: _version_read_done(loop, done))
+    return _remember_version(await asyncio.shield(read))
 
 
 def content_changed() -> None:
