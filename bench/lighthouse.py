@@ -1,6 +1,6 @@
 """Lighthouse on every lesson page of a site started as `make run` starts it: `make lighthouse`.
 
-    python -m bench.lighthouse [--out docs/lighthouse.md] [--url http://127.0.0.1:8000]
+    python -m bench.lighthouse [--out docs/lighthouse.md] [--url http://127.0.0.1:8000] [--only race-conditions ...]
 
 Lighthouse (npm) is installed on first use into var/lighthouse, not into the
 project's own node_modules: the test suite does not need its two hundred
@@ -69,11 +69,14 @@ def audit(binary: Path, url: str, report_dir: Path) -> dict:
     return {"url": url, "scores": scores, "lost": lost}
 
 
-def write(results: list[dict], out: Path, load: tuple[float, float, float]) -> None:
+def write(results: list[dict], out: Path, load: tuple[float, float, float],
+          load_before: tuple[float, float, float] | None = None) -> None:
     lines = ["# Lighthouse on every lesson page", "",
              f"Run {datetime.date.today().isoformat()} with `make lighthouse` (Lighthouse {LIGHTHOUSE_VERSION}, Debian "
              f"Chromium, mobile emulation with simulated throttling), against a site started as `make run` starts it "
-             f"on this 2-core machine. Load average while it ran: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
+             f"on this 2-core machine. Load average (1 / 5 / 15 min) "
+             + (f"when it started: {load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f}; " if load_before else "")
+             + f"when it ended: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
              f"Targets (issue 17): performance >= {TARGETS['performance']}, accessibility and best practices "
              f"{TARGETS['accessibility']}.", "",
              "| Page | Performance | Accessibility | Best practices | Audits that lost points |",
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(BASE_DIR / "docs" / "lighthouse.md"))
     parser.add_argument("--url", help="a site already running; default: start one as `make run` does")
+    parser.add_argument("--only", nargs="+", metavar="WORD",
+                        help="audit only the pages whose address contains one of these words (a quick before/after)")
     args = parser.parse_args(argv)
     binary = lighthouse_binary()
     site = None
@@ -106,11 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report_dir = Path(tempfile.mkdtemp(prefix="lighthouse-reports-", dir=BASE_DIR / "var"))
         urls = [site_url + "/", *lesson_urls(site_url)]
+        if args.only:
+            urls = [url for url in urls if any(word in url.split("//", 1)[1] for word in args.only)]
+        load_before = os.getloadavg()
         results = []
         for url in urls:
             print(f"lighthouse {url}", file=sys.stderr)
             results.append(audit(binary, url, report_dir))
-        write(results, Path(args.out), os.getloadavg())
+        write(results, Path(args.out), os.getloadavg(), load_before)
     finally:
         if site is not None:
             site.stop()
