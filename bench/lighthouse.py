@@ -55,9 +55,16 @@ def lesson_urls(site_url: str) -> list[str]:
 def audit(binary: Path, url: str, report_dir: Path) -> dict:
     """One Lighthouse run: the category scores (0-100) and the audits that lost points."""
     out = report_dir / (re.sub(r"[^a-z0-9]+", "-", url.split("//", 1)[1]).strip("-") + ".json")
-    subprocess.run([str(binary), url, "--quiet", f"--chrome-flags={CHROME_FLAGS}",
-                    f"--only-categories={','.join(CATEGORIES)}", "--output=json", f"--output-path={out}"],
-                   check=True, env={**os.environ, "CHROME_PATH": CHROMIUM}, timeout=300)
+    command = [str(binary), url, "--quiet", f"--chrome-flags={CHROME_FLAGS}",
+               f"--only-categories={','.join(CATEGORIES)}", "--output=json", f"--output-path={out}"]
+    # On a loaded machine Lighthouse now and then loses its own trace (NO_NAVSTART): one more try, then give up.
+    for attempt in (1, 2):
+        finished = subprocess.run(command, env={**os.environ, "CHROME_PATH": CHROMIUM}, timeout=300)
+        if finished.returncode == 0:
+            break
+        print(f"lighthouse {url}: exit {finished.returncode} (attempt {attempt} of 2)", file=sys.stderr)
+    else:
+        raise RuntimeError(f"Lighthouse failed twice on {url}; its messages are above")
     report = json.loads(out.read_text())
     scores = {name: round(100 * (report["categories"][name]["score"] or 0)) for name in CATEGORIES}
     lost = []
