@@ -133,7 +133,7 @@ export class DemoWidget {
     this.reported = true; // coursesite:demo-finished goes out once per Run
     this.stopRequested = false;
     this.controls = new ParamControls({ params, noun: this.noun });
-    this.view = new RunView({ noun: this.noun, placeholder: `Press Run: each ${this.noun} gets a lane here, coloured by what it is doing.`, summaryFormat: summaryFormatOf(demo) });
+    this.view = new RunView({ noun: this.noun, placeholder: `Press Run: each ${this.noun} gets a lane here, coloured by what it is doing.`, summaryFormat: summaryFormatOf(demo), panelLevel: Math.min(6, headingLevel + 1) });
     this.view.onFrame = () => this.tick();
     this.view.onLaneSelect = (record, lane) => this.controls.chooseLane(this.records.indexOf(record), lane);
     // The widget's parts are made here, in the constructor, so each field always holds its element.
