@@ -42,4 +42,9 @@ async def test_a_deep_linked_demo_is_built_first_and_every_other_demo_after_it(c
         run = page.locator("#demo-5").get_by_role("button", name="Run both")
         await run.wait_for()
         assert await run.is_visible()
+        # No stray text between a widget's parts (a missing part once showed as the word "null").
+        stray = await page.evaluate("""() => [...document.querySelectorAll("section.demo")].flatMap(
+            (section) => [...section.childNodes].filter((node) => node.nodeType === 3 && node.textContent.trim())
+              .map((node) => `${section.id}: ${node.textContent.trim()}`))""")
+        assert stray == []
         assert problems == []

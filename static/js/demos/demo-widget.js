@@ -202,7 +202,8 @@ export class DemoWidget {
           demo.edit_url ? el("p", { className: "demo-edit" }, el("a", { className: "demo-edit-link", href: demo.edit_url, "aria-label": `Edit and run: ${demo.title}` }, "Edit and run")) : null),
         el("div", { className: "demo-mode", role: "group", "aria-label": "Number of runs" }, this.modeButtons),
       ),
-      predictions.length ? el("div", { className: "demo-predictions" }, predictions) : null,
+      // The DOM's own replaceChildren writes a null as the text "null": leave the slot out instead.
+      ...(predictions.length ? [el("div", { className: "demo-predictions" }, predictions)] : []),
       this.form,
       this.view.element,
       this.codePanel,
