@@ -81,6 +81,8 @@ def _highlight(code: str, language: str, attrs: str) -> str:
 def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": True, "highlight": _highlight})
     md.enable(["table", "strikethrough"])
+    # Before the anchors rule, so the levels it gives ids to are the levels the page shows.
+    md.core.ruler.push("heading_levels", lambda state: _descend_one_level_at_a_time(state.tokens))
     md.use(anchors_plugin, min_level=2, max_level=3, slug_func=lambda text: slugify(text) or "section")
     return md
 
@@ -204,6 +206,23 @@ def render_lesson_markdown(source: str) -> RenderedLesson:
         strip_comments=True,
     )
     return RenderedLesson(html=clean_html, toc=toc, demo_slugs=blocks.demo_slugs, blocks=blocks.stored)
+
+
+def _descend_one_level_at_a_time(tokens: Sequence[Token]) -> None:
+    """Lesson headings start at h2 (the page's title is the h1) and go at most one level deeper than the one before.
+
+    `# Part` becomes an h2 and `#### Detail` right after an h2 becomes an h3: a screen reader's list of headings
+    then has no holes, and widgets, which take the level below the heading before them, follow the same rule.
+    """
+    previous = 1
+    for index, token in enumerate(tokens):
+        if token.type != "heading_open":
+            continue
+        level = min(max(int(token.tag[1]), 2), previous + 1)
+        previous = level
+        token.tag = f"h{level}"
+        closing = next(t for t in tokens[index + 1:] if t.type == "heading_close")
+        closing.tag = token.tag
 
 
 def _toc_entry(heading: Token, inline: Token) -> dict:

@@ -292,8 +292,8 @@ export class CodeEditor {
 }
 
 export class CodeView {
-  /** @param {{title: string, code: string, noun?: string}} options */
-  constructor({ title, code, noun = "lane" }) {
+  /** @param {{title: string, code: string, noun?: string, panelLevel?: number}} options */
+  constructor({ title, code, noun = "lane", panelLevel = 4 }) {
     this.rows = code.split("\n").map((text, index) => el("li", { className: "demo-code-line", dataset: { line: String(index + 1) } }, el("code", {}, text || " ")));
     if (this.rows.length > 1 && code.endsWith("\n")) this.rows.pop();
     this.list = el("ol", { className: "demo-code-lines" }, this.rows);
@@ -301,7 +301,7 @@ export class CodeView {
     this.element = el(
       "section",
       { className: "demo-code-view", "aria-label": title },
-      el("h4", { className: "demo-panel-title" }, title),
+      el(`h${panelLevel}`, { className: "demo-panel-title" }, title),
       el("div", { className: "demo-code-scroll", tabindex: "0", role: "region", "aria-label": `${title}, with line numbers` }, this.list),
       this.follower.chooser.element,
       this.follower.words,
@@ -337,10 +337,11 @@ export class CodeView {
  * @param {Record<string, any>[]} params  the demo's parameter declarations
  * @param {Record<string, unknown>} values  the run's parameters
  * @param {string} [noun]
+ * @param {number} [panelLevel] the views' heading level: one below the widget's title
  * @returns {CodeView[]}
  */
-export function programViews(params, values, noun = "lane") {
+export function programViews(params, values, noun = "lane", panelLevel = 4) {
   return params
     .filter((param) => param.type === "text" && param.multiline && typeof values?.[param.name] === "string")
-    .map((param) => new CodeView({ title: param.label || param.name, code: /** @type {string} */ (values[param.name]), noun }));
+    .map((param) => new CodeView({ title: param.label || param.name, code: /** @type {string} */ (values[param.name]), noun, panelLevel }));
 }

@@ -134,7 +134,7 @@ export class DemoWidget {
     this.reported = true; // coursesite:demo-finished goes out once per Run
     this.stopRequested = false;
     this.controls = new ParamControls({ params, noun: this.noun });
-    this.view = new RunView({ noun: this.noun, placeholder: `Press Run: each ${this.noun} gets a lane here, coloured by what it is doing.`, summaryFormat: summaryFormatOf(demo) });
+    this.view = new RunView({ noun: this.noun, placeholder: `Press Run: each ${this.noun} gets a lane here, coloured by what it is doing.`, summaryFormat: summaryFormatOf(demo), panelLevel: Math.min(6, headingLevel + 1) });
     this.view.onFrame = () => this.tick();
     this.view.onLaneSelect = (record, lane) => this.controls.chooseLane(this.records.indexOf(record), lane);
     // The widget's parts are made here, in the constructor, so each field always holds its element.
@@ -211,7 +211,8 @@ export class DemoWidget {
           demo.edit_url ? el("p", { className: "demo-edit" }, el("a", { className: "demo-edit-link", href: demo.edit_url, "aria-label": `Edit and run: ${demo.title}` }, "Edit and run")) : null),
         el("div", { className: "demo-mode", role: "group", "aria-label": "Number of runs" }, this.modeButtons),
       ),
-      predictions.length ? el("div", { className: "demo-predictions" }, predictions) : null,
+      // The DOM's own replaceChildren writes a null as the text "null": leave the slot out instead.
+      ...(predictions.length ? [el("div", { className: "demo-predictions" }, predictions)] : []),
       this.form,
       this.view.element,
       this.codePanel,

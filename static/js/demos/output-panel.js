@@ -63,14 +63,15 @@ export class OutputLines {
 }
 
 export class OutputPanel {
-  constructor() {
+  /** @param {number} [panelLevel] its title's heading level: one below the widget's title */
+  constructor(panelLevel = 4) {
     this.lines = el("div", { className: "demo-output-lines" });
     this.note = el("p", { className: "demo-log-note", hidden: true });
     this.scroller = el("div", { className: "demo-output", tabindex: "0", role: "region", "aria-label": "Program output" }, this.lines);
     this.element = el(
       "div",
       { className: "demo-output-wrap", hidden: true },
-      el("h4", { className: "demo-panel-title" }, "Output"),
+      el(`h${panelLevel}`, { className: "demo-panel-title" }, "Output"),
       el("p", { className: "demo-help" }, "“out” marks standard output, “err” standard error, “note” what the server said about the run; in the order the site received them."),
       this.scroller,
       this.note,

@@ -69,7 +69,7 @@ export class ReplayWidget {
     /** @type {PositionListener[]} */
     this.listeners = [];
     this.frameRequested = false;
-    this.view = new RunView({ noun: this.noun, showRunLinks: false, summaryFormat: summaryFormatOf(demo) });
+    this.view = new RunView({ noun: this.noun, showRunLinks: false, summaryFormat: summaryFormatOf(demo), panelLevel: Math.min(6, headingLevel + 1) });
     this.view.fixedDomainMs = this.duration;
     this.view.setRecords(this.records, this.titles);
 
@@ -104,7 +104,7 @@ export class ReplayWidget {
     this.section.classList.toggle("is-compare", compare);
     this.section.setAttribute("aria-labelledby", ids.title);
     // A reader's program, when the run had one (a multi-line text parameter): shown with the line its lanes are at.
-    this.programs = programViews(demo.params ?? [], runs[0]?.params ?? {}, this.noun);
+    this.programs = programViews(demo.params ?? [], runs[0]?.params ?? {}, this.noun, Math.min(6, headingLevel + 1));
     this.view.onLaneSelect = (_record, lane) => this.programs.forEach((program) => program.choose(lane));
     // The page's <h1> already names the demo; the widget adds the idea it proves and the settings.
     this.section.replaceChildren(

@@ -117,7 +117,9 @@ function scrollable(table, label) {
 }
 
 export class ResultsTables {
-  constructor({ noun, summaryFormat = {} }) {
+  /** @param {{noun: string, summaryFormat?: Record<string, any>, panelLevel?: number}} options panelLevel: one below the widget's title */
+  constructor({ noun, summaryFormat = {}, panelLevel = 4 }) {
+    this.panelLevel = panelLevel;
     this.summaryFormat = summaryFormat; // the demo's names and units for its summary keys
     this.noun = noun;
     this.element = el("div", { className: "demo-tables", hidden: true });
@@ -143,7 +145,7 @@ export class ResultsTables {
         return el(
           "section",
           { className: "demo-table-group", "aria-label": title },
-          el("h4", { className: "demo-panel-title" }, title),
+          el(`h${this.panelLevel}`, { className: "demo-panel-title" }, title),
           facts.length ? el("p", { className: "demo-muted" }, facts.join(" · ")) : null,
           summaryTable(record.summary, "Summary", this.summaryFormat),
           scrollable(lanesTable(record, this.noun), `Each ${this.noun}${record.tag ? `, run ${record.tag}` : ""}`),

@@ -28,9 +28,10 @@ const TABLE_REFRESH_MS = 300;
 export class RunView {
   /**
    * @param {{noun: string, showRunLinks?: boolean, placeholder?: string,
-   *   summaryFormat?: import("./summary.js").SummaryFormat}} options
+   *   summaryFormat?: import("./summary.js").SummaryFormat, panelLevel?: number}} options
+   *   panelLevel: the heading level of its panels' titles (log, output, tables), one below the widget's title
    */
-  constructor({ noun, showRunLinks = true, placeholder = "", summaryFormat = {} }) {
+  constructor({ noun, showRunLinks = true, placeholder = "", summaryFormat = {}, panelLevel = 4 }) {
     this.noun = noun;
     this.showRunLinks = showRunLinks;
     this.placeholder = placeholder;
@@ -69,11 +70,11 @@ export class RunView {
       el("div", { className: "demo-timeline" }, this.timeline.canvas, this.legend, this.canvasNote),
       this.charts.element,
     );
-    this.tables = new ResultsTables({ noun, summaryFormat });
+    this.tables = new ResultsTables({ noun, summaryFormat, panelLevel });
     this.summaries = new SummaryPanel({ format: summaryFormat });
     this.counters = new CounterBoard();
-    this.log = new LogPanel();
-    this.output = new OutputPanel();
+    this.log = new LogPanel(panelLevel);
+    this.output = new OutputPanel(panelLevel);
     this.element = el(
       "div",
       { className: "demo-run-view" },

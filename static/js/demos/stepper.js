@@ -8,7 +8,7 @@
  * words about the demo come from data-step-mode (see stepper-text.js). Each
  * widget opens its own socket when the reader presses Start, so a page that
  * is only read costs the server nothing. Sections get
- * data-widget-state="ready" | "error" and, while a session is open,
+ * data-widget-state="loading" (until its turn to be built, build-queue.js) | "ready" | "error" and, while a session is open,
  * data-session-state="open" | "finished" for tests and styling.
  *
  * Each scenario is a level with a goal (data-step-mode's scenarios[].level).
@@ -18,6 +18,7 @@
  * pressed so far but the last; the server runs them again and the answers
  * rebuild the columns, so the reader sees the state from before that step.
  */
+import { BuildQueue } from "./build-queue.js";
 import { el, headingLevelFor, replaceChildren, uniqueId } from "./dom.js";
 import { JsonSocket, socketUrl } from "./socket.js";
 import {
@@ -711,24 +712,30 @@ export class StepperWidget {
   }
 }
 
-/** Boot every step-mode section on the page. */
-export function bootSteppers() {
-  for (const section of document.querySelectorAll("section.demo-steps[data-scenario]")) {
-    if (!(section instanceof HTMLElement)) continue;
-    try {
-      const text = parseStepModeText(section.dataset.stepMode);
-      new StepperWidget(section, {
-        slug: section.dataset.demo ?? "",
-        scenario: section.dataset.scenario,
-        text,
-        headingLevel: headingLevelFor(section, 5),
-      });
-      section.dataset.widgetState = "ready";
-    } catch (error) {
-      console.error("step mode widget", error);
-      section.dataset.widgetState = "error";
-    }
+/** @param {HTMLElement} section one step-mode section, made live */
+function bootStepper(section) {
+  try {
+    const text = parseStepModeText(section.dataset.stepMode);
+    new StepperWidget(section, {
+      slug: section.dataset.demo ?? "",
+      scenario: section.dataset.scenario,
+      text,
+      headingLevel: headingLevelFor(section, 5),
+    });
+    section.dataset.widgetState = "ready";
+  } catch (error) {
+    console.error("step mode widget", error);
+    section.dataset.widgetState = "error";
   }
+}
+
+/** Boot every step-mode section on the page: near the viewport (or focused) first, the rest when idle. */
+export function bootSteppers() {
+  const sections = [...document.querySelectorAll("section.demo-steps[data-scenario]")].filter(
+    (section) => section instanceof HTMLElement,
+  );
+  for (const section of sections) section.dataset.widgetState = "loading";
+  if (sections.length) new BuildQueue(/** @type {HTMLElement[]} */ (sections), bootStepper);
 }
 
 // Modules run after the document is parsed, so the sections are there. Outside a browser

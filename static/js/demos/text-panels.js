@@ -18,12 +18,13 @@ import { LaneProgressList } from "./lane-progress.js";
 const MAX_LOG_LINES = 500;
 
 export class LogPanel {
-  constructor() {
+  /** @param {number} [panelLevel] its title's heading level: one below the widget's title */
+  constructor(panelLevel = 4) {
     this.lines = el("div", { className: "demo-log-lines" });
     this.note = el("p", { className: "demo-log-note", hidden: true });
     // A focusable region (so keyboard users can scroll it), not role=log: SQL lines should not be read aloud as they stream.
     this.scroller = el("div", { className: "demo-log", tabindex: "0", role: "region", "aria-label": "Run log" }, this.lines);
-    this.element = el("div", { className: "demo-log-wrap", hidden: true }, el("h4", { className: "demo-panel-title" }, "Log"), this.scroller, this.note);
+    this.element = el("div", { className: "demo-log-wrap", hidden: true }, el(`h${panelLevel}`, { className: "demo-panel-title" }, "Log"), this.scroller, this.note);
     /** @type {RunRecord[]} */
     this.records = [];
     /** @type {number[]} */

@@ -6,8 +6,12 @@
  * each demo's declaration and boots a widget in place of the no-JS fallback.
  * All live widgets share one websocket. Each section gets
  * data-widget-state="loading" | "ready" | "error" for tests and styling.
+ * Widgets are built one at a time, the ones near the viewport (or focused, or
+ * deep-linked) first and the rest when the browser is idle (build-queue.js);
+ * a section keeps "loading" and its no-JS text until its turn.
  */
 import { fetchDemo, fetchLimits } from "./api.js";
+import { BuildQueue } from "./build-queue.js";
 import { DemoWidget } from "./demo-widget.js";
 import { el, headingLevelFor } from "./dom.js";
 import { bootReplay } from "./replay.js";
@@ -30,7 +34,6 @@ function showBootError(section, what, error) {
 }
 
 async function bootDemo(section, socket) {
-  section.dataset.widgetState = "loading";
   try {
     const [demo, limits] = await Promise.all([fetchDemo(section.dataset.demo ?? ""), fetchLimits()]);
     socket.runsPerSocket = limits.runs_per_socket;
@@ -52,10 +55,15 @@ async function bootReplaySection(section) {
 }
 
 function boot() {
-  const demos = [...document.querySelectorAll("section.demo[data-demo]")];
+  const demos = /** @type {HTMLElement[]} */ ([...document.querySelectorAll("section.demo[data-demo]")]);
   if (demos.length) {
     const socket = sharedDemoSocket();
-    for (const section of demos) bootDemo(section, socket);
+    for (const section of demos) {
+      section.dataset.widgetState = "loading";
+      fetchDemo(section.dataset.demo ?? "").catch(() => {}); // fetched now, built in its turn (a failure shows then)
+    }
+    fetchLimits().catch(() => {});
+    new BuildQueue(demos, (section) => bootDemo(section, socket));
   }
   for (const section of document.querySelectorAll("section.demo-replay[data-run-url]")) bootReplaySection(section);
 }
