@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -243,30 +243,58 @@ FAULT_SITE_ENV = {
     # modules together stop Daphne with worker runs in flight more often than the default eight allow.
     "DEMO_MAX_WORKER_RUNS": "24",
 }
-_fault_site_state: dict = {}
+_shared_site_state: dict = {}  # fixture name -> {"site": the running site, "last_user": a test's nodeid}
+# Session-scoped whole sites that several modules share; each is stopped right after its last test.
+SHARED_SITES = ("fault_site", "two_process_site")
 
 
-def _uses_fault_site(item) -> bool:
-    return "fault_site" in getattr(item, "fixturenames", ())
+def _uses(item, fixture: str) -> bool:
+    return fixture in getattr(item, "fixturenames", ())
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "stops_shared_site: ends the shared site it uses, so it runs after every other "
+                                       "test of that site")
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection: the order of what will really run
 def pytest_collection_modifyitems(session, config, items):
-    """Run the tests that share `fault_site` one after another, where the first of them was."""
-    users = [item for item in items if _uses_fault_site(item)]
-    if not users:
-        return
-    first = items.index(users[0])
-    others = [item for item in items if not _uses_fault_site(item)]
-    items[:] = others[:first] + users + others[first:]
-    _fault_site_state["last_user"] = users[-1].nodeid
+    """Run the tests that share one of SHARED_SITES one after another, where the first of them was; a test
+    marked `stops_shared_site` goes last among them."""
+    for fixture in SHARED_SITES:
+        users = [item for item in items if _uses(item, fixture)]
+        if not users:
+            continue
+        users.sort(key=lambda item: item.get_closest_marker("stops_shared_site") is not None)  # stable
+        first = next(index for index, item in enumerate(items) if _uses(item, fixture))
+        others = [item for item in items if not _uses(item, fixture)]
+        items[:] = others[:first] + users + others[first:]
+        _shared_site_state[fixture] = {"last_user": users[-1].nodeid}
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     yield
-    if item.nodeid == _fault_site_state.get("last_user") and (site := _fault_site_state.pop("site", None)):
-        site.stop()
+    for state in _shared_site_state.values():
+        if item.nodeid == state.get("last_user") and (site := state.pop("site", None)):
+            site.stop()
+
+
+@contextmanager
+def _shared_site(fixture: str, prefix: str, extra_env: dict[str, str]):
+    """Start a site as `make run` does, for the tests that share `fixture`; stop it after the last of them."""
+    from bench.site import start_site
+
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=BASE_DIR / "var"))
+    state = _shared_site_state.setdefault(fixture, {})
+    try:
+        running = start_site(root / "var", extra_env=extra_env)
+        state["site"] = running
+        yield running
+        if state.pop("site", None):
+            running.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -277,14 +305,23 @@ def fault_site():
 
     Its data lives under var/ as the benchmarks' does, not under pytest's temporary root: pytest makes
     that root private (0700) whenever any pytest starts, which would lock PostgreSQL's user out of it."""
-    from bench.site import start_site
-
-    root = Path(tempfile.mkdtemp(prefix="fault-site-", dir=BASE_DIR / "var"))
-    try:
-        running = start_site(root / "var", extra_env=FAULT_SITE_ENV)
-        _fault_site_state["site"] = running
+    with _shared_site("fault_site", "fault-site-", FAULT_SITE_ENV) as running:
         yield running
-        if _fault_site_state.pop("site", None):
-            running.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- one two-Daphne site shared by tests/test_behind_nginx.py and tests/test_several_web_processes.py ---
+#
+# Both want `make run WEB_PROCESSES=2`; their other settings agree: TRUSTED_PROXIES=127.0.0.1 changes nothing
+# for a client that connects directly (it sends no X-Forwarded-For, so its own address counts), and probing
+# every second (three silent probes in a row still mean wedged) only makes a wedge be found sooner. One start
+# (~16 s of an idle machine) instead of two. Before each test the modules wait until the supervisor has made
+# the site whole again (tests.servers.wait_two_processes_whole); the SIGTERM test of
+# tests/test_several_web_processes.py, marked `stops_shared_site`, runs last and ends it.
+
+@pytest.fixture(scope="session")
+def two_process_site():
+    """A whole site with two Daphnes on one port, as `make run WEB_PROCESSES=2` starts it."""
+    from tests.servers import TWO_PROCESS_SITE_ENV
+
+    with _shared_site("two_process_site", "two-web-", TWO_PROCESS_SITE_ENV) as running:
+        yield running

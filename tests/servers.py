@@ -8,6 +8,7 @@ fixture in tests/conftest.py).
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
+
+import psutil
 
 from bench.site import ONE_LOCAL_CLIENT_ENV
 from coursesite.embedded import free_port
@@ -129,3 +132,35 @@ def start_daphne(*, base_dir: Path, database_url: str, env_overrides: dict[str, 
 def stop_daphne(server: DaphneServer) -> None:
     """Stop Daphne as `make run` does (SIGTERM), then SIGKILL if it hangs."""
     stop_process(server.process)
+
+
+# The two-Daphne site tests/conftest.py's `two_process_site` starts for tests/test_behind_nginx.py and
+# tests/test_several_web_processes.py.
+TWO_PROCESS_SOCKETS_PER_ADDRESS = 4
+TWO_PROCESS_SITE_ENV = {
+    "WEB_PROCESSES": "2",
+    "TRUSTED_PROXIES": "127.0.0.1",
+    "DEMO_SOCKETS_PER_IP": str(TWO_PROCESS_SOCKETS_PER_ADDRESS),
+    "SUPERVISOR_PROBE_INTERVAL_S": "1",
+}
+
+
+def wait_two_processes_whole(site, timeout_s: float = 60) -> None:
+    """Block until both Daphnes the pid file names are alive and answer on their own probe ports, and /healthz
+    sees both workers: what a test stopped, wedged or killed has been replaced by the supervisor."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            pids = site.pids
+            probes = json.loads((site.var_dir / "run" / "web_probes.json").read_text())
+            alive = all(psutil.Process(pids[name]).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_STOPPED)
+                        for name in ("daphne", "daphne 2"))
+            answering = all(b"hello" in urlopen(url + "/hello", timeout=2).read() for url in probes.values())
+            health = json.loads(urlopen(site.url + "/healthz", timeout=3).read())
+            if alive and answering and health["down"] == [] and health["celery_workers"] >= 2:
+                return
+        except (OSError, ValueError, KeyError, psutil.Error):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the shared two-process site was not whole again within {timeout_s} s")
+        time.sleep(0.2)  # a sync fixture's helper, never inside a test's event loop

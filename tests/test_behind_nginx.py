@@ -1,7 +1,8 @@
 """Behind Debian's nginx, configured from deploy/nginx/coursesite.conf, in front of two Daphnes and a worker.
 
-One site is started for the module as `make run` starts it (WEB_PROCESSES=2,
-TRUSTED_PROXIES=127.0.0.1), and one nginx runs as a non-daemon child with its
+One site, started as `make run` starts it (WEB_PROCESSES=2, TRUSTED_PROXIES=127.0.0.1),
+serves this module and tests/test_several_web_processes.py (conftest's
+`two_process_site`), and one nginx runs as a non-daemon child with its
 prefix, pid, logs and temp files under the site's var/nginx/. Readers connect
 to nginx from addresses of their own on the loopback (127.0.0.2, 127.0.0.3, ...),
 so nginx sees each as a different client.
@@ -23,8 +24,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from bench.site import start_site
 from coursesite.embedded import free_port
+from tests.servers import TWO_PROCESS_SOCKETS_PER_ADDRESS, wait_two_processes_whole
 from tests.test_several_web_processes import LOOP_RUN, WORKER_RUN, stream_run
 
 pytestmark = pytest.mark.slow
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.slow
 BASE_DIR = Path(__file__).resolve().parent.parent
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 TEMPLATE = BASE_DIR / "deploy" / "nginx" / "coursesite.conf"
-SOCKETS_PER_ADDRESS = 2
+SOCKETS_PER_ADDRESS = TWO_PROCESS_SOCKETS_PER_ADDRESS  # 4
 LESSON_PATH = "/concurrency-and-async/the-event-loop/"
 # Long enough to be streaming when its Daphne is stopped.
 LONG_LOOP_RUN = ("one-cook", {"requests": 5, "wait_ms": 2000, "jitter_ms": 0})
@@ -65,18 +66,18 @@ http {{
 """
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("behind-nginx")
-    running = start_site(root / "var", extra_env={"WEB_PROCESSES": "2", "TRUSTED_PROXIES": "127.0.0.1",
-                                                  "DEMO_SOCKETS_PER_IP": str(SOCKETS_PER_ADDRESS)})
-    yield running
-    running.stop()
+@pytest.fixture(autouse=True)
+def site(two_process_site):
+    """The two-Daphne site this module shares with tests/test_several_web_processes.py (conftest's
+    `two_process_site`: WEB_PROCESSES=2, TRUSTED_PROXIES=127.0.0.1), whole again before each test."""
+    wait_two_processes_whole(two_process_site)
+    return two_process_site
 
 
 @pytest.fixture(scope="module")
-def nginx(site):
+def nginx(two_process_site):
     """nginx on a free port in front of the site's one web port; its URL."""
+    site = two_process_site
     prefix = site.var_dir / "nginx"
     prefix.mkdir()
     port = free_port()
@@ -148,7 +149,7 @@ async def open_reader(nginx: str, address: str, headers: dict[str, str] | None =
 
 
 async def test_the_socket_cap_counts_each_real_client_not_nginx(nginx):
-    """Two places per address: 127.0.0.5 fills its own (a forged header gets it no more); 127.0.0.6 still gets in."""
+    """Four places per address: 127.0.0.5 fills its own (a forged header gets it no more); 127.0.0.6 still gets in."""
     # Addresses no other test uses: a place another test's socket held is freed a moment after it closes.
     opened = []
     try:

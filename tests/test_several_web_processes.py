@@ -1,7 +1,8 @@
 """`make run WEB_PROCESSES=2`: two Daphne processes on one port, and still one site.
 
-One site is started for the module the way `make run` starts it (bench.site's
-`start_site`, i.e. `python -m coursesite.stack run`) with WEB_PROCESSES=2.
+One site, started the way `make run` starts it (bench.site's `start_site`, i.e.
+`python -m coursesite.stack run`) with WEB_PROCESSES=2, serves this module and
+tests/test_behind_nginx.py (conftest's `two_process_site`).
 Each Daphne also answers on a private 127.0.0.1 port (written to
 var/run/web_probes.json), which is how a test reaches one process on purpose;
 the site's own port is shared, and the kernel hands its connections to
@@ -25,11 +26,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from bench.site import RunningSite, start_site
+from bench.site import RunningSite
+from tests.servers import TWO_PROCESS_SOCKETS_PER_ADDRESS, wait_two_processes_whole
 
 pytestmark = pytest.mark.slow
 
-SOCKETS_PER_ADDRESS = 4
+SOCKETS_PER_ADDRESS = TWO_PROCESS_SOCKETS_PER_ADDRESS  # 4
 LOOP_RUN = ("one-cook", {"requests": 3, "wait_ms": 50})
 WORKER_RUN = ("thread-pool", {"requests": 2, "threads": 2, "wait_ms": 50})
 LESSON_SLUG = "the-event-loop"
@@ -73,14 +75,12 @@ def served_by(pid: int, port: int) -> int:
                if connection.laddr.port == port and connection.status == psutil.CONN_ESTABLISHED)
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("several-web")
-    # Probes every second (three silent in a row still mean wedged): the wedge test waits less.
-    running = start_site(root / "var", extra_env={"WEB_PROCESSES": "2", "DEMO_SOCKETS_PER_IP": str(SOCKETS_PER_ADDRESS),
-                                                  "SUPERVISOR_PROBE_INTERVAL_S": "1"})
-    yield running
-    running.stop()
+@pytest.fixture(autouse=True)
+def site(two_process_site):
+    """The two-Daphne site this module shares with tests/test_behind_nginx.py (conftest's `two_process_site`:
+    WEB_PROCESSES=2, probed every second so the wedge test waits less), whole again before each test."""
+    wait_two_processes_whole(two_process_site)
+    return two_process_site
 
 
 def test_two_daphne_processes_each_take_connections_on_the_one_port(site):
@@ -191,6 +191,7 @@ def test_the_bench_measures_every_web_process_of_a_site(site):
     assert "| 2 | " in section and "two processes ÷ one: **1.00**" in section
 
 
+@pytest.mark.stops_shared_site
 def test_sigterm_stops_every_process_and_frees_the_port(site):
     pids = list(site.pids.values())
     port = int(site.url.rsplit(":", 1)[1])

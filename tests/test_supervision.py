@@ -52,6 +52,14 @@ def supervisor_log(site) -> str:
     return site.log_path.read_text(errors="replace")
 
 
+def log_since(site, mark: int) -> str:
+    """What the supervisor and its children (Daphne's access log among it) wrote after byte `mark`."""
+    assert site.log_path is not None
+    with open(site.log_path, "rb") as log:
+        log.seek(mark)
+        return log.read().decode("utf-8", errors="replace")
+
+
 def health(site) -> tuple[int, dict]:
     status, body = http_status(site.url + "/healthz")
     assert isinstance(body, dict)
@@ -157,8 +165,10 @@ async def test_sigterm_with_runs_in_flight_stops_daphne_in_time_ten_times_out_of
 async def test_a_wedged_daphne_is_killed_and_replaced(site):
     daphne_pid = site.pids["daphne"]
     # Let the supervisor's probe (every 2 s) see this Daphne answer once: one that never has
-    # is given SUPERVISOR_START_TIMEOUT_S to start up before its silence counts.
-    await asyncio.sleep(5)
+    # is given SUPERVISOR_START_TIMEOUT_S to start up before its silence counts. The probe is the
+    # only client of /hello, so its answer is the next /hello line in the access log.
+    mark = site.log_path.stat().st_size
+    await wait_until(lambda: '"GET /hello" 200' in log_since(site, mark), 15, "the supervisor's probe to get an answer")
     os.kill(daphne_pid, signal.SIGSTOP)  # alive, listening, answering nothing
     try:
         stopped_at = time.monotonic()
