@@ -35,8 +35,8 @@ from coursesite.loop_db import DatabaseUnavailable
 from coursesite.redis_clients import async_redis, close_async_redis
 from demos import cpu_turns, workers
 from demos.base import (
-    AcceptedMessage, Demo, ErrorCode, FinishedMessage, ProtocolMessage, RunCancelled, RunCompare, RunOrigin, RunStatus,
-    RunTimedOut,
+    AcceptedMessage, Demo, ErrorCode, EventsMessage, FinishedMessage, ProtocolMessage, RunCancelled, RunCompare,
+    RunOrigin, RunStatus, RunTimedOut,
 )
 from demos.events import EventRecorder, encode_events, encode_events_cooperatively
 from demos.limits import acquire_slot, address_cap_for, release_slot
@@ -143,11 +143,19 @@ def _outcome_of(error: BaseException | None, summary: dict[str, Any] | None, *, 
 
 # --- batches --------------------------------------------------------------------------------------
 
-async def _send_batch(run_id: str, recorder: EventRecorder, send: Send) -> None:
+def _batch_message(run_id: str, recorder: EventRecorder) -> EventsMessage | None:
+    """The next batch as a message, taken off the recorder; None when nothing is pending."""
     batch = recorder.take_batch()
-    if batch is not None:
-        seq, events = batch
-        await send({"type": "events", "run": run_id, "seq": seq, "started_at": recorder.started_at, "events": events})
+    if batch is None:
+        return None
+    seq, events = batch
+    return {"type": "events", "run": run_id, "seq": seq, "started_at": recorder.started_at, "events": events}
+
+
+async def _send_batch(run_id: str, recorder: EventRecorder, send: Send) -> None:
+    message = _batch_message(run_id, recorder)
+    if message is not None:
+        await send(message)
 
 
 async def _drain(run_id: str, recorder: EventRecorder, send: Send) -> None:
@@ -362,6 +370,9 @@ class WorkerRun(SupervisedRun):
     last_heard: float | None = None
     _finishing: bool = False
     _watchdog: asyncio.Task | None = None
+    # The seq the reader should get next: a batch the pump sent again (its first send timed out after
+    # reaching Redis) arrives twice and is passed on once.
+    _next_seq: int = 0
 
     def attach(self, *, channel_layer: Any, channel_name: str) -> WorkerRun:
         """Where the run's group messages must arrive: the consumer's channel."""
@@ -445,6 +456,10 @@ class WorkerRun(SupervisedRun):
                 reason="The run's ending could not be recorded (the database was unavailable)."))
             return
         message = event["message"]
+        if message["type"] == "events":
+            if message["seq"] < self._next_seq:
+                return
+            self._next_seq = message["seq"] + 1
         if message["type"] == "finished":
             if self._finishing:
                 return  # this side is ending the run and tells the reader what the record says
@@ -610,6 +625,10 @@ class WorkerPump(threading.Thread):
         sender = RunSender(self.run_id)
         redis = async_redis()
         bound = settings.DEMO_WORKER_FLUSH_S
+        # A batch taken off the recorder whose send failed or timed out: it is sent again before any
+        # later one, never skipped (a reader would see a gap). A timeout after Redis had it makes a
+        # duplicate, which the socket drops by its seq.
+        unsent: EventsMessage | None = None
         try:
             last_alive = 0.0
             while not self._finishing.is_set():
@@ -618,7 +637,10 @@ class WorkerPump(threading.Thread):
                     async with asyncio.timeout(bound):
                         if await redis.exists(keys.run_cancel(self.run_id)):
                             self.stop_requested.set()
-                        await _send_batch(self.run_id, self.recorder, sender.send)
+                        unsent = unsent or _batch_message(self.run_id, self.recorder)
+                        if unsent is not None:
+                            await sender.send(unsent)
+                            unsent = None
                         if time.monotonic() - last_alive >= settings.DEMO_HEARTBEAT_S:
                             await sender.send_alive()  # lets the socket tell a quiet run from a dead worker
                             last_alive = time.monotonic()
@@ -626,6 +648,8 @@ class WorkerPump(threading.Thread):
                     logger.warning("run %s: Redis unreachable; events wait for it", self.run_id)
             try:
                 async with asyncio.timeout(bound):
+                    if unsent is not None:
+                        await sender.send(unsent)
                     await _drain(self.run_id, self.recorder, sender.send)
                     if self._final_message is not None:
                         await sender.send(self._final_message)
