@@ -26,6 +26,20 @@ Two more gaps, both about clients that are slow on purpose or by accident:
   closed, glibc is asked to hand freed memory back (`malloc_trim`): without
   it the megabytes those buffers took could stay in the process's heap.
 
+One more limit is about load, not about any one client:
+
+- **A process over its capacity.** Each Daphne holds at most
+  `DEMO_SOCKETS_PER_PROCESS` websockets open at once. A handshake past that
+  is still accepted, but in Twisted alone: no ASGI application, no channels
+  consumer, no Redis lease, no run record. The socket gets one message,
+  `{"type": "error", "code": "busy", "message": ..., "retry_after_s": N}`,
+  and is closed with 4503. Refusing costs a fraction of admitting, so a
+  burst far past the capacity is answered cleanly instead of failing at the
+  transport (handshakes timing out, the liveness probe killing a loop that
+  had stopped answering). `retry_after_s` is drawn between
+  `DEMO_BUSY_RETRY_AFTER_S` and twice that, so the readers refused in one
+  burst do not all come back in the same second.
+
 Each wraps one method of a Daphne class; `install` checks the methods are
 still there and leaves Daphne alone (returning False) if a new version moved
 them. docs/adr/0014-slow-clients-limited-in-daphnes-protocols.md says why.
@@ -36,9 +50,12 @@ import ctypes
 import ctypes.util
 import fcntl
 import functools
+import json
 import logging
+import random
 import struct
 import termios
+import time
 from typing import Any, cast
 
 from daphne import http_protocol, ws_protocol
@@ -48,6 +65,7 @@ from twisted.internet import reactor
 logger = logging.getLogger("coursesite.server_limits")
 
 CLOSE_TOO_SLOW = 4408
+CLOSE_BUSY = 4503
 
 
 def unsent_bytes(transport: Any) -> int:
@@ -178,6 +196,91 @@ def _trimming_after_a_slow_reader(on_close: Any) -> Any:
     return closed
 
 
+# --- admission: a process over its capacity says `busy` before any work ---------------------------
+
+class SocketGate:
+    """Counts the websockets this process holds open; past the capacity, new ones are refused."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.peak = 0
+        self.refused = 0
+
+    def admit(self, protocol: Any) -> bool:
+        if self.open >= settings.DEMO_SOCKETS_PER_PROCESS:
+            self.refused += 1
+            return False
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+        protocol.counted_by_gate = True
+        return True
+
+    def leave(self, protocol: Any) -> None:
+        if getattr(protocol, "counted_by_gate", False):
+            protocol.counted_by_gate = False
+            self.open -= 1
+
+
+gate = SocketGate()
+
+
+def busy_message() -> str:
+    """The one message a refused socket gets, with a retry time spread over [base, 2 × base]."""
+    base = settings.DEMO_BUSY_RETRY_AFTER_S
+    return json.dumps({
+        "type": "error", "code": "busy", "retry_after_s": round(random.uniform(base, 2 * base), 1),
+        "message": "The site is serving as many readers as it can right now; try again in a few seconds.",
+    })
+
+
+def _refusing_when_full(on_connect: Any) -> Any:
+    @functools.wraps(on_connect)
+    def connect(protocol: Any, request: Any) -> Any:
+        if gate.admit(protocol):
+            return on_connect(protocol, request)
+        # Only what Daphne's own onMessage/onClose read afterwards is set: muted, no application.
+        protocol.refused_as_busy = True
+        protocol.muted = True
+        protocol.request = request
+        protocol.client_addr = None
+        protocol.server = protocol.factory.server_class
+        protocol.server.protocol_connected(protocol)
+        protocol.socket_opened = protocol.last_ping = time.time()
+        return None  # accept the handshake here, without an application
+
+    return connect
+
+
+def _busy_on_open(on_open: Any) -> Any:
+    @functools.wraps(on_open)
+    def opened(protocol: Any) -> None:
+        if not getattr(protocol, "refused_as_busy", False):
+            on_open(protocol)
+            return
+        protocol.sendMessage(busy_message().encode(), False)
+        protocol.sendClose(code=CLOSE_BUSY, reason="busy")
+
+    return opened
+
+
+def _timeouts_unless_refused(check_timeouts: Any) -> Any:
+    @functools.wraps(check_timeouts)
+    def check(protocol: Any) -> None:
+        if not getattr(protocol, "refused_as_busy", False):  # closing already, on autobahn's own timeout
+            check_timeouts(protocol)
+
+    return check
+
+
+def _leaving_the_gate(connection_lost: Any) -> Any:
+    @functools.wraps(connection_lost)
+    def lost(protocol: Any, *args: Any, **kwargs: Any) -> None:
+        gate.leave(protocol)
+        connection_lost(protocol, *args, **kwargs)
+
+    return lost
+
+
 # --- protocol failures announced with a close frame ------------------------------------------------
 
 def _failing_with_a_close_frame(factory_init: Any) -> Any:
@@ -195,6 +298,10 @@ PATCHES = [
     (http_protocol.HTTPFactory, "buildProtocol", _with_header_deadline),
     (ws_protocol.WebSocketProtocol, "serverSend", _with_slow_reader_check),
     (ws_protocol.WebSocketProtocol, "onClose", _trimming_after_a_slow_reader),
+    (ws_protocol.WebSocketProtocol, "onConnect", _refusing_when_full),
+    (ws_protocol.WebSocketProtocol, "onOpen", _busy_on_open),
+    (ws_protocol.WebSocketProtocol, "check_timeouts", _timeouts_unless_refused),
+    (ws_protocol.WebSocketProtocol, "connectionLost", _leaving_the_gate),
 ]
 
 

@@ -272,6 +272,11 @@ DEMO_RUNS_PER_SOCKET = env_int("DEMO_RUNS_PER_SOCKET", 2)
 DEMO_MAX_LOOP_RUNS = env_int("DEMO_MAX_LOOP_RUNS", 200)
 DEMO_MAX_WORKER_RUNS = env_int("DEMO_MAX_WORKER_RUNS", 8)
 DEMO_SOCKETS_PER_IP = env_int("DEMO_SOCKETS_PER_IP", 20)
+# Admission per web process: websockets one Daphne holds open at once; past it a new socket is told
+# `busy` (retry after DEMO_BUSY_RETRY_AFTER_S to twice that) before any work (coursesite/server_limits.py).
+# The default is what one Daphne on the 2-core bench machine served within its delay target.
+DEMO_SOCKETS_PER_PROCESS = env_int("DEMO_SOCKETS_PER_PROCESS", 1500)
+DEMO_BUSY_RETRY_AFTER_S = env_float("DEMO_BUSY_RETRY_AFTER_S", 2.0)
 # Fair shares: one client address may hold this many runs of each placement at once,
 # so a single reader cannot take every worker slot.
 DEMO_WORKER_RUNS_PER_ADDRESS = env_int("DEMO_WORKER_RUNS_PER_ADDRESS", 2)
