@@ -29,7 +29,8 @@ Two more gaps, both about clients that are slow on purpose or by accident:
 One more limit is about load, not about any one client:
 
 - **A process over its capacity.** Each Daphne holds at most
-  `DEMO_SOCKETS_PER_PROCESS` websockets open at once. A handshake past that
+  `DEMO_SOCKETS_PER_PROCESS` websockets open at once, and admits none while
+  its loop runs more than `DEMO_ADMIT_MAX_LAG_MS` late. A handshake past that
   is still accepted, but in Twisted alone: no ASGI application, no channels
   consumer, no Redis lease, no run record. The socket gets one message,
   `{"type": "error", "code": "busy", "message": ..., "retry_after_s": N}`,
@@ -199,15 +200,30 @@ def _trimming_after_a_slow_reader(on_close: Any) -> Any:
 # --- admission: a process over its capacity says `busy` before any work ---------------------------
 
 class SocketGate:
-    """Counts the websockets this process holds open; past the capacity, new ones are refused."""
+    """Counts the websockets this process holds open and watches how late its loop runs.
+
+    A new socket is refused when the process already holds its capacity, or
+    when the loop has lately been running later than `DEMO_ADMIT_MAX_LAG_MS`
+    (0: never): on a machine slower or busier than the one the capacity was
+    measured on, the loop's lateness is what the admitted readers feel first.
+    """
+
+    TICK_S = 0.05
 
     def __init__(self) -> None:
         self.open = 0
         self.peak = 0
         self.refused = 0
+        self.lag_s = 0.0
+        self._ticking = False
+        self._expected = 0.0
 
     def admit(self, protocol: Any) -> bool:
-        if self.open >= settings.DEMO_SOCKETS_PER_PROCESS:
+        max_lag_s = settings.DEMO_ADMIT_MAX_LAG_MS / 1000
+        if max_lag_s > 0 and not self._ticking:
+            self._ticking = True
+            self._tick()
+        if self.open >= settings.DEMO_SOCKETS_PER_PROCESS or (max_lag_s > 0 and self.lag_s > max_lag_s):
             self.refused += 1
             return False
         self.open += 1
@@ -219,6 +235,14 @@ class SocketGate:
         if getattr(protocol, "counted_by_gate", False):
             protocol.counted_by_gate = False
             self.open -= 1
+
+    def _tick(self) -> None:
+        """Every TICK_S: how late this call came; the lag remembered halves with every on-time tick."""
+        now = time.monotonic()
+        if self._expected:
+            self.lag_s = max(now - self._expected, self.lag_s / 2)
+        self._expected = now + self.TICK_S
+        cast(Any, reactor).callLater(self.TICK_S, self._tick)
 
 
 gate = SocketGate()

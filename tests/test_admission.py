@@ -89,3 +89,22 @@ async def test_a_reader_past_the_process_capacity_is_told_busy_and_admitted_when
             task.cancel()
         await first.close()
         await second.close()
+
+
+class Protocol:
+    """Stands in for a Daphne websocket protocol: the gate only marks it."""
+
+
+def test_a_process_whose_loop_runs_late_admits_no_new_socket(settings):
+    from coursesite.server_limits import SocketGate
+
+    settings.DEMO_SOCKETS_PER_PROCESS, settings.DEMO_ADMIT_MAX_LAG_MS = 100, 100
+    gate = SocketGate()
+    gate._ticking = True  # no reactor here: the lateness is set by hand
+    gate.lag_s = 0.02
+    assert gate.admit(Protocol())
+    gate.lag_s = 0.3
+    assert not gate.admit(Protocol())
+    settings.DEMO_ADMIT_MAX_LAG_MS = 0  # the check switched off
+    assert gate.admit(Protocol())
+    assert (gate.open, gate.refused) == (2, 1)
