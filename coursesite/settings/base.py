@@ -277,8 +277,9 @@ DEMO_SOCKETS_PER_IP = env_int("DEMO_SOCKETS_PER_IP", 20)
 # The default is what one Daphne on the 2-core bench machine served within its delay target.
 DEMO_SOCKETS_PER_PROCESS = env_int("DEMO_SOCKETS_PER_PROCESS", 1500)
 DEMO_BUSY_RETRY_AFTER_S = env_float("DEMO_BUSY_RETRY_AFTER_S", 2.0)
-# ... and while its event loop has lately run this many ms late (0: no such check).
-DEMO_ADMIT_MAX_LAG_MS = env_int("DEMO_ADMIT_MAX_LAG_MS", 100)
+# ... and while its event loop has lately run this many ms late (0: no such check): by then the
+# readers it holds already miss their 250 ms delay target, and one more would make it worse.
+DEMO_ADMIT_MAX_LAG_MS = env_int("DEMO_ADMIT_MAX_LAG_MS", 200)
 # Fair shares: one client address may hold this many runs of each placement at once,
 # so a single reader cannot take every worker slot.
 DEMO_WORKER_RUNS_PER_ADDRESS = env_int("DEMO_WORKER_RUNS_PER_ADDRESS", 2)
