@@ -20,7 +20,7 @@ from urllib.request import urlopen
 import psutil
 
 from bench import demos, viewers
-from bench.site import BASE_DIR, free_port
+from bench.site import BASE_DIR, ONE_LOCAL_CLIENT_ENV, free_port
 
 BIN = Path(sys.executable).parent
 
@@ -39,7 +39,8 @@ def _argv(server: str, port: int) -> list[str]:
 def start(server: str, services: dict[str, str], env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """One process of `server` serving the app on a free port, once it answers /hello."""
     port = free_port()
-    env = {**os.environ, **services, **env_extra, "DJANGO_SETTINGS_MODULE": "coursesite.settings.prod"}
+    # The same limits as the site's own Daphne (bench.site.start_site): every reader here is 127.0.0.1.
+    env = {**os.environ, **services, **ONE_LOCAL_CLIENT_ENV, **env_extra, "DJANGO_SETTINGS_MODULE": "coursesite.settings.prod"}
     process = subprocess.Popen(_argv(server, port), cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
