@@ -97,7 +97,7 @@ def answers(url: str, timeout_s: float) -> bool:
 
 
 # Busier than this (CPU seconds per second since the last probe) and a process that misses a probe is
-# taken to be serving a load: a stopped or deadlocked one uses none.
+# taken to be serving a load: a stopped or hung one uses none.
 BUSY_CPU_SHARE = 0.02
 
 

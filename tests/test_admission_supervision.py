@@ -2,7 +2,7 @@
 
 A process that misses its probes while it uses CPU (a burst of readers, the
 excess told `busy`) is given SUPERVISOR_BUSY_PROBE_FAILURES misses; one that
-uses none (stopped, deadlocked) is killed after SUPERVISOR_PROBE_FAILURES, as
+uses none (stopped, hung) is killed after SUPERVISOR_PROBE_FAILURES, as
 before. Real processes: one spinning, one SIGSTOPped; the probe asks a port
 where nothing listens, so every probe is missed.
 """

@@ -366,7 +366,7 @@ SUPERVISOR_PROBE_TIMEOUT_S = env_float("SUPERVISOR_PROBE_TIMEOUT_S", 1.5)
 # ... and after this many unanswered probes in a row takes it for wedged: SIGKILL, then a new one.
 SUPERVISOR_PROBE_FAILURES = env_int("SUPERVISOR_PROBE_FAILURES", 3)
 # ... or this many when the process used CPU meanwhile: busy serving a burst, not wedged (a stopped or
-# deadlocked Daphne uses none); a loop spinning for ever is still killed, later.
+# hung Daphne uses none); a loop spinning for ever is still killed, later.
 SUPERVISOR_BUSY_PROBE_FAILURES = env_int("SUPERVISOR_BUSY_PROBE_FAILURES", 15)
 # A Daphne that has not answered once this long after it started is wedged too.
 SUPERVISOR_START_TIMEOUT_S = 30.0
