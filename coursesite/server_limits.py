@@ -30,7 +30,9 @@ One more limit is about load, not about any one client:
 
 - **A process over its capacity.** Each Daphne holds at most
   `DEMO_SOCKETS_PER_PROCESS` websockets open at once, and admits none while
-  its loop runs more than `DEMO_ADMIT_MAX_LAG_MS` late. A handshake past that
+  its loop runs more than `DEMO_ADMIT_MAX_LAG_MS` late (meanwhile it stops
+  accepting TCP connections, which wait in the kernel's queue rather than
+  time out half-read). A handshake past that
   is still accepted, but in Twisted alone: no ASGI application, no channels
   consumer, no Redis lease, no run record. The socket gets one message,
   `{"type": "error", "code": "busy", "message": ..., "retry_after_s": N}`,
@@ -61,7 +63,7 @@ from typing import Any, cast
 
 from daphne import http_protocol, ws_protocol
 from django.conf import settings
-from twisted.internet import reactor
+from twisted.internet import reactor, tcp
 
 logger = logging.getLogger("coursesite.server_limits")
 
@@ -217,6 +219,7 @@ class SocketGate:
         self.lag_s = 0.0
         self._ticking = False
         self._expected = 0.0
+        self.paused_ports: list[Any] = []
 
     def admit(self, protocol: Any) -> bool:
         max_lag_s = settings.DEMO_ADMIT_MAX_LAG_MS / 1000
@@ -242,7 +245,29 @@ class SocketGate:
         if self._expected:
             self.lag_s = max(now - self._expected, self.lag_s / 2)
         self._expected = now + self.TICK_S
+        self.pace_accepting(settings.DEMO_ADMIT_MAX_LAG_MS / 1000)
         cast(Any, reactor).callLater(self.TICK_S, self._tick)
+
+    def pace_accepting(self, max_lag_s: float) -> None:
+        """Stop taking new TCP connections while the loop runs late; take them again once it has caught up.
+
+        A connection accepted by a loop that is seconds behind has its request
+        headers read late, and past DEMO_REQUEST_HEADERS_TIMEOUT_S it is cut:
+        a transport failure. Left in the kernel's listen queue instead (and,
+        past it, in the client's own SYN retries) it only waits, and once
+        accepted it is read at once and admitted or told `busy`.
+        """
+        if max_lag_s <= 0:
+            return
+        if not self.paused_ports and self.lag_s > max_lag_s:
+            self.paused_ports = [port for port in cast(Any, reactor).getReaders() if isinstance(port, tcp.Port)]
+            for port in self.paused_ports:
+                port.stopReading()
+        elif self.paused_ports and self.lag_s < max_lag_s / 2:
+            for port in self.paused_ports:
+                if port.connected:
+                    port.startReading()
+            self.paused_ports = []
 
 
 gate = SocketGate()

@@ -108,3 +108,26 @@ def test_a_process_whose_loop_runs_late_admits_no_new_socket(settings):
     settings.DEMO_ADMIT_MAX_LAG_MS = 0  # the check switched off
     assert gate.admit(Protocol())
     assert (gate.open, gate.refused) == (2, 1)
+
+
+def test_a_process_whose_loop_runs_late_stops_accepting_until_it_catches_up(settings):
+    """While late it takes no TCP connection (they wait in the kernel's queue); caught up, it takes them again."""
+    from twisted.internet import protocol, reactor
+
+    from coursesite.server_limits import SocketGate
+
+    port = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+    gate = SocketGate()
+    try:
+        assert port in reactor.getReaders()
+        gate.lag_s = 0.3
+        gate.pace_accepting(0.2)
+        assert port not in reactor.getReaders()
+        gate.lag_s = 0.15  # under the bound, not yet under half of it: still paused
+        gate.pace_accepting(0.2)
+        assert port not in reactor.getReaders()
+        gate.lag_s = 0.05
+        gate.pace_accepting(0.2)
+        assert port in reactor.getReaders()
+    finally:
+        port.stopListening()
