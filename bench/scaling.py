@@ -157,6 +157,9 @@ def _nice(value: float) -> float:
 def render(rows: list[dict], *, svg_path: str, target_points: tuple[int, ...] = (5000, 10000)) -> list[str]:
     lines = ["", "## 2a. Scaling: arriving readers against one Daphne", "",
              f"![Readers against outcome, delay and Daphne CPU per reader]({svg_path})", "",
+             "Each load on the same site, one after another once the previous one's runs had ended. The bench site "
+             "allows its one client 60 s to send request headers (the site's own default is 5 s; see SITE_ENV in "
+             "bench/__main__.py); every other limit is the site's default, the per-process admission included.", "",
              "| readers | finished | refused (busy) | failed | gaps | delay p50 / p99 ms | handshake p50 / p99 ms "
              "| Daphne CPU s | CPU ms / reader | client CPU s | took s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

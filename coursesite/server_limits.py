@@ -330,6 +330,22 @@ def _leaving_the_gate(connection_lost: Any) -> Any:
     return lost
 
 
+# Twisted accepts up to `numberAccepts` connections in one turn of the loop and raises that number by 20
+# each time it took them all: under a burst, one turn took thousands, whose request headers were then
+# read seconds later, past DEMO_REQUEST_HEADERS_TIMEOUT_S, and cut. A few per turn, between the
+# reads of the connections already in, keeps every accepted one moving; the rest wait in the kernel.
+ACCEPTS_PER_TURN = 64
+
+
+def _accepting_a_few_at_a_time(do_read: Any) -> Any:
+    @functools.wraps(do_read)
+    def read(port: Any) -> Any:
+        port.numberAccepts = min(getattr(port, "numberAccepts", ACCEPTS_PER_TURN), ACCEPTS_PER_TURN)
+        return do_read(port)
+
+    return read
+
+
 # --- protocol failures announced with a close frame ------------------------------------------------
 
 def _failing_with_a_close_frame(factory_init: Any) -> Any:
@@ -351,6 +367,7 @@ PATCHES = [
     (ws_protocol.WebSocketProtocol, "onOpen", _busy_on_open),
     (ws_protocol.WebSocketProtocol, "check_timeouts", _timeouts_unless_refused),
     (ws_protocol.WebSocketProtocol, "connectionLost", _leaving_the_gate),
+    (tcp.Port, "doRead", _accepting_a_few_at_a_time),
 ]
 
 

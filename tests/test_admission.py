@@ -131,3 +131,26 @@ def test_a_process_whose_loop_runs_late_stops_accepting_until_it_catches_up(sett
         assert port in reactor.getReaders()
     finally:
         port.stopListening()
+
+
+async def test_a_process_out_of_redis_connections_is_busy_not_unavailable(settings):
+    """The pool's own "no connection in time" is overload (busy); Redis refusing connections is not."""
+    from redis.asyncio import BlockingConnectionPool
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from demos.supervisor import pool_exhausted
+
+    pool = BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=1, timeout=0.2)
+    held = await pool.get_connection()
+    try:
+        with pytest.raises(RedisConnectionError) as waited:
+            await pool.get_connection()
+        assert pool_exhausted(waited.value)
+    finally:
+        await pool.release(held)
+        await pool.disconnect()
+    nowhere = BlockingConnectionPool.from_url("redis://127.0.0.1:1/0", max_connections=1, timeout=0.2)
+    with pytest.raises(RedisConnectionError) as refused:
+        connection = await nowhere.get_connection()
+        await connection.connect()
+    assert not pool_exhausted(refused.value)
