@@ -3,12 +3,23 @@
 An event's delay is the client's clock at receipt minus the server's clock at
 the event (the batch's `started_at` plus the event's `t`): client and site run
 on the same machine, so they share one clock.
+
+Every reader ends in exactly one of three ways, counted apart:
+- finished: its run streamed to `finished` with status succeeded;
+- refused: the server answered `busy` with a `retry_after_s` (admission control);
+- failed: anything else (a transport error, a timeout, another error code).
+
+The client is made as cheap as the protocol allows, since it shares the
+machine's cores with the site: no permessage-deflate, no keepalive pings, and
+its cyclic collector off during the load. Its own CPU time is measured and
+reported beside the server's.
 """
 from __future__ import annotations
 
 import asyncio
 import gc
 import json
+import resource
 import time
 
 import websockets
@@ -16,9 +27,15 @@ from websockets.typing import Origin
 
 
 async def _one_viewer(ws_url: str, origin: str, params: dict, delays_ms: list[float], delay_s: float = 0.0) -> dict:
-    await asyncio.sleep(delay_s)  # readers arrive over about a second, not in one instant
-    async with websockets.connect(ws_url, origin=Origin(origin), max_size=None, open_timeout=60) as socket:
-        await socket.send(json.dumps({"type": "run", "demo": "one-cook", "params": params, "ref": "bench"}))
+    await asyncio.sleep(delay_s)  # readers arrive spread over the arrival window, not in one instant
+    opened = time.perf_counter()
+    async with websockets.connect(ws_url, origin=Origin(origin), max_size=None, open_timeout=60,
+                                  compression=None, ping_interval=None) as socket:
+        handshake_ms = (time.perf_counter() - opened) * 1000
+        try:
+            await socket.send(json.dumps({"type": "run", "demo": "one-cook", "params": params, "ref": "bench"}))
+        except websockets.ConnectionClosed:
+            pass  # a refused socket may be closed before the request goes out; its `busy` is still to be read
         expected_seq, gaps, repeats = 0, 0, 0
         while True:
             message = json.loads(await asyncio.wait_for(socket.recv(), timeout=120))
@@ -33,48 +50,69 @@ async def _one_viewer(ws_url: str, origin: str, params: dict, delays_ms: list[fl
                 for event in message["events"]:
                     delays_ms.append(received_ms - started_ms - event["t"])
             elif message["type"] == "finished":
-                return {"status": message["status"], "gaps": gaps, "repeats": repeats}
+                return {"status": message["status"], "gaps": gaps, "repeats": repeats, "handshake_ms": handshake_ms}
             elif message["type"] == "error":
-                return {"status": "error:" + message["code"], "gaps": gaps, "repeats": repeats}
+                status = "error:" + message["code"]
+                if message["code"] == "busy" and isinstance(message.get("retry_after_s"), (int, float)):
+                    status = "busy"
+                return {"status": status, "gaps": gaps, "repeats": repeats, "handshake_ms": handshake_ms,
+                        "retry_after_s": message.get("retry_after_s")}
 
 
-async def _run_viewers(site_url: str, viewers: int, params: dict) -> dict:
+def _quantile(values: list[float], quantile: float) -> float | None:
+    """The value at this quantile of sorted `values`, or None when there are none."""
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(quantile * len(values)))], 1)
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_viewers(site_url: str, viewers: int, params: dict, *, arrival_s: float = 1.0) -> dict:
+    """`viewers` readers arriving evenly over `arrival_s`, each running one one-cook; the counts and delays."""
     ws_url = site_url.replace("http://", "ws://") + "/ws/demos/"
     delays: list[float] = []
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), _cpu_s()
     results = await asyncio.gather(
-        *(_one_viewer(ws_url, site_url, params, delays, delay_s=index / max(viewers, 1)) for index in range(viewers)),
+        *(_one_viewer(ws_url, site_url, params, delays, delay_s=index * arrival_s / max(viewers, 1))
+          for index in range(viewers)),
         return_exceptions=True,
     )
-    elapsed = time.perf_counter() - started
-    finished = sum(1 for r in results if isinstance(r, dict) and r["status"] == "succeeded")
-    failures = [r["status"] if isinstance(r, dict) else repr(r)
-                for r in results if not (isinstance(r, dict) and r["status"] == "succeeded")]
+    elapsed, client_cpu = time.perf_counter() - started, _cpu_s() - cpu_before
+    done = [r for r in results if isinstance(r, dict)]
+    finished = sum(1 for r in done if r["status"] == "succeeded")
+    refused = [r for r in done if r["status"] == "busy"]
+    failures = [r["status"] if isinstance(r, dict) else f"{type(r).__name__}: {r}"
+                for r in results if not (isinstance(r, dict) and r["status"] in ("succeeded", "busy"))]
+    handshakes = sorted(r["handshake_ms"] for r in done)
     delays.sort()
-
-    def pick(quantile: float) -> float | None:
-        """The delay at this quantile of every delay received, or None when none arrived."""
-        if not delays:
-            return None
-        return round(delays[min(len(delays) - 1, int(quantile * len(delays)))], 1)
-
     return {
         "viewers": viewers,
+        "arrival_s": arrival_s,
         "finished": finished,
-        "gaps": sum(r["gaps"] for r in results if isinstance(r, dict)),
-        "repeats": sum(r["repeats"] for r in results if isinstance(r, dict)),
-        "delay_p50_ms": pick(0.50),
-        "delay_p99_ms": pick(0.99),
+        "refused": len(refused),
+        "failed": len(failures),
+        "retry_after_s": sorted({r["retry_after_s"] for r in refused}),
+        "gaps": sum(r["gaps"] for r in done),
+        "repeats": sum(r["repeats"] for r in done),
+        "delay_p50_ms": _quantile(delays, 0.50),
+        "delay_p99_ms": _quantile(delays, 0.99),
+        "handshake_p50_ms": _quantile(handshakes, 0.50),
+        "handshake_p99_ms": _quantile(handshakes, 0.99),
         "events": len(delays),
         "elapsed_s": round(elapsed, 1),
+        "client_cpu_s": round(client_cpu, 2),
         "failures": failures[:5],
     }
 
 
-def measure(site, *, viewers: int, params: dict, during=None) -> dict:
+def measure(site, *, viewers: int, params: dict, during=None, arrival_s: float = 1.0, url: str | None = None) -> dict:
     """Run the viewers; `during(site)` is called once while they stream (memory sampling)."""
     async def main():
-        load = asyncio.create_task(_run_viewers(site.url, viewers, params))
+        load = asyncio.create_task(run_viewers(url or site.url, viewers, params, arrival_s=arrival_s))
         sample = None
         if during is not None:
             await asyncio.sleep(1.0)
@@ -83,7 +121,7 @@ def measure(site, *, viewers: int, params: dict, during=None) -> dict:
         result["sampled_during_load"] = sample
         return result
 
-    # A thousand sockets in this one process: a full collection here would stall
+    # Thousands of sockets in this one process: a full collection here would stall
     # every reader at once and be counted as the site's delay. Collect after.
     gc.collect()
     gc.disable()

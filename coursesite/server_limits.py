@@ -26,6 +26,23 @@ Two more gaps, both about clients that are slow on purpose or by accident:
   closed, glibc is asked to hand freed memory back (`malloc_trim`): without
   it the megabytes those buffers took could stay in the process's heap.
 
+One more limit is about load, not about any one client:
+
+- **A process over its capacity.** Each Daphne holds at most
+  `DEMO_SOCKETS_PER_PROCESS` websockets open at once, and admits none while
+  its loop runs more than `DEMO_ADMIT_MAX_LAG_MS` late (meanwhile it stops
+  accepting TCP connections, which wait in the kernel's queue rather than
+  time out half-read). A handshake past that
+  is still accepted, but in Twisted alone: no ASGI application, no channels
+  consumer, no Redis lease, no run record. The socket gets one message,
+  `{"type": "error", "code": "busy", "message": ..., "retry_after_s": N}`,
+  and is closed with 4503. Refusing costs a fraction of admitting, so a
+  burst far past the capacity is answered cleanly instead of failing at the
+  transport (handshakes timing out, the liveness probe killing a loop that
+  had stopped answering). `retry_after_s` is drawn between
+  `DEMO_BUSY_RETRY_AFTER_S` and twice that, so the readers refused in one
+  burst do not all come back in the same second.
+
 Each wraps one method of a Daphne class; `install` checks the methods are
 still there and leaves Daphne alone (returning False) if a new version moved
 them. docs/adr/0014-slow-clients-limited-in-daphnes-protocols.md says why.
@@ -36,18 +53,22 @@ import ctypes
 import ctypes.util
 import fcntl
 import functools
+import json
 import logging
+import random
 import struct
 import termios
+import time
 from typing import Any, cast
 
 from daphne import http_protocol, ws_protocol
 from django.conf import settings
-from twisted.internet import reactor
+from twisted.internet import reactor, tcp
 
 logger = logging.getLogger("coursesite.server_limits")
 
 CLOSE_TOO_SLOW = 4408
+CLOSE_BUSY = 4503
 
 
 def unsent_bytes(transport: Any) -> int:
@@ -178,6 +199,153 @@ def _trimming_after_a_slow_reader(on_close: Any) -> Any:
     return closed
 
 
+# --- admission: a process over its capacity says `busy` before any work ---------------------------
+
+class SocketGate:
+    """Counts the websockets this process holds open and watches how late its loop runs.
+
+    A new socket is refused when the process already holds its capacity, or
+    when the loop has lately been running later than `DEMO_ADMIT_MAX_LAG_MS`
+    (0: never): on a machine slower or busier than the one the capacity was
+    measured on, the loop's lateness is what the admitted readers feel first.
+    """
+
+    TICK_S = 0.05
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.peak = 0
+        self.refused = 0
+        self.lag_s = 0.0
+        self._ticking = False
+        self._expected = 0.0
+        self.paused_ports: list[Any] = []
+
+    def admit(self, protocol: Any) -> bool:
+        max_lag_s = settings.DEMO_ADMIT_MAX_LAG_MS / 1000
+        if max_lag_s > 0 and not self._ticking:
+            self._ticking = True
+            self._tick()
+        if self.open >= settings.DEMO_SOCKETS_PER_PROCESS or (max_lag_s > 0 and self.lag_s > max_lag_s):
+            self.refused += 1
+            return False
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+        protocol.counted_by_gate = True
+        return True
+
+    def leave(self, protocol: Any) -> None:
+        if getattr(protocol, "counted_by_gate", False):
+            protocol.counted_by_gate = False
+            self.open -= 1
+
+    def _tick(self) -> None:
+        """Every TICK_S: how late this call came; the lag remembered halves with every on-time tick."""
+        now = time.monotonic()
+        if self._expected:
+            self.lag_s = max(now - self._expected, self.lag_s / 2)
+        self._expected = now + self.TICK_S
+        self.pace_accepting(settings.DEMO_ADMIT_MAX_LAG_MS / 1000)
+        cast(Any, reactor).callLater(self.TICK_S, self._tick)
+
+    def pace_accepting(self, max_lag_s: float) -> None:
+        """Stop taking new TCP connections while the loop runs late; take them again once it has caught up.
+
+        A connection accepted by a loop that is seconds behind has its request
+        headers read late, and past DEMO_REQUEST_HEADERS_TIMEOUT_S it is cut:
+        a transport failure. Left in the kernel's listen queue instead (and,
+        past it, in the client's own SYN retries) it only waits, and once
+        accepted it is read at once and admitted or told `busy`.
+        """
+        if max_lag_s <= 0:
+            return
+        if not self.paused_ports and self.lag_s > max_lag_s:
+            self.paused_ports = [port for port in cast(Any, reactor).getReaders() if isinstance(port, tcp.Port)]
+            for port in self.paused_ports:
+                port.stopReading()
+        elif self.paused_ports and self.lag_s < max_lag_s / 2:
+            for port in self.paused_ports:
+                if port.connected:
+                    port.startReading()
+            self.paused_ports = []
+
+
+gate = SocketGate()
+
+
+def busy_message() -> str:
+    """The one message a refused socket gets, with a retry time spread over [base, 2 × base]."""
+    base = settings.DEMO_BUSY_RETRY_AFTER_S
+    return json.dumps({
+        "type": "error", "code": "busy", "retry_after_s": round(random.uniform(base, 2 * base), 1),
+        "message": "The site is serving as many readers as it can right now; try again in a few seconds.",
+    })
+
+
+def _refusing_when_full(on_connect: Any) -> Any:
+    @functools.wraps(on_connect)
+    def connect(protocol: Any, request: Any) -> Any:
+        if gate.admit(protocol):
+            return on_connect(protocol, request)
+        # Only what Daphne's own onMessage/onClose read afterwards is set: muted, no application.
+        protocol.refused_as_busy = True
+        protocol.muted = True
+        protocol.request = request
+        protocol.client_addr = None
+        protocol.server = protocol.factory.server_class
+        protocol.server.protocol_connected(protocol)
+        protocol.socket_opened = protocol.last_ping = time.time()
+        return None  # accept the handshake here, without an application
+
+    return connect
+
+
+def _busy_on_open(on_open: Any) -> Any:
+    @functools.wraps(on_open)
+    def opened(protocol: Any) -> None:
+        if not getattr(protocol, "refused_as_busy", False):
+            on_open(protocol)
+            return
+        protocol.sendMessage(busy_message().encode(), False)
+        protocol.sendClose(code=CLOSE_BUSY, reason="busy")
+
+    return opened
+
+
+def _timeouts_unless_refused(check_timeouts: Any) -> Any:
+    @functools.wraps(check_timeouts)
+    def check(protocol: Any) -> None:
+        if not getattr(protocol, "refused_as_busy", False):  # closing already, on autobahn's own timeout
+            check_timeouts(protocol)
+
+    return check
+
+
+def _leaving_the_gate(connection_lost: Any) -> Any:
+    @functools.wraps(connection_lost)
+    def lost(protocol: Any, *args: Any, **kwargs: Any) -> None:
+        gate.leave(protocol)
+        connection_lost(protocol, *args, **kwargs)
+
+    return lost
+
+
+# Twisted accepts up to `numberAccepts` connections in one turn of the loop and raises that number by 20
+# each time it took them all: under a burst, one turn took thousands, whose request headers were then
+# read seconds later, past DEMO_REQUEST_HEADERS_TIMEOUT_S, and cut. A few per turn, between the
+# reads of the connections already in, keeps every accepted one moving; the rest wait in the kernel.
+ACCEPTS_PER_TURN = 64
+
+
+def _accepting_a_few_at_a_time(do_read: Any) -> Any:
+    @functools.wraps(do_read)
+    def read(port: Any) -> Any:
+        port.numberAccepts = min(getattr(port, "numberAccepts", ACCEPTS_PER_TURN), ACCEPTS_PER_TURN)
+        return do_read(port)
+
+    return read
+
+
 # --- protocol failures announced with a close frame ------------------------------------------------
 
 def _failing_with_a_close_frame(factory_init: Any) -> Any:
@@ -195,6 +363,11 @@ PATCHES = [
     (http_protocol.HTTPFactory, "buildProtocol", _with_header_deadline),
     (ws_protocol.WebSocketProtocol, "serverSend", _with_slow_reader_check),
     (ws_protocol.WebSocketProtocol, "onClose", _trimming_after_a_slow_reader),
+    (ws_protocol.WebSocketProtocol, "onConnect", _refusing_when_full),
+    (ws_protocol.WebSocketProtocol, "onOpen", _busy_on_open),
+    (ws_protocol.WebSocketProtocol, "check_timeouts", _timeouts_unless_refused),
+    (ws_protocol.WebSocketProtocol, "connectionLost", _leaving_the_gate),
+    (tcp.Port, "doRead", _accepting_a_few_at_a_time),
 ]
 
 

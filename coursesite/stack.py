@@ -48,6 +48,8 @@ class SupervisorPolicy:
     probe_interval_s: float = 2.0
     probe_timeout_s: float = 1.5
     probe_failures: int = 3
+    # A Daphne that misses its probes while it burns CPU is serving a load, not wedged: it gets this many.
+    busy_probe_failures: int = 15
     start_timeout_s: float = 30.0
     stop_grace_s: float = SHUTDOWN_GRACE_S
     embedded_restart_delay_s: float = 1.0
@@ -58,7 +60,9 @@ class SupervisorPolicy:
         from django.conf import settings
 
         return cls(probe_interval_s=settings.SUPERVISOR_PROBE_INTERVAL_S, probe_timeout_s=settings.SUPERVISOR_PROBE_TIMEOUT_S,
-                   probe_failures=settings.SUPERVISOR_PROBE_FAILURES, start_timeout_s=settings.SUPERVISOR_START_TIMEOUT_S,
+                   probe_failures=settings.SUPERVISOR_PROBE_FAILURES,
+                   busy_probe_failures=settings.SUPERVISOR_BUSY_PROBE_FAILURES,
+                   start_timeout_s=settings.SUPERVISOR_START_TIMEOUT_S,
                    stop_grace_s=settings.SUPERVISOR_STOP_GRACE_S,
                    embedded_restart_delay_s=settings.SUPERVISOR_EMBEDDED_RESTART_DELAY_S)
 
@@ -75,7 +79,9 @@ class Child:
     started_at: float = field(default_factory=time.monotonic)
     answered: bool = False
     failures: int = 0
+    busy_failures: int = 0  # probes missed while the process was burning CPU (serving, not wedged)
     next_probe_at: float = 0.0
+    cpu_seen: tuple[float, float] | None = None  # (monotonic time, the process's CPU seconds) at the last probe
 
 
 def answers(url: str, timeout_s: float) -> bool:
@@ -88,6 +94,29 @@ def answers(url: str, timeout_s: float) -> bool:
         return True
     except (OSError, ValueError):
         return False
+
+
+# Busier than this (CPU seconds per second since the last probe) and a process that misses a probe is
+# taken to be serving a load: a stopped or hung one uses none.
+BUSY_CPU_SHARE = 0.02
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """A process's user + system CPU time, from /proc (None once it is gone, or off Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def burning_cpu(child: Child) -> bool:
+    """Whether the child used more than BUSY_CPU_SHARE of a core since its previous probe (remembering this one)."""
+    now, cpu = time.monotonic(), cpu_seconds(child.process.pid)
+    before, child.cpu_seen = child.cpu_seen, (now, cpu) if cpu is not None else None
+    if before is None or cpu is None or now <= before[0]:
+        return False
+    return (cpu - before[1]) / (now - before[0]) > BUSY_CPU_SHARE
 
 
 def kill_group(process: subprocess.Popen) -> None:
@@ -224,16 +253,23 @@ class Supervisor:
         now = time.monotonic()
         child.next_probe_at = now + self.policy.probe_interval_s
         assert child.probe_url is not None
-        if answers(child.probe_url, self.policy.probe_timeout_s):
-            child.answered, child.failures = True, 0
+        answered = answers(child.probe_url, self.policy.probe_timeout_s)
+        busy = burning_cpu(child)
+        if answered:
+            child.answered, child.failures, child.busy_failures = True, 0, 0
             return
         if not child.answered and now - child.started_at < self.policy.start_timeout_s:
             return  # still starting up
-        child.failures += 1
-        if child.failures < self.policy.probe_failures:
+        # A process that misses its probes while it burns CPU is most likely serving a burst of readers
+        # (it turns the excess away with `busy`); it gets longer before it is taken for wedged.
+        if busy:
+            child.busy_failures += 1
+        else:
+            child.failures += 1
+        if child.failures < self.policy.probe_failures and child.busy_failures < self.policy.busy_probe_failures:
             return
         say(f"{child.name} (pid {child.process.pid}) has not answered {child.probe_url} "
-            f"{child.failures} times in a row; killing and restarting it")
+            f"{child.failures + child.busy_failures} times in a row; killing and restarting it")
         kill_group(child.process)
         self.replace(index)
 

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, cast
 from asgiref.sync import sync_to_async
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from coursesite import keys
@@ -521,6 +522,11 @@ class WorkerRun(SupervisedRun):
 PLACEMENTS: dict[str, type[SupervisedRun]] = {"loop": LoopRun, "worker": WorkerRun}
 
 
+def pool_exhausted(error: RedisError) -> bool:
+    """Whether a Redis error only says this process's connection pool had no free connection in time (overload)."""
+    return isinstance(error, RedisConnectionError) and str(error) == "No connection available."
+
+
 async def start_run(*, demo: Demo, params: dict[str, Any], ref: str | None, send: Send,
                     on_end: Callable[[SupervisedRun], None], channel_layer: Any = None, channel_name: str = "",
                     client_address: str | None = None, compare: RunCompare | None = None,
@@ -545,7 +551,14 @@ async def start_run(*, demo: Demo, params: dict[str, Any], ref: str | None, send
     try:
         refused = await acquire_slot(placement=demo.placement, run_id=run_id, time_limit_s=demo.time_limit_s,
                                      client_address=client_address)
-    except RedisError:
+    except RedisError as error:
+        if pool_exhausted(error):
+            # Redis is up; this process has every connection to it in use and waited its timeout for one:
+            # it is over its capacity, and the reader is told so, as at the socket gate.
+            await run_finish_on_loop(run_id=run_id, status=Run.Status.CANCELLED,
+                                     summary={"text": "Not started: the site was busy.", "elapsed_ms": 0.0})
+            raise RunRefused("busy", "The site is serving as many readers as it can right now; try again in a few "
+                             "seconds.", retry_after_s=settings.DEMO_BUSY_RETRY_AFTER_S) from None
         await run_finish_on_loop(run_id=run_id, status=Run.Status.FAILED,
                                  summary={"text": "Not started: Redis is unavailable.", "elapsed_ms": 0.0})
         raise RunRefused("unavailable", "The demo service is unavailable right now; try again shortly.") from None

@@ -272,6 +272,14 @@ DEMO_RUNS_PER_SOCKET = env_int("DEMO_RUNS_PER_SOCKET", 2)
 DEMO_MAX_LOOP_RUNS = env_int("DEMO_MAX_LOOP_RUNS", 200)
 DEMO_MAX_WORKER_RUNS = env_int("DEMO_MAX_WORKER_RUNS", 8)
 DEMO_SOCKETS_PER_IP = env_int("DEMO_SOCKETS_PER_IP", 20)
+# Admission per web process: websockets one Daphne holds open at once; past it a new socket is told
+# `busy` (retry after DEMO_BUSY_RETRY_AFTER_S to twice that) before any work (coursesite/server_limits.py).
+# The default is what one Daphne on the 2-core bench machine served within its delay target.
+DEMO_SOCKETS_PER_PROCESS = env_int("DEMO_SOCKETS_PER_PROCESS", 1500)
+DEMO_BUSY_RETRY_AFTER_S = env_float("DEMO_BUSY_RETRY_AFTER_S", 2.0)
+# ... and while its event loop has lately run this many ms late (0: no such check): by then the
+# readers it holds already miss their 250 ms delay target, and one more would make it worse.
+DEMO_ADMIT_MAX_LAG_MS = env_int("DEMO_ADMIT_MAX_LAG_MS", 200)
 # Fair shares: one client address may hold this many runs of each placement at once,
 # so a single reader cannot take every worker slot.
 DEMO_WORKER_RUNS_PER_ADDRESS = env_int("DEMO_WORKER_RUNS_PER_ADDRESS", 2)
@@ -357,6 +365,9 @@ SUPERVISOR_PROBE_INTERVAL_S = env_float("SUPERVISOR_PROBE_INTERVAL_S", 2.0)
 SUPERVISOR_PROBE_TIMEOUT_S = env_float("SUPERVISOR_PROBE_TIMEOUT_S", 1.5)
 # ... and after this many unanswered probes in a row takes it for wedged: SIGKILL, then a new one.
 SUPERVISOR_PROBE_FAILURES = env_int("SUPERVISOR_PROBE_FAILURES", 3)
+# ... or this many when the process used CPU meanwhile: busy serving a burst, not wedged (a stopped or
+# hung Daphne uses none); a loop spinning for ever is still killed, later.
+SUPERVISOR_BUSY_PROBE_FAILURES = env_int("SUPERVISOR_BUSY_PROBE_FAILURES", 15)
 # A Daphne that has not answered once this long after it started is wedged too.
 SUPERVISOR_START_TIMEOUT_S = 30.0
 # A process the supervisor stops gets SIGTERM, then SIGKILL (its whole process group) this long after.
