@@ -124,3 +124,43 @@ test("whenOpen rejects with the refusal when the server turns the socket away", 
   made[0].serverCloses(4413);
   await assert.rejects(opening, /message too big/);
 });
+
+test("a process at its capacity says busy and closes 4503: the socket comes back after retry_after_s, not refused", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { made, createSocket } = fakeSocketFactory();
+  const socket = new JsonSocket("ws://test/", { createSocket, random: () => 0.5, watchPage: false });
+  const received = [];
+  socket.onMessage((message) => received.push(message));
+  socket.connect();
+  made[0].open();
+  made[0].emit("message", { data: JSON.stringify({ type: "error", code: "busy", message: "Too many readers.", retry_after_s: 3 }) });
+  made[0].serverCloses(4503);
+  assert.deepEqual(received, [], "the connection's own refusal is the socket's business, not a widget's");
+  assert.equal(socket.state, "closed");
+  const status = socket.status();
+  assert.equal(status.busy, true);
+  assert.equal(status.refusal, null);
+  assert.equal(Math.round(status.retryInMs ?? -1), 3150, "the server's 3 s, plus a jitter of up to a tenth (half of it here)");
+  t.mock.timers.tick(3100);
+  assert.equal(made.length, 1, "not before the server said");
+  t.mock.timers.tick(100);
+  assert.equal(made.length, 2);
+  made[1].open();
+  assert.equal(socket.status().busy, false);
+  // A busy close without a retry_after_s heard first still comes back, after a default wait.
+  made[1].serverCloses(4503);
+  assert.equal(socket.status().busy, true);
+  assert.ok((socket.status().retryInMs ?? 0) >= 5000);
+});
+
+test("a busy error answering a run (it has a ref) is the widget's, not the connection's", () => {
+  const { made, createSocket } = fakeSocketFactory();
+  const socket = new JsonSocket("ws://test/", { createSocket, watchPage: false });
+  const received = [];
+  socket.onMessage((message) => received.push(message));
+  socket.connect();
+  made[0].open();
+  const answer = { type: "error", code: "busy", message: "Too many demos.", retry_after_s: 4, ref: "w:1" };
+  made[0].emit("message", { data: JSON.stringify(answer) });
+  assert.deepEqual(received, [answer]);
+});

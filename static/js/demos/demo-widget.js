@@ -267,7 +267,9 @@ export class DemoWidget {
     } else if (status.state === "closed" && status.retryInMs === null) {
       this.showConnection("The demo server closed the connection, so Run is off.", true);
     } else if (status.state === "closed") {
-      this.showConnection("Not connected to the demo server, so Run is off until it reconnects.", true);
+      this.showConnection(status.busy
+        ? "The demo server has as many readers as it can take right now; this page connects again by itself, and Run comes back then."
+        : "Not connected to the demo server, so Run is off until it reconnects.", true);
       const tick = () => {
         const waitMs = this.socket.status().retryInMs;
         this.countdownText.textContent = waitMs === null ? "" : `Retrying in ${Math.max(1, Math.ceil(waitMs / 1000))} s.`;

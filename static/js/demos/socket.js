@@ -39,12 +39,14 @@
  * @property {SocketState} state
  * @property {number | null} retryInMs  milliseconds to the next attempt, or null when none is planned
  * @property {string | null} refusal  why the server refused or closed the socket, for the reader
+ * @property {boolean} [busy]  waiting out the server's "busy" before trying again
  */
 
 /**
  * @typedef {object} CloseDecision
  * @property {boolean} reconnect  whether to try again by itself
  * @property {string | null} refusal  a readable reason when the server closed on purpose
+ * @property {boolean} [busy]  the server was at its capacity: the retry waits for its retry_after_s
  */
 
 /**
@@ -80,6 +82,12 @@ export const BACKOFF_CAP_MS = 15_000;
 // 1006 is what the browser reports for a dropped connection or a refused handshake.
 export const ABNORMAL_CLOSE_CODES = new Set([1006, 1011, 1012, 1013, 1014]);
 
+// The server's "busy" close: a web process at its capacity let the socket in only to say so (with a
+// `busy` error carrying retry_after_s just before). A refusal for now, not for good: come back after it.
+export const BUSY_CLOSE_CODE = 4503;
+// With no retry_after_s heard before the close, wait this long (plus jitter) before coming back.
+const BUSY_DEFAULT_WAIT_MS = 5000;
+
 /** @type {Record<number, string>} */
 const REFUSAL_REASONS = {
   1008: "the server refused a message",
@@ -100,6 +108,7 @@ const SOCKET_OPEN = 1;
  */
 export function closeDecision(code, reason = "") {
   if (ABNORMAL_CLOSE_CODES.has(code)) return { reconnect: true, refusal: null };
+  if (code === BUSY_CLOSE_CODE) return { reconnect: true, refusal: null, busy: true };
   if (code === 1000 || code === 1001) return { reconnect: false, refusal: null };
   const words = REFUSAL_REASONS[code] ?? (reason.trim() || `the server closed the connection (code ${code})`);
   return { reconnect: false, refusal: words };
@@ -146,6 +155,9 @@ export class JsonSocket {
     /** @type {string | null} */
     this.refusal = null;
     this.attempt = 0;
+    /** @type {number | null} the retry_after_s of a connection-level busy just heard, in milliseconds */
+    this.busyWaitMs = null;
+    this.busy = false;
     /** @type {number | null} performance.now() of the next attempt */
     this.retryAt = null;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -290,6 +302,7 @@ export class JsonSocket {
       state: this.state,
       retryInMs: this.retryAt === null ? null : Math.max(0, this.retryAt - performance.now()),
       refusal: this.refusal,
+      busy: this.busy && this.state !== "open",
     };
   }
 
@@ -305,6 +318,12 @@ export class JsonSocket {
       return;
     }
     if (!message || typeof message !== "object" || Array.isArray(message)) return;
+    if (message.type === "error" && message.code === "busy" && message.ref == null) {
+      // The process's own refusal of this connection; the busy close follows, and the retry waits this long.
+      const seconds = Number(message.retry_after_s);
+      this.busyWaitMs = Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 60) * 1000 : null;
+      return;
+    }
     for (const listener of this.messageListeners) listener(message);
   }
 
@@ -316,8 +335,12 @@ export class JsonSocket {
       waiter.reject(new Error(info.decision.refusal ?? "cannot reach the server"));
     }
     for (const listener of this.closeListeners) listener(info);
+    this.busy = Boolean(info.decision.busy);
     if (info.decision.reconnect) {
-      const delay = backoffDelayMs(this.attempt, this.backoff);
+      // Readers turned away together should not all come back in the same instant: up to a tenth later.
+      const busyWaitMs = this.busyWaitMs ?? BUSY_DEFAULT_WAIT_MS;
+      const delay = this.busy ? busyWaitMs * (1 + 0.1 * this.backoff.random()) : backoffDelayMs(this.attempt, this.backoff);
+      this.busyWaitMs = null;
       this.attempt += 1;
       this.retryAt = performance.now() + delay;
       clearTimeout(this.retryTimer);
