@@ -37,8 +37,9 @@ SMOKE = {
     "scaling_points": [5, 10], "server_readers": None,
     "viewer_params": {"requests": 2, "wait_ms": 50, "jitter_ms": 10, "mode": "concurrent"},
     "one_cook_requests": 200, "c10k_event_loop": 200, "c10k_threads": 50, "jobs": 20,
-    "race_increments": 10, "offload": {"jobs": 1}, "parallelism_runs": 2, "second_site": False,
-    "playground_runs": 2, "playground_seconds": 2, "playground_rounds": 1,
+    # Small jobs and one parallelism run: the smoke proves the sections run and render, not their figures.
+    "race_increments": 10, "offload": {"jobs": 1, "job_ms": 50}, "parallelism_runs": 1, "second_site": False,
+    "playground_runs": 2, "playground_seconds": 1, "playground_rounds": 1,
 }
 # Generous limits for the bench site only: up to 10,000 sockets come from one address, so what turns
 # readers away is the per-process admission gate (DEMO_SOCKETS_PER_PROCESS, at its default) and its

@@ -375,6 +375,8 @@ SUPERVISOR_STOP_GRACE_S = env_float("SUPERVISOR_STOP_GRACE_S", 6.0)
 # An embedded Redis or PostgreSQL that died is started again this long after it was seen down
 # (and again every as long, while it will not start).
 SUPERVISOR_EMBEDDED_RESTART_DELAY_S = env_float("SUPERVISOR_EMBEDDED_RESTART_DELAY_S", 1.0)
+# A web or worker process that exited is started again this long after (one that dies at once cannot spin).
+SUPERVISOR_RESTART_DELAY_S = env_float("SUPERVISOR_RESTART_DELAY_S", 1.0)
 
 LOGGING = {
     "version": 1,
