@@ -136,12 +136,18 @@ def run_all(sizes: dict, log) -> dict:
         log("one web process, then two")
         side_by_side = {"connections": sizes["wrk_connections"], "seconds": sizes["wrk_seconds"],
                         "viewer_count": sizes["viewers"], "params": sizes["viewer_params"]}
-        demos.wait_until_settled(site)
-        results["web_one"] = processes.measure_site(site, **side_by_side)
-        site.stop()
-        # The smoke run skips the second site: starting one is what tests/test_several_web_processes.py proves.
-        results["web_two"] = (processes.measure_two(var_root / "site-2", site_env=site_env, **side_by_side)
-                              if sizes["second_site"] else None)
+        if sizes["second_site"]:
+            site.stop()
+            results["web_one"] = processes.measure_fresh(var_root / "site-1", processes=1, site_env=site_env,
+                                                         **side_by_side)
+            results["web_two"] = processes.measure_fresh(var_root / "site-2", processes=2, site_env=site_env,
+                                                         **side_by_side)
+        else:
+            # The smoke run starts no more sites: starting two processes is what
+            # tests/test_several_web_processes.py proves.
+            demos.wait_until_settled(site)
+            results["web_one"] = processes.measure_site(site, **side_by_side)
+            results["web_two"] = None
     finally:
         site.stop()
         shutil.rmtree(var_root, ignore_errors=True)
@@ -249,8 +255,12 @@ def render(results: dict, command: str, svg_path: str = "img/scaling.svg") -> st
                      f"{oc['bytes_sent'] + oc['bytes_received']} bytes), once the viewers' runs had ended: a warm-up run "
                      f"(ratio {_total_to_longest(oc['warmup_runs'])}, not counted), then {len(oc['runs'])} runs one after "
                      f"another (ratios {_total_to_longest(oc['runs'])}); the median run: total {oc['total_ms']:.0f} ms, "
-                     f"longest wait {oc['longest_wait_ms']:.0f} ms, ratio **{ratio:.2f}**. Target ≤ 1.5: "
-                     + verdict(ratio <= 1.5))
+                     f"longest wait {oc['longest_wait_ms']:.0f} ms, ratio **{ratio:.2f}**. Target ≤ 1.5 (the median "
+                     "run): " + verdict(ratio <= 1.5))
+        counted = [run["total_ms"] / run["longest_wait_ms"] for run in oc["runs"] if _ok(run)]
+        every = len(counted) == len(oc["runs"]) and bool(counted) and max(counted) <= 1.3
+        lines.append("- Target ≤ 1.3 in every counted run (not only the median): "
+                     + verdict(every, f"highest {max(counted):.2f}" if counted else "no run succeeded"))
         timer = results["one_cook_timer"]
         if _ok(timer):
             lines.append(f"- The same, with `asyncio.sleep` standing in for the round trips (timer mode): ratios "
