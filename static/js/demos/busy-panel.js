@@ -129,6 +129,7 @@ export class BusyPanel {
     this.recording = null;
     this.titles = [];
     this.lookups = 0; // answers of older lookups are dropped
+    this.fromSocket = false; // shown because the page's socket was turned away, not a run
     // Announced when it changes: the server's sentence and when the widget tries again, once per refusal.
     this.text = el("span", {});
     this.spoken = el("span", { className: "demo-busy-sr" });
@@ -166,6 +167,7 @@ export class BusyPanel {
    */
   refused(refusals, columns, titles) {
     this.stopTimers();
+    this.fromSocket = false;
     this.titles = titles;
     const delays = refusals.map((refusal) => retryDelayMs(refusal));
     const delayMs = delays.includes(null) ? null : Math.max(...delays.map(Number));
@@ -189,6 +191,29 @@ export class BusyPanel {
         : "Press Run to try again when one of your runs has finished.";
     }
     this.offerRecording(columns);
+  }
+
+  /**
+   * The page's socket was turned away (the server at its capacity) and comes back by itself: no countdown of
+   * the panel's own (the connection notice has the socket's), but the same offer of a recording meanwhile.
+   * @param {Record<string, unknown>[]} columns  the settings in the widget now
+   * @param {string[]} titles
+   */
+  socketRefused(columns, titles) {
+    if (this.pending) return; // a run's own refusal is already counting down
+    this.titles = titles;
+    this.fromSocket = true;
+    this.element.hidden = false;
+    this.setText("");
+    this.countdown.textContent = "";
+    this.spoken.textContent = "";
+    this.offerRecording(columns);
+  }
+
+  /** The socket is open again: an offer made while it was away goes, a recording being watched stays. */
+  socketBack() {
+    if (!this.fromSocket || this.pending || this.player.showing) return;
+    this.clear();
   }
 
   setText(text) {
@@ -247,6 +272,7 @@ export class BusyPanel {
   /** A live run was accepted: the panel goes, and so does any recording. */
   clear() {
     this.stopTimers();
+    this.fromSocket = false;
     this.lookups += 1;
     this.retries = 0;
     this.player.stop();

@@ -256,6 +256,7 @@ export class DemoWidget {
     clearTimeout(this.connectingNotice);
     if (status.state === "open") {
       this.connection.hidden = true;
+      this.busy.socketBack();
     } else if (status.state === "connecting" && (previous === "closed" || previous === "refused")) {
       this.countdownText.textContent = "Retrying now…"; // keep the announced sentence as it is
     } else if (status.state === "connecting") {
@@ -270,6 +271,10 @@ export class DemoWidget {
       this.showConnection(status.busy
         ? "The demo server has as many readers as it can take right now; this page connects again by itself, and Run comes back then."
         : "Not connected to the demo server, so Run is off until it reconnects.", true);
+      if (status.busy) {
+        const columns = /** @type {Record<string, unknown>[]} */ (this.controls.peek());
+        this.busy.socketRefused(this.compare ? columns : [columns[0]], this.titles ?? []);
+      }
       const tick = () => {
         const waitMs = this.socket.status().retryInMs;
         this.countdownText.textContent = waitMs === null ? "" : `Retrying in ${Math.max(1, Math.ceil(waitMs / 1000))} s.`;
