@@ -314,3 +314,9 @@ async def open_lesson_demo(context, url: str):
     demo = page.locator("section.demo").first
     await demo.locator("xpath=.").and_(page.locator('[data-widget-state="ready"]')).wait_for(timeout=15_000)
     return page, demo, problems
+
+
+async def text_matches(page, locator, pattern: str, timeout: float = 20_000) -> None:
+    """Wait until the element's text matches the regular expression `pattern` (in the browser)."""
+    await page.wait_for_function("([el, source]) => new RegExp(source).test(el.textContent)",
+                                 arg=[await locator.element_handle(), pattern], timeout=timeout)

@@ -6,18 +6,13 @@ import re
 import pytest
 
 from tests.conftest import chromium
-from tests.demos.helpers import demo_socket, open_lesson_demo, receive_until_finished, start_run
+from tests.demos.helpers import demo_socket, open_lesson_demo, receive_until_finished, start_run, text_matches
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 LESSON = "/concurrency-and-async/one-cook-many-dishes/"
 # Holds the site's only loop place until the test lets go of it (well inside one-cook's time limit).
 HOLD = {"requests": 20, "wait_ms": 2000, "jitter_ms": 0, "mode": "sequential"}
-
-
-async def _text_matches(page, locator, pattern: str, timeout: float = 15_000):
-    await page.wait_for_function("([el, source]) => new RegExp(source).test(el.textContent)",
-                                 arg=[await locator.element_handle(), pattern], timeout=timeout)
 
 
 async def test_a_reader_turned_away_watches_a_labelled_recording_then_gets_a_live_run_on_its_own(course, daphne_factory):
@@ -33,7 +28,7 @@ async def test_a_reader_turned_away_watches_a_labelled_recording_then_gets_a_liv
         status = demo.locator(".demo-status")
         # A first run while the site is free: the recording a later reader will be offered.
         await run_button.click()
-        await _text_matches(page, status, "Finished in")
+        await text_matches(page, status, "Finished in")
         recorded = await demo.locator("a.demo-run-link").first.get_attribute("href")
         assert re.fullmatch(r"/runs/[0-9a-f-]{36}/", recorded)
 
@@ -46,19 +41,19 @@ async def test_a_reader_turned_away_watches_a_labelled_recording_then_gets_a_liv
             jitter_value = await jitter.input_value()
             for call_off, said in [("stop", "Stopped"), ("change", "Settings changed")]:
                 await run_button.click()
-                await _text_matches(page, countdown, r"^Trying again in \d+ s\.$")
+                await text_matches(page, countdown, r"^Trying again in \d+ s\.$")
                 if call_off == "stop":
                     await demo.get_by_role("button", name="Stop").click()
                 else:
                     await jitter.fill(str(int(jitter_value) + 1))
-                await _text_matches(page, busy.get_by_role("status"), said)
+                await text_matches(page, busy.get_by_role("status"), said)
                 assert await countdown.inner_text() == ""
                 await page.clock.fast_forward(12_000)
                 assert await status.inner_text() == "Not started."
             await jitter.fill(jitter_value)
             await run_button.click()
             await busy.wait_for(state="visible", timeout=10_000)
-            await _text_matches(page, busy.locator(".demo-busy-countdown"), r"^Trying again in \d+ s\.$")
+            await text_matches(page, busy.locator(".demo-busy-countdown"), r"^Trying again in \d+ s\.$")
             announced = await busy.get_by_role("status").inner_text()
             assert "Too many demos are running across the site" in announced
             assert re.search(r"Trying again in \d+ s\.", announced)
@@ -80,8 +75,8 @@ async def test_a_reader_turned_away_watches_a_labelled_recording_then_gets_a_liv
             await holder.send_json_to({"type": "cancel", "run": held["run"]})
             await receive_until_finished(holder, held["run"])
         await page.clock.fast_forward(12_000)
-        await _text_matches(page, status, "Running|Finished in")
-        await _text_matches(page, status, "Finished in")
+        await text_matches(page, status, "Running|Finished in")
+        await text_matches(page, status, "Finished in")
         assert await demo.locator(".demo-recording-banner").count() == 0
         assert await busy.is_hidden()
         live = await demo.locator("a.demo-run-link").first.get_attribute("href")

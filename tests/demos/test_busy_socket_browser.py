@@ -13,16 +13,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.conftest import chromium
-from tests.demos.helpers import DEMO_PATH, open_lesson_demo
+from tests.demos.helpers import DEMO_PATH, open_lesson_demo, text_matches
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 LESSON = "/concurrency-and-async/one-cook-many-dishes/"
-
-
-async def _text_matches(page, locator, pattern: str, timeout: float = 20_000):
-    await page.wait_for_function("([el, source]) => new RegExp(source).test(el.textContent)",
-                                 arg=[await locator.element_handle(), pattern], timeout=timeout)
 
 
 async def _take_the_only_place(server):
@@ -46,7 +41,7 @@ async def test_a_page_turned_away_at_its_socket_offers_a_recording_and_connects_
         # First a compare at the lesson's own settings while the site is free: the recording offered later.
         page, demo, problems = await open_lesson_demo(context, server.url + LESSON)
         await demo.get_by_role("button", name="Run both").click()
-        await _text_matches(page, demo.locator(".demo-status"), "A: finished in .* B: finished in")
+        await text_matches(page, demo.locator(".demo-status"), "A: finished in .* B: finished in")
         await page.close()
 
         holder = await _take_the_only_place(server)
@@ -58,8 +53,8 @@ async def test_a_page_turned_away_at_its_socket_offers_a_recording_and_connects_
             await page.goto(server.url + LESSON)
             demo = page.locator("section.demo").first
             notice = demo.locator(".demo-connection")
-            await _text_matches(page, notice, "as many readers as it can take right now")
-            await _text_matches(page, notice, r"Retrying in \d+ s\.")
+            await text_matches(page, notice, "as many readers as it can take right now")
+            await text_matches(page, notice, r"Retrying in \d+ s\.")
             assert await demo.get_by_role("button", name="Run both").is_disabled()
             assert "4503" not in await notice.inner_text()
             watch = demo.get_by_role("button", name=re.compile(r"^Watch a recording of this preset from \d\d:\d\d"))
@@ -73,7 +68,7 @@ async def test_a_page_turned_away_at_its_socket_offers_a_recording_and_connects_
                     break
                 await asyncio.sleep(0.1)
             assert len(sockets_opened) >= 2, sockets_opened
-            await _text_matches(page, notice, r"Retrying in \d+ s\.")
+            await text_matches(page, notice, r"Retrying in \d+ s\.")
             assert await demo.get_by_role("button", name="Run both").is_disabled()
         finally:
             await holder.close()
@@ -84,5 +79,5 @@ async def test_a_page_turned_away_at_its_socket_offers_a_recording_and_connects_
         assert await banner.is_visible()
         await run_both.click()
         await banner.wait_for(state="hidden", timeout=10_000)
-        await _text_matches(page, demo.locator(".demo-status"), "A: finished in .* B: finished in")
+        await text_matches(page, demo.locator(".demo-status"), "A: finished in .* B: finished in")
         assert problems == [], problems
