@@ -120,6 +120,15 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
             return
         await super().websocket_connect(message)
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        try:
+            await super().websocket_disconnect(message)
+        finally:
+            # The address's place is free as soon as the socket is, not after the channel
+            # layer's pop under way ends (up to a second: docs/adr/0019).
+            if self.socket_lease is not None:
+                await self.socket_lease.release()
+
     async def release_resources(self) -> None:
         """Give back what the socket holds (runs, sessions); called once on every way out. Idempotent."""
 
