@@ -41,7 +41,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
                 logger.warning("channel layer receive failed (%s); retrying in %.0f s", error.__class__.__name__, RETRY_AFTER_S)
                 await asyncio.sleep(RETRY_AFTER_S)
 
-    async def _brpop_with_clean(self, index, channel, timeout):
+    async def _brpop_with_clean(self, index, channel, timeout):  # noqa: ASYNC109 (channels-redis's signature)
         """One pop, never interrupted half way (at most `brpop_timeout`): channels-redis files what
         it pops in a backup queue, put back for the next pop, but only once the pop's reply is read.
         A cancelled caller waits for the pop and its backup, then ends."""
