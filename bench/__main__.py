@@ -29,17 +29,19 @@ FULL = {
     "viewer_params": {"requests": 5, "wait_ms": 300, "jitter_ms": 50, "mode": "concurrent"},
     "one_cook_requests": 10_000, "c10k_event_loop": 10_000, "c10k_threads": 1_000, "jobs": 500,
     "race_increments": 100, "offload": {}, "parallelism_runs": 10, "second_site": True,
-    "playground_runs": 8, "playground_seconds": 8, "playground_rounds": 3,
+    "playground_runs": 8, "playground_seconds": 8, "playground_rounds": 3, "playground_warm_seconds": 2,
+    "one_cook_runs": 3,
 }
 SMOKE = {
     "wrk_connections": 8, "wrk_seconds": 1, "viewers": 10,
     # The curve at two tiny points; the three-server comparison only in the full run.
     "scaling_points": [5, 10], "server_readers": None,
     "viewer_params": {"requests": 2, "wait_ms": 50, "jitter_ms": 10, "mode": "concurrent"},
-    "one_cook_requests": 200, "c10k_event_loop": 200, "c10k_threads": 50, "jobs": 20,
+    "one_cook_requests": 50, "one_cook_runs": 1, "c10k_event_loop": 50, "c10k_threads": 10, "jobs": 10,
     # Small jobs and one parallelism run: the smoke proves the sections run and render, not their figures.
     "race_increments": 10, "offload": {"jobs": 1, "job_ms": 50}, "parallelism_runs": 1, "second_site": False,
-    "playground_runs": 2, "playground_seconds": 1, "playground_rounds": 1,
+    # One spinning run is enough to start the extra worker, spin, watch and stop it.
+    "playground_runs": 1, "playground_seconds": 1, "playground_rounds": 1, "playground_warm_seconds": 1,
 }
 # Generous limits for the bench site only: up to 10,000 sockets come from one address, so what turns
 # readers away is the per-process admission gate (DEMO_SOCKETS_PER_PROCESS, at its default) and its
@@ -53,7 +55,6 @@ SITE_ENV = {"DEMO_SOCKETS_PER_IP": "20000", "DEMO_MAX_LOOP_RUNS": "20000", "DEMO
             # machines; the bench site allows its one client 60 s.
             "DEMO_REQUEST_HEADERS_TIMEOUT_S": "60",
             "WEB_PROCESSES": "1"}
-ONE_COOK_RUNS = 3
 RACE_MODES = ["atomic-update", "read-modify-write", "select-for-update", "optimistic"]
 
 
@@ -113,7 +114,7 @@ def run_all(sizes: dict, log) -> dict:
         for key, io in (("one_cook", "network"), ("one_cook_timer", "timer")):
             results[key] = demos.run_demo_repeatedly(
                 site, "one-cook", {"requests": sizes["one_cook_requests"], "mode": "concurrent", "io": io},
-                times=ONE_COOK_RUNS, key=lambda run: run["total_ms"] / run["longest_wait_ms"], warmups=1)
+                times=sizes["one_cook_runs"], key=lambda run: run["total_ms"] / run["longest_wait_ms"], warmups=1)
         log("c10k")
         results["c10k_event_loop"] = demos.run_demo(site, "c10k", {"mode": "event-loop", "connections": sizes["c10k_event_loop"]})
         results["c10k_threads"] = demos.run_demo(site, "c10k", {"mode": "threads", "connections": sizes["c10k_threads"]})
@@ -127,7 +128,8 @@ def run_all(sizes: dict, log) -> dict:
         log(f"playground, {sizes['playground_runs']} runs spinning")
         results["playground"] = playground.measure(site, runs=sizes["playground_runs"],
                                                    seconds=sizes["playground_seconds"],
-                                                   rounds=sizes["playground_rounds"], env_extra=site_env)
+                                                   rounds=sizes["playground_rounds"], env_extra=site_env,
+                                                   warm_seconds=sizes["playground_warm_seconds"])
         log("counter race")
         results["race"] = {
             mode: demos.run_demo(site, "counter-race", {"mode": mode, "workers": 8, "increments": sizes["race_increments"]})

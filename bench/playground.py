@@ -189,7 +189,8 @@ def _site_worker() -> str:
     return f"worker@{socket.gethostname()}"
 
 
-def measure(site, *, runs: int, seconds: int, rounds: int = 1, env_extra: dict[str, str] | None = None) -> dict:
+def measure(site, *, runs: int, seconds: int, rounds: int = 1, env_extra: dict[str, str] | None = None,
+            warm_seconds: int = 2) -> dict:
     """`rounds` times: page p99 idle, then with `runs` spinning playground runs; the ratio, and what really spun.
 
     Idle and loaded phases alternate, so that load from elsewhere on the
@@ -198,7 +199,7 @@ def measure(site, *, runs: int, seconds: int, rounds: int = 1, env_extra: dict[s
     """
     demos.wait_until_settled(site)
     url = site.url + pages.LESSON_PATH
-    pages.wrk(url, connections=WRK_CONNECTIONS, seconds=2)  # warm the page cache and the connections
+    pages.wrk(url, connections=WRK_CONNECTIONS, seconds=warm_seconds)  # warm the page cache and the connections
     extra = start_extra_worker(site, runs, env_extra or {})
     from celery import Celery
 
