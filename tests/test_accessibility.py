@@ -50,6 +50,8 @@ new MutationObserver((changes) => {
   }
 }).observe(document, { childList: true, subtree: true });
 """
+THEME_SETTLED = """new Promise(requestAnimationFrame).then(() => Promise.all(document.getAnimations()
+  .filter((animation) => animation instanceof CSSTransition).map((animation) => animation.finished.catch(() => null)))).then(() => null)"""
 ENDED = "el => !/Running…|Starting…|^Ready\\.$/.test(el.textContent.trim())"
 
 
@@ -88,10 +90,11 @@ async def _scan_both_themes(page, found: dict[str, list[str]], name: str) -> Non
 
     The theme flips in place (no reload): the page's CSS follows `prefers-color-scheme`, and the canvases
     redraw on the media query's change event, which has run by the time the next animation frame is due.
+    Colours that ease into the new theme (the admin's links have a transition) are read once they end.
     """
     for theme in ("light", "dark"):
         await page.emulate_media(color_scheme=theme)
-        await page.evaluate("new Promise(requestAnimationFrame)")  # the theme's listeners repaint first
+        await page.evaluate(THEME_SETTLED)
         found[f"{name} ({theme})"] = await serious_violations(page)
     await page.emulate_media(color_scheme="light")
 
