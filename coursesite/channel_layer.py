@@ -12,7 +12,7 @@ could interrupt a reply Redis had already sent, and the message in it, meant
 for some other reader, was gone: a worker run's batch missing from a stream.
 And redis-py turned that cancellation into its own TimeoutError, which the
 retry loop then swallowed, so the closed socket's consumer never ended until
-Daphne killed it. See docs/adr/ (channel layer cancellation).
+Daphne killed it. See docs/adr/0019-channel-layer-pops-are-never-interrupted.md.
 """
 import asyncio
 import logging

@@ -157,10 +157,12 @@ async def test_no_serious_axe_finding_on_any_page_before_and_after_its_demos_run
             """The replay of the first run to end, scanned beside the lessons (it needs no slot of theirs)."""
             run_link = await first_run
             page = await context.new_page()
-            await page.goto(site_url + run_link)
-            await page.wait_for_load_state("networkidle")
-            await _scan_both_themes(page, found, run_link + " (replay)")
-            await page.close()
+            try:
+                await page.goto(site_url + run_link)
+                await page.wait_for_load_state("networkidle")
+                await _scan_both_themes(page, found, run_link + " (replay)")
+            finally:
+                await page.close()
 
         replay = asyncio.create_task(scan_replay())
         admin = asyncio.create_task(_scan_admin_lesson_form(context.browser, site_url, found))
