@@ -202,8 +202,7 @@ export class BusyPanel {
   socketRefused(columns, titles) {
     if (this.pending) return; // a run's own refusal is already counting down
     this.titles = titles;
-    this.fromSocket = true;
-    this.element.hidden = false;
+    this.fromSocket = true; // the panel shows only once there is a recording to offer (below)
     this.setText("");
     this.countdown.textContent = "";
     this.spoken.textContent = "";
@@ -235,8 +234,10 @@ export class BusyPanel {
   async offerRecording(columns) {
     const lookup = ++this.lookups;
     const answer = await lookUp(recordingUrl(this.slug, columns));
-    if (lookup !== this.lookups || this.element.hidden) return;
+    if (lookup !== this.lookups || (this.element.hidden && !this.fromSocket)) return;
     this.recording = answer;
+    // Turned away at the socket, the connection notice says it all: an empty panel beside it would be noise.
+    if (this.fromSocket) this.element.hidden = !answer && !this.player.showing;
     if (answer) this.watchButton.textContent = `Watch a recording of this preset from ${recordingTime(answer.created_at)} while you wait`;
     this.watchButton.hidden = this.player.showing;
     this.watching.hidden = !this.player.showing;
