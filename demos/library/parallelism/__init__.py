@@ -481,6 +481,7 @@ def summarise(*, work: str, noun: str, jobs: int, lane_count: int, host: dict, b
     noise = cpu_turns.speedup_noise(
         speedup=speedup, cores_busy=cores_busy, baseline_cores_busy=baseline_cores_busy, conditions=host,
         expected_speedup=min(lane_count, cpu_count) if in_parallel else 1.0, cpu_inflation=cpu_inflation,
+        round_speedups=round_speedups,
     ) if computes else None
     workers_noun = f"{noun}{'es' if noun.endswith('ss') else 's'}"
     # The lead sentence: the speedup, the cores it had, and (in the same sentence) noise when it is noise.
