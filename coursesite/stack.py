@@ -1,14 +1,17 @@
 """Start the whole site, or the test suite, with one command.
 
     python -m coursesite.stack run            # what `make run` does
-    python -m coursesite.stack test [ARGS]    # what `make test` does: pytest ARGS
+    python -m coursesite.stack test [ARGS]    # what `make test ARGS=...` does: pytest ARGS
+    python -m coursesite.stack test --split   # what `make test` does: the whole suite in two sessions at once
 
 `run` starts PostgreSQL and Redis (embedded, data under var/, unless
 DATABASE_URL / REDIS_URL are set), migrates, loads the course when missing,
 then supervises WEB_PROCESSES Daphnes (default: one per core) sharing one
 listening socket, the Celery workers and the upstream. One Ctrl-C or SIGTERM stops every
 process it started, in order, and exits. `test` starts throwaway embedded
-servers the same way, runs pytest against them and removes them.
+servers the same way, runs pytest against them and removes them; with
+`--split`, two pytest sessions at once, each against servers of its own
+(docs/adr/0020-the-suite-in-two-sessions.md).
 """
 from __future__ import annotations
 
@@ -445,8 +448,15 @@ def command_run(args: argparse.Namespace) -> int:
         say("stopped")
 
 
+# The marker of the test modules that start whole sites of their own (pytest.ini): `--split` runs them in a
+# second session beside the others.
+OWN_SITE_MARK = "own_site"
+
+
 def command_test(args: argparse.Namespace) -> int:
     var_dir().mkdir(parents=True, exist_ok=True)
+    if args.split:
+        return _test_in_two_sessions(args.pytest_args)
     test_root = Path(tempfile.mkdtemp(prefix="test-", dir=var_dir()))
     stack = Stack(test_root)
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -472,11 +482,54 @@ def command_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _test_in_two_sessions(pytest_args: list[str]) -> int:
+    """The modules marked own_site in one pytest session, the rest in another, both at once; each session
+    against throwaway servers of its own, so they share no database, no Redis and no process.
+
+    The suite mostly waits (on servers starting and stopping, browsers, faults being repaired): in one session
+    it kept the two cores about 0.6 busy over 19 minutes. The own-site session's output is kept in a file and
+    printed once both have ended, after the other's, so neither interleaves with the other.
+    """
+    stacks = [Stack(Path(tempfile.mkdtemp(prefix="test-", dir=var_dir()))) for _ in range(2)]
+    own_log_path = var_dir() / f"test-own-sites-{os.getpid()}.log"
+    sessions: list[subprocess.Popen] = []
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        selections = [["-m", OWN_SITE_MARK, "-p", "no:cacheprovider"], ["-m", f"not {OWN_SITE_MARK}"]]
+        with open(own_log_path, "w") as own_log:
+            for stack, selection, output in zip(stacks, selections, [own_log, None], strict=True):
+                env = child_env(stack.start_servers(), "coursesite.settings.test")
+                sessions.append(subprocess.Popen([sys.executable, "-m", "pytest", *selection, *pytest_args], env=env,
+                                                 cwd=BASE_DIR, stdout=output, stderr=subprocess.STDOUT if output else None))
+            rest_code = sessions[1].wait()
+            own_code = sessions[0].wait()
+        print(f"\n===== the modules that start whole sites of their own ({OWN_SITE_MARK}), run beside the above =====",
+              flush=True)
+        sys.stdout.write(own_log_path.read_text(errors="replace"))
+        sys.stdout.flush()
+        return rest_code or own_code
+    except (Stop, KeyboardInterrupt):
+        return 130
+    finally:
+        for session in sessions:
+            if session.poll() is None:
+                session.terminate()
+                try:
+                    session.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    session.kill()
+        for stack in stacks:
+            stack.stop()
+        own_log_path.unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coursesite.stack", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the site and its servers").set_defaults(handler=command_run)
     test = commands.add_parser("test", help="run pytest against throwaway real servers; other arguments go to pytest")
+    test.add_argument("--split", action="store_true",
+                      help=f"the whole suite as two sessions at once: modules marked {OWN_SITE_MARK} and the rest")
     test.set_defaults(handler=command_test)
     commands.add_parser("env", help="print the URLs of the running site's servers").set_defaults(handler=command_env)
     args, rest = parser.parse_known_args(argv)

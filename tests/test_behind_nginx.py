@@ -28,7 +28,7 @@ from coursesite.embedded import free_port
 from tests.servers import TWO_PROCESS_SOCKETS_PER_ADDRESS, wait_two_processes_whole
 from tests.test_several_web_processes import LOOP_RUN, WORKER_RUN, stream_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_site]
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")

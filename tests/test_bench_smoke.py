@@ -5,7 +5,7 @@ import sys
 import pytest
 from django.conf import settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_site]
 
 
 def test_bench_smoke_writes_every_section(tmp_path):

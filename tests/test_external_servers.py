@@ -25,7 +25,7 @@ from bench.site import start_site
 from coursesite.embedded import EmbeddedPostgres, free_port
 from tests.test_several_web_processes import LOOP_RUN, WORKER_RUN, stream_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_site]
 
 PASSWORD = "op-s3cret-7f2c"
 ROLE, DATABASE = "course_app", "operators_coursesite"

@@ -20,7 +20,7 @@ import websockets
 
 from tests.site_faults import restart_postgres, wait_healthy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_site]
 
 LONG_WORKER_RUN = ("thread-pool", {"requests": 20, "threads": 1, "wait_ms": 1000})
 SHORT_WORKER_RUN = ("thread-pool", {"requests": 2, "threads": 2, "wait_ms": 50})

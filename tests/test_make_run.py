@@ -14,7 +14,7 @@ from django.conf import settings
 
 from coursesite.embedded import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_site]
 
 
 def _start(var_dir: Path, port: int) -> subprocess.Popen:

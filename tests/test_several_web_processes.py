@@ -29,7 +29,7 @@ from websockets.exceptions import InvalidStatus
 from bench.site import RunningSite
 from tests.servers import TWO_PROCESS_SOCKETS_PER_ADDRESS, wait_two_processes_whole
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_site]
 
 SOCKETS_PER_ADDRESS = TWO_PROCESS_SOCKETS_PER_ADDRESS  # 4
 LOOP_RUN = ("one-cook", {"requests": 3, "wait_ms": 50})

@@ -24,7 +24,7 @@ from bench.site import start_site
 from coursesite.embedded import _alive
 from tests.test_faults import Reader, http_status, run_to_end, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_site]
 
 # Long enough to be in flight when Daphne is stopped, short enough to end soon after.
 LOOP_RUN = ("one-cook", {"requests": 5, "wait_ms": 2000, "jitter_ms": 0})

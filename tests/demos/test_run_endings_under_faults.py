@@ -22,6 +22,8 @@ from tests.site_faults import (
     wait_healthy,
 )
 
+pytestmark = pytest.mark.own_site  # the fault modules' shared site (tests/conftest.py `fault_site`)
+
 SILENCE_S = settings.DEMO_WORKER_SILENCE_S
 # A worker run of about four seconds (four one-second blocking requests, one thread).
 WORKER_RUN = ("thread-pool", {"requests": 4, "threads": 1, "wait_ms": 1000})

@@ -17,7 +17,7 @@ from redis import Redis
 
 from bench.site import BASE_DIR, start_site
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_site]
 
 CYCLES = 3_000
 AT_ONCE = 250
