@@ -42,7 +42,8 @@ run: $(INSTALLED)
 	WEB_PROCESSES=$(WEB_PROCESSES) $(PY) -m coursesite.stack run
 
 # No ARGS: the whole suite, as two pytest sessions at once, each with servers of its own (the modules that start
-# whole sites, and the rest: docs/adr/0020-the-suite-in-two-sessions.md). ARGS: one session, pytest ARGS.
+# whole sites and the browser tests, and the rest: docs/adr/0020-the-suite-in-two-sessions.md). ARGS: one
+# session, pytest ARGS.
 test: $(INSTALLED) browser bubblewrap nginx wrk lint jscheck jstest
 	$(PY) -m coursesite.stack test $(if $(ARGS),$(ARGS),--split)
 
