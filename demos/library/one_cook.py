@@ -122,10 +122,13 @@ async def serve_requests(params, emit, upstream: UpstreamSession | None) -> dict
         # A ratio to one wait, or to waits of 0 ms (which a real round trip still makes a millisecond or so
         # long), says nothing: state what was measured.
         served = "One request" if count == 1 else f"{count} requests"
+        # Waits of 0 ms come from asking for none, or from a jitter as large as the wait (every draw below 0 ms).
+        no_wait = ("no wait asked for" if wait_ms == 0 else
+                   f"the jitter of up to {jitter_ms} ms either way taking every {wait_ms} ms wait down to 0 ms")
         text = (f"{served} ({params['mode']}) took {total_ms:.1f} ms in all, "
                 f"{sum_of_waits_ms:.1f} ms of it waiting; with "
                 + ("one request there is nothing to overlap." if count == 1 else
-                   "no wait asked for, the time is the round trips' and the loop's own overhead, not waiting."))
+                   f"{no_wait}, the time is the round trips' and the loop's own overhead, not waiting."))
     elif params["mode"] == "sequential":
         text = (f"Served one after another, {count} requests took {total_ms:.0f} ms: "
                 f"{ratio_text(total_ms, sum_of_waits_ms, 'the sum of their waits')}.")

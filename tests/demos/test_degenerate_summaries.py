@@ -1,4 +1,7 @@
 """Degenerate parameters give a summary that states what was measured, with no meaningless ratio."""
+import random
+from types import SimpleNamespace
+
 import pytest
 
 from tests.demos.helpers import demo_socket, receive_until_finished, start_run
@@ -19,6 +22,22 @@ async def test_one_cook_with_zero_waits_prints_no_ratio(mode):
     summary = await _summary("one-cook", {"mode": mode, "requests": 20, "wait_ms": 0, "jitter_ms": 0})
     assert "×" not in summary["text"] and "(0 ms)" not in summary["text"], summary["text"]
     assert "20 requests" in summary["text"] and "overhead" in summary["text"]
+
+
+async def test_one_cook_whose_jitter_takes_every_wait_to_zero_says_so_rather_than_no_wait_asked_for(monkeypatch):
+    # The demo's own coroutine, on timers, with the jitter's draws pinned low: a live run reaches this case only
+    # by chance (20 ms with 50 ms of jitter: every draw below -20 ms, 2.7 % of runs of 3 requests).
+    from demos.library import one_cook
+
+    class LowestDraws(random.Random):
+        def uniform(self, a, b):
+            return a
+
+    monkeypatch.setattr(one_cook, "random", SimpleNamespace(Random=LowestDraws))
+    summary = await one_cook.serve_requests({"mode": "concurrent", "requests": 3, "wait_ms": 20, "jitter_ms": 50},
+                                            lambda kind, **fields: 0.0, None)
+    assert "the jitter of up to 50 ms either way taking every 20 ms wait down to 0 ms" in summary["text"], summary
+    assert "no wait asked for" not in summary["text"] and "×" not in summary["text"], summary
 
 
 async def test_one_cook_with_one_request_says_there_is_nothing_to_overlap():

@@ -1,4 +1,6 @@
 """The HTTP side: the demo list, one demo with its source, a recorded run and its replay page."""
+import html
+
 import pytest
 
 from demos.registry import DEMOS
@@ -27,7 +29,7 @@ def test_demo_detail_includes_highlighted_source(client):
 
 async def test_a_recorded_run_is_served_and_replayable(async_client):
     async with demo_socket() as socket:
-        accepted = await start_run(socket, "one-cook", {"requests": 3, "wait_ms": 20})
+        accepted = await start_run(socket, "one-cook", {"requests": 3, "wait_ms": 20, "jitter_ms": 0})
         batches, finished = await receive_until_finished(socket, accepted["run"])
     response = await async_client.get(f"/api/runs/{accepted['run']}/")
     body = response.json()
@@ -36,7 +38,7 @@ async def test_a_recorded_run_is_served_and_replayable(async_client):
     assert body["events"] == [event for batch in batches for event in batch["events"]]
     page = (await async_client.get(f"/runs/{accepted['run']}/")).content.decode()
     assert 'class="demo-replay"' in page and f"/api/runs/{accepted['run']}/" in page
-    assert finished["summary"]["text"] in page
+    assert html.escape(finished["summary"]["text"]) in page  # as the template escapes it (' is &#x27;)
 
 
 def test_unknown_run_is_404(client):
