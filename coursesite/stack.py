@@ -1,8 +1,8 @@
 """Start the whole site, or the test suite, with one command.
 
     python -m coursesite.stack run            # what `make run` does
-    python -m coursesite.stack test [ARGS]    # what `make test ARGS=...` does: pytest ARGS
-    python -m coursesite.stack test --split   # what `make test` does: the whole suite in two sessions at once
+    python -m coursesite.stack test [ARGS]    # what `make test` does: pytest ARGS
+    python -m coursesite.stack test --split   # `make test SPLIT=1`: the whole suite in two sessions at once
 
 `run` starts PostgreSQL and Redis (embedded, data under var/, unless
 DATABASE_URL / REDIS_URL are set), migrates, loads the course when missing,
