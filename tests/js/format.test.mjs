@@ -14,6 +14,14 @@ test("numbers get a precision that suits their size", () => {
   assert.equal(formatNumber(Number.NaN), "NaN");
 });
 
+test("whole numbers are grouped exactly as Intl groups them, without building a formatter", () => {
+  const intl = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
+  for (const value of [0, 7, 999, 1000, -1000, 12_345, -1_234_567, 1234.5, -1234.5, 2 ** 53 - 1, 1e21, -1e22]) {
+    assert.equal(formatNumber(value), intl.format(value), `for ${value}`);
+  }
+  assert.equal(formatNumber(-0), "0"); // Intl would say "-0"
+});
+
 test("durations use the unit a reader expects", () => {
   assert.equal(formatDuration(3.25), "3.3 ms");
   assert.equal(formatDuration(320), "320 ms");

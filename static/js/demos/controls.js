@@ -10,6 +10,7 @@
  */
 import { CodeEditor, lineCount } from "./code-panel.js";
 import { el, uniqueId } from "./dom.js";
+import { formatNumber } from "./format.js";
 
 /**
  * One parameter's input element.
@@ -68,7 +69,7 @@ function isProgram(param) {
 
 function hint(param) {
   if (param.type !== "int") return param.help || "";
-  const range = `${param.min.toLocaleString("en")}–${param.max.toLocaleString("en")}`;
+  const range = `${formatNumber(param.min)}–${formatNumber(param.max)}`; // toLocaleString builds a formatter per call
   return param.help ? `${param.help} (${range})` : `From ${range}.`;
 }
 
@@ -246,7 +247,7 @@ export class ParamControls {
 /** A parameter value as a reader would write it. */
 export function formatParam(param, value) {
   if (param.type === "bool") return value ? "on" : "off";
-  if (param.type === "int" && typeof value === "number") return value.toLocaleString("en");
+  if (param.type === "int" && typeof value === "number") return formatNumber(value);
   if (isProgram(param)) return `${lineCount(String(value))} lines of code`;
   return String(value);
 }

@@ -80,7 +80,9 @@ export class OutputPanel {
     this.records = [];
     this.cursors = [];
     this.buffer = new OutputLines();
-    this.shownVersion = -1;
+    // An empty buffer is what the panel shows already: drawing it again would read the scroller's
+    // scrollHeight (a forced layout of the whole page) in every widget's first frame.
+    this.shownVersion = this.buffer.version;
   }
 
   /** @param {RunRecord[]} records */
@@ -88,7 +90,7 @@ export class OutputPanel {
     this.records = records;
     this.cursors = records.map(() => ({ output: 0, notes: 0 }));
     this.buffer = new OutputLines();
-    this.shownVersion = -1;
+    this.shownVersion = this.buffer.version;
     this.lines.replaceChildren();
     this.element.hidden = true;
   }

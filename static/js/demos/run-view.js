@@ -20,7 +20,7 @@ import { LANE_STATES } from "./run-record.js";
 /** @typedef {import("./run-record.js").RunRecord} RunRecord */
 import { SummaryPanel } from "./summary.js";
 import { CounterBoard, LogPanel, RunStrip } from "./text-panels.js";
-import { onThemeChange, PATTERN_MIN_ROW, readPalette, stateFill } from "./theme.js";
+import { onThemeChange, pagePalette, PATTERN_MIN_ROW, stateFill } from "./theme.js";
 import { describeTimeline, RIGHT_PAD, Timeline } from "./timeline.js";
 
 const TABLE_REFRESH_MS = 300;
@@ -89,8 +89,24 @@ export class RunView {
     this.legendKey = "";
     this.ariaKey = "";
     this.palette = null;
-    this.resizeObserver = new ResizeObserver(() => this.invalidate());
+    // The canvases' width comes from the observer, measured after the browser's own layout: reading
+    // clientWidth in a frame would force a layout of the whole page per widget (Lighthouse's blocking time).
+    this.width = 0;
+    this.resizeObserver = new ResizeObserver((entries) => {
+      for (const entry of entries) this.width = Math.round(entry.contentRect.width); // .demo-visual has no padding
+      this.invalidate();
+    });
     this.resizeObserver.observe(this.visual);
+    // An empty timeline far from the viewport is not drawn until the reader comes near it: a lesson loads
+    // with up to eight of them. Its accessible name is set above, so nothing is lost meanwhile.
+    this.nearViewport = typeof IntersectionObserver !== "function";
+    if (!this.nearViewport) {
+      this.visibilityObserver = new IntersectionObserver((entries) => {
+        for (const entry of entries) this.nearViewport = entry.isIntersecting;
+        if (this.nearViewport) this.invalidate();
+      }, { rootMargin: "100% 0px 100% 0px" });
+      this.visibilityObserver.observe(this.visual);
+    }
     onThemeChange(() => {
       this.palette = null;
       this.legendKey = "";
@@ -149,7 +165,6 @@ export class RunView {
   }
 
   frame() {
-    this.palette ??= readPalette(this.element);
     const live = this.records.some((record) => record.isLive);
     if (!this.visual.hidden) this.drawCanvases();
     for (const strip of this.strips) strip.update();
@@ -169,9 +184,9 @@ export class RunView {
   }
 
   drawCanvases() {
-    const width = this.visual.clientWidth;
-    if (width <= 0) return;
-    const palette = this.palette;
+    const width = this.width;
+    if (width <= 0 || (this.records.length === 0 && !this.nearViewport)) return;
+    const palette = (this.palette ??= pagePalette(this.element));
     const compare = this.records.length > 1;
     const layout = this.timeline.layout({ records: this.records, compare, width, palette });
     const latest = this.fixedDomainMs ?? Math.max(0, ...this.records.map((record) => record.now()));

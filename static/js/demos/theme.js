@@ -68,6 +68,22 @@ export function readPalette(element) {
 }
 
 /** Calls `callback` whenever the reader's colour scheme changes; returns an unsubscribe function. */
+let pageScheme = null;
+let pageColours = null;
+
+/**
+ * The palette every widget of the page draws with: they all resolve the same --demo-* properties, and the
+ * first read after a change to the page costs a style pass, so it is read once per colour scheme.
+ */
+export function pagePalette(element) {
+  const scheme = window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+  if (scheme !== pageScheme || !pageColours) {
+    pageColours = readPalette(element);
+    pageScheme = scheme;
+  }
+  return pageColours;
+}
+
 export function onThemeChange(callback) {
   const query = window.matchMedia("(prefers-color-scheme: dark)");
   query.addEventListener("change", callback);
