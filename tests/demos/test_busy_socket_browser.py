@@ -56,6 +56,7 @@ async def test_a_page_turned_away_at_its_socket_offers_a_recording_and_connects_
             await text_matches(page, notice, "as many readers as it can take right now")
             await text_matches(page, notice, r"Retrying in \d+ s\.")
             assert await demo.get_by_role("button", name="Run both").is_disabled()
+            assert await demo.locator(".demo-status").inner_text() == "Run is off: not connected to the demo server."
             assert "4503" not in await notice.inner_text()
             watch = demo.get_by_role("button", name=re.compile(r"^Watch a recording of this preset from \d\d:\d\d"))
             await watch.click()
@@ -76,6 +77,7 @@ async def test_a_page_turned_away_at_its_socket_offers_a_recording_and_connects_
         run_both = demo.get_by_role("button", name="Run both")
         await page.wait_for_function("(button) => !button.disabled", arg=await run_both.element_handle(), timeout=20_000)
         assert await notice.is_hidden()
+        assert await demo.locator(".demo-status").inner_text() == "Ready."
         assert await banner.is_visible()
         await run_both.click()
         await banner.wait_for(state="hidden", timeout=10_000)

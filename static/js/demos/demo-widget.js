@@ -283,6 +283,7 @@ export class DemoWidget {
       this.countdown = setInterval(tick, 1000);
     }
     this.updateButtons();
+    this.updateStatus();
   }
 
   showConnection(text, canRetry) {
@@ -464,7 +465,9 @@ export class DemoWidget {
   }
 
   updateStatus() {
-    let text = statusLine(this.records);
+    // Closed or refused: the connection notice says why; "Ready." beside a Run that is off would not be true.
+    const cutOff = ["closed", "refused"].includes(this.connectionState?.state ?? "");
+    let text = cutOff && !this.records.length ? "Run is off: not connected to the demo server." : statusLine(this.records);
     if (this.stopRequested && this.isBusy) text = "Stopping…";
     if (text !== this.lastStatus) {
       this.lastStatus = text;
