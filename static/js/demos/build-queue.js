@@ -12,7 +12,7 @@
  */
 
 /** How far outside the viewport a section starts building: the screen above and below it. */
-const NEAR_VIEWPORT = "100% 0px 100% 0px";
+export const NEAR_VIEWPORT = "100% 0px 100% 0px";
 
 /**
  * @param {() => void} callback

@@ -69,7 +69,7 @@ function isProgram(param) {
 
 function hint(param) {
   if (param.type !== "int") return param.help || "";
-  const range = `${formatNumber(param.min)}–${formatNumber(param.max)}`; // toLocaleString builds a formatter per call
+  const range = `${formatNumber(param.min)}–${formatNumber(param.max)}`;
   return param.help ? `${param.help} (${range})` : `From ${range}.`;
 }
 

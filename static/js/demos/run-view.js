@@ -8,6 +8,7 @@
  * once, continuing frame by frame only while a run is live (its open lanes
  * grow with the clock).
  */
+import { NEAR_VIEWPORT } from "./build-queue.js";
 import { context2d, domainEnd, TimeScale } from "./canvas.js";
 import { MetricCharts } from "./charts.js";
 import { el, replaceChildren } from "./dom.js";
@@ -104,7 +105,7 @@ export class RunView {
       this.visibilityObserver = new IntersectionObserver((entries) => {
         for (const entry of entries) this.nearViewport = entry.isIntersecting;
         if (this.nearViewport) this.invalidate();
-      }, { rootMargin: "100% 0px 100% 0px" });
+      }, { rootMargin: NEAR_VIEWPORT });
       this.visibilityObserver.observe(this.visual);
     }
     onThemeChange(() => {

@@ -67,7 +67,6 @@ export function readPalette(element) {
   return palette;
 }
 
-/** Calls `callback` whenever the reader's colour scheme changes; returns an unsubscribe function. */
 let pageScheme = null;
 let pageColours = null;
 
@@ -84,6 +83,7 @@ export function pagePalette(element) {
   return pageColours;
 }
 
+/** Calls `callback` whenever the reader's colour scheme changes; returns an unsubscribe function. */
 export function onThemeChange(callback) {
   const query = window.matchMedia("(prefers-color-scheme: dark)");
   query.addEventListener("change", callback);
