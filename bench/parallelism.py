@@ -43,22 +43,28 @@ def render(result: dict, heading: str = "## 7. Parallelism") -> list[str]:
     runs = result["runs"]
     lines = [heading, "",
              f"`parallelism` at its defaults (2 cpu jobs of about 400 ms of CPU each), {len(runs)} runs one after "
-             "another. In each run one worker (the baseline) and 2 processes take turns, 5 rounds each in the "
-             "order A B, B A, A B, ..., each round a slice of both jobs cut into 32 pieces that the processes take "
-             "as they become free; a run's speedup is the median of its rounds' own (baseline ÷ processes in the "
-             "same round). Both sides are timed alike: from the first piece starting to the last one ending, in "
+             "another. In each run one worker (the baseline) and 2 processes take turns in the order A B, B A, "
+             "A B, ..., each round a slice of both jobs cut into 32 pieces that the processes take as they become "
+             "free. A round counts when its pieces cost both sides the same CPU time (within 10%); one where they "
+             "did not (the host changed the cores' speed between its two stretches) is set aside and another run, "
+             "until 5 count or 15 have run. A run's speedup is the median of its counted rounds' own (baseline ÷ "
+             "processes in the same round). Both sides are timed alike: from the first piece starting to the last one ending, in "
              "worker processes already started and waiting for the start signal; starting them is shown apart "
              "and not counted, and the demo sends no events while it times a stretch.", "",
-             "| run | speedup (median) | rounds' range | cores busy | load before | cores | start-up ms (not timed) "
-             "| said noise |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| run | speedup (median) | counted rounds' range | rounds counted of run | set aside (their speedups) "
+             "| cores busy | load before | cores | start-up ms (not timed) | said noise |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     succeeded = [run for run in runs if run.get("status") == "succeeded"]
     for number, run in enumerate(runs, 1):
         if run.get("status") != "succeeded":
-            lines.append(f"| {number} | {run.get('status')}: {str(run.get('text'))[:80]} | | | | | | |")
+            lines.append(f"| {number} | {run.get('status')}: {str(run.get('text'))[:80]} | | | | | | | | |")
             continue
         rounds = run.get("round_speedups") or [run["speedup"]]
-        lines.append(f"| {number} | {run['speedup']:.2f}× | {min(rounds):.2f}-{max(rounds):.2f}× "
+        aside = run.get("rounds_set_aside") or []
+        counted = [ratio for index, ratio in enumerate(rounds, 1) if index not in aside] or rounds
+        aside_words = ", ".join(f"{rounds[index - 1]:.2f}×" for index in aside) if aside else "none"
+        lines.append(f"| {number} | {run['speedup']:.2f}× | {min(counted):.2f}-{max(counted):.2f}× "
+                     f"| {run.get('rounds_counted', len(rounds))} of {len(rounds)} | {aside_words} "
                      f"| {run['cores_busy']:.2f} | {run['load_before']:.2f} | {run['cores']} "
                      f"| {run['startup_ms']:.0f} | {'yes' if run['noise'] else 'no'} |")
     reached = sum(1 for run in succeeded if run["speedup"] >= TARGET_SPEEDUP)
@@ -73,6 +79,10 @@ def render(result: dict, heading: str = "## 7. Parallelism") -> list[str]:
               + verdict]
     if len(succeeded) >= 2:
         lines.append(f"- Spread over the runs: {spread_of([run['speedup'] for run in succeeded])}")
+        all_rounds = sum(len(run.get("round_speedups") or [1]) for run in succeeded)
+        set_aside = sum(len(run.get("rounds_set_aside") or []) for run in succeeded)
+        lines.append(f"- Rounds set aside because the cores changed speed between a round's two stretches: "
+                     f"{set_aside} of {all_rounds}")
     lines.append("")
     return lines
 

@@ -14,7 +14,11 @@ then B A, and so on), each round a slice of every job on each side. Timing all
 of one side and then all of the other let a slow spell of the host (a virtual
 core losing speed to another tenant for a second) land on one side only and
 move the ratio either way; a round compares two stretches a moment apart, and
-the speedup is the median of the rounds' own, with their range beside it. A
+the speedup is the median of the rounds' own, with their range beside it.
+The host can still change the cores' speed between the two stretches of a
+round (other tenants of the machine); that shows as the same pieces costing
+one side more CPU time than the other, so such a round is set aside, shown but
+not counted, and another round is run in its place, up to MAX_ROUNDS. A
 round's slice is cut into PIECES_PER_JOB pieces per job that the workers take
 from one shared queue as they become free, the way a process pool hands out
 tasks: a worker on a slower core takes fewer pieces rather than keeping the
@@ -68,6 +72,9 @@ summary_fields = {
     "cpu_inflation": ("CPU time side by side ÷ one after another", "×"), "load_before": ("Load average before", ""),
     "python_build": ("Python build", ""), "startup_ms": ("Starting the workers", "ms"),
     "pieces": ("Pieces of work in a round", ""),
+    "rounds_counted": ("Rounds counted (the same CPU time on both sides)", ""),
+    "rounds_set_aside": ("Rounds set aside (the cores changed speed)", ""),
+    "round_cpu_ratios": ("CPU time side by side ÷ one after another, each round", "×"),
 }
 waits = "none for cpu jobs (CPU work); time.sleep standing in for I/O for io jobs"
 params = (
@@ -93,6 +100,18 @@ JOB_CPU_S = 0.4
 # (2.59x and 1.41x in one sitting on two idle vCPUs). Each round's ratio compares two stretches a fraction
 # of a second apart, and the median of the rounds leaves a round that a spell fell into to the side.
 ROUNDS = 5
+# The same pieces cost the same CPU time on any core running at the same speed. On this kind of virtual
+# machine the host changes that speed by itself, from one tenth of a second to the next (the same fixed
+# loop took from 0.8 to 1.9 ms in 50 ms windows on an idle guest); in a round where one side's pieces cost
+# more than this fraction more or less CPU time than the other's, the two stretches ran on different
+# machines, as it were, and their ratio says more about the host than about the workers (rounds at 1.0x
+# with the same work costing 2.0x the CPU side by side, at 1.9x where it cost the same; 2026-12-02).
+SAME_SPEED_TOLERANCE = 0.10
+# A round set aside is run again, so that ROUNDS rounds are counted, until MAX_ROUNDS have run or the run
+# has taken EXTRA_ROUNDS_UNTIL_S. With fewer than MIN_COUNTED_ROUNDS counted, the result is noise.
+MAX_ROUNDS = 15
+MIN_COUNTED_ROUNDS = 3
+EXTRA_ROUNDS_UNTIL_S = 15.0
 # Each job's slice of a round is cut into this many pieces (5 ms of CPU each at the defaults) that the
 # workers take as they become free, the way a process pool hands out tasks: when one vCPU runs slower than
 # the other, the fast worker takes more pieces instead of waiting, and the two finish at most a small
@@ -110,8 +129,11 @@ def pieces_per_job(work: str) -> int:
 
 
 def rounds_of(work: str) -> int:
-    """How many times the baseline and the chosen workers take turns: waiting is not slowed by a busy core."""
-    return 1 if work == "io" else ROUNDS
+    """How many rounds the baseline and the chosen workers take turns for, set-aside rounds included, at most.
+
+    Waiting is not slowed by a busy core, so `io` jobs run once.
+    """
+    return 1 if work == "io" else MAX_ROUNDS
 
 
 def rounds_for(work: str, cpu_s: float = JOB_CPU_S) -> int:
@@ -259,6 +281,7 @@ class _Stretch:
     first_start: float | None = None
     last_end: float | None = None
     cpu_s: float = 0.0  # what the worker threads reported using on this stretch's pieces
+    ran: bool = False  # whether its start signal was given
 
     def span_ms(self) -> float:
         if self.first_start is None or self.last_end is None:
@@ -266,18 +289,41 @@ class _Stretch:
         return (self.last_end - self.first_start) * 1000
 
 
-class _Side:
-    """One side of the comparison (the baseline, or the chosen workers): its lanes, stretches and events.
+class _Held:
+    """Timeline events kept, with their times, from the start of a round until it is over, then sent in order.
 
-    Its timeline is held while one of its stretches is timed, then sent, so this process stays quiet.
+    Nothing is sent while a stretch is timed, so this process stays quiet; and only once a round is over is
+    it known whether another follows, so whether each lane's last state is "waiting" or "done".
     """
 
-    def __init__(self, emit, clock, lanes: range, stretches: int) -> None:
+    def __init__(self, emit) -> None:
         self._emit = emit
+        self.holding = False
+        self.events: list[tuple[str, dict]] = []
+
+    def add(self, kind: str, fields: dict) -> dict:
+        if not self.holding:
+            self._emit(kind, **fields)
+            return fields
+        fields = {"t": self._emit.elapsed_ms(), **fields}
+        self.events.append((kind, fields))
+        return fields  # the caller may still change it before it is sent
+
+    def send(self) -> None:
+        self.holding = False
+        for kind, fields in self.events:
+            self._emit(kind, **fields)
+        self.events.clear()
+
+
+class _Side:
+    """One side of the comparison (the baseline, or the chosen workers): its lanes, stretches and events."""
+
+    def __init__(self, held: _Held, clock, lanes: range, stretches: int) -> None:
+        self.held = held
         self.clock = clock  # perf_counter seconds -> run time in ms
         self.lanes = lanes
-        self.holding = False
-        self.held: list[tuple[str, dict]] = []
+        self.last_states: dict[int, dict] = {}  # lane -> the state it was last put in (a held event's fields)
         self.cpu_paths: dict[int, str] = {}
         self.cpu_seen: dict[str, int] = {}
         self.stretches = [_Stretch() for _ in range(stretches)]
@@ -285,18 +331,18 @@ class _Side:
         self.finished: dict[int, int] = {}  # stretch -> lanes that have finished it
         self.lanes_through: set[int] = set()  # lanes that have finished their last stretch
 
-    def emit(self, kind: str, **fields) -> None:
-        """Emit now, or, while a stretch is timed, keep it (with its time) for `send_held`."""
-        if self.holding:
-            self.held.append((kind, {"t": self._emit.elapsed_ms(), **fields}))
-        else:
-            self._emit(kind, **fields)
+    def emit(self, kind: str, **fields) -> dict:
+        return self.held.add(kind, fields)
 
-    def send_held(self) -> None:
-        self.holding = False
-        for kind, fields in self.held:
-            self._emit(kind, **fields)
-        self.held.clear()
+    def ran(self) -> list[_Stretch]:
+        return [stretch for stretch in self.stretches if stretch.ran]
+
+    def finish(self) -> None:
+        """After the last round: each lane's last state, "waiting for its next turn", becomes "done"."""
+        for lane, fields in self.last_states.items():
+            total = self.pieces.get(lane, 0)
+            fields.update(state="done", label=f"took {_count_of(total, 'piece')}" if total else "found no piece left")
+            self.lanes_through.add(lane)
 
     def handle(self, report: Report) -> None:
         lane, what, when, extra = report
@@ -308,7 +354,7 @@ class _Side:
             assert isinstance(extra, int)  # the stretch it began
             stretch = self.stretches[extra]
             stretch.first_start = when if stretch.first_start is None else min(stretch.first_start, when)
-            label = f"round {extra + 1} of {len(self.stretches)}" if len(self.stretches) > 1 else None
+            label = f"round {extra + 1}" if len(self.stretches) > 1 else None
             self.emit("state", lane=lane, state="running", t=self.clock(when), **({"label": label} if label else {}))
         elif what == "finished":
             assert isinstance(extra, tuple)  # every finished report names its stretch, CPU time and pieces
@@ -319,14 +365,15 @@ class _Side:
             if pieces:
                 stretch.last_end = when if stretch.last_end is None else max(stretch.last_end, when)
             self.finished[index] = self.finished.get(index, 0) + 1
-            if index + 1 < len(self.stretches):
+            if index + 1 == len(self.stretches):
+                self.lanes_through.add(lane)  # its process may exit now, before the other side's stretch ends
+            if len(self.stretches) > 1:
                 took = f"took {_count_of(pieces, 'piece')}" if pieces else "found no piece left"
-                self.emit("state", lane=lane, state="blocked", t=self.clock(when),
-                          label=f"round {index + 1}: {took}; waiting for its next turn")
+                self.last_states[lane] = self.emit("state", lane=lane, state="blocked", t=self.clock(when),
+                                                   label=f"round {index + 1}: {took}; waiting for its next turn")
             else:
                 self.lanes_through.add(lane)
-                total = self.pieces[lane]
-                label = f"took {_count_of(total, 'piece')}" if total else "found no piece left"
+                label = f"took {_count_of(pieces, 'piece')}" if pieces else "found no piece left"
                 self.emit("state", lane=lane, state="done", label=label, t=self.clock(when))
 
     def cpu_seconds(self) -> float:
@@ -337,11 +384,11 @@ class _Side:
         return sum(self.cpu_seen.values()) / CLOCK_TICKS_PER_S
 
     def span_ms(self) -> float:
-        """Every stretch's span, added up, in ms."""
-        return sum(stretch.span_ms() for stretch in self.stretches)
+        """Every stretch's span so far, added up, in ms."""
+        return sum(stretch.span_ms() for stretch in self.ran())
 
     def jobs_cpu_s(self) -> float:
-        return sum(stretch.cpu_s for stretch in self.stretches)
+        return sum(stretch.cpu_s for stretch in self.ran())
 
     def cores_busy(self) -> float:
         """The workers' CPU seconds over their wall seconds, over every stretch: the cores they kept busy."""
@@ -380,11 +427,16 @@ def _wait_for(reports: queue.Queue[Report], sides: dict[int, _Side], done, emit,
 
 def _run_stretch(side: _Side, workers: _Workers, index: int, reports: queue.Queue[Report],
                  sides: dict[int, _Side], emit, deadline: float) -> None:
-    """Release one side for stretch `index`, wait until every lane of it has finished that stretch, send its events."""
-    side.holding = True  # from here to its last piece, this process only waits and samples
+    """Release one side for stretch `index` and wait until every lane of it has finished that stretch."""
+    side.held.holding = True  # from here to the round's end, this process only waits and samples
+    side.stretches[index].ran = True
     workers.release()
     _wait_for(reports, sides, lambda: side.finished.get(index, 0) == len(side.lanes), emit, deadline, sampling=side)
-    side.send_held()
+
+
+def same_speed(baseline_cpu_s: float, chosen_cpu_s: float) -> bool:
+    """Whether the same pieces cost both sides the same CPU time, within SAME_SPEED_TOLERANCE."""
+    return baseline_cpu_s > 0 and abs(chosen_cpu_s / baseline_cpu_s - 1) <= SAME_SPEED_TOLERANCE
 
 
 def run(params, emit):
@@ -412,15 +464,16 @@ def run(params, emit):
 
     per_job = pieces_per_job(work)
     pieces = jobs * per_job  # a round's pieces, on each side
-    piece_rounds = rounds_for(work, JOB_CPU_S / rounds / per_job)
+    piece_rounds = rounds_for(work, JOB_CPU_S / ROUNDS / per_job) if work != "io" else 1
     if mode == "single":
         starts = [(1, 1)]
     elif mode == "threads":
         starts = [(1, jobs)]
     else:
         starts = [(1 + index, 1) for index in range(jobs)]
-    baseline = _Side(emit, clock, range(0, 1), rounds)
-    chosen = _Side(emit, clock, range(1, 1 + lane_count), rounds)
+    held = _Held(emit)
+    baseline = _Side(held, clock, range(0, 1), rounds)
+    chosen = _Side(held, clock, range(1, 1 + lane_count), rounds)
     sides = {0: baseline, **{lane: chosen for lane in chosen.lanes}}
     reports: queue.Queue[Report] = queue.Queue()
     deadline = time.perf_counter() + time_limit_s - 5
@@ -435,10 +488,21 @@ def run(params, emit):
         _wait_for(reports, sides, lambda: len(baseline.cpu_paths) + len(chosen.cpu_paths) == 1 + lane_count,
                   emit, deadline)
         startup_ms = (time.perf_counter() - starting) * 1000
+        extra_rounds_until = time.perf_counter() + EXTRA_ROUNDS_UNTIL_S
+        counted = 0
         for index in range(rounds):
             order = ((baseline, baseline_workers), (chosen, chosen_workers))
             for side, workers in order if index % 2 == 0 else order[::-1]:  # A B, B A, A B, ...
                 _run_stretch(side, workers, index, reports, sides, emit, deadline)
+            counted += work == "io" or same_speed(baseline.stretches[index].cpu_s, chosen.stretches[index].cpu_s)
+            last = (counted >= ROUNDS or index + 1 == rounds
+                    or (index + 1 >= ROUNDS and time.perf_counter() > extra_rounds_until))
+            if last:
+                baseline.finish()
+                chosen.finish()
+            held.send()
+            if last:
+                break
     finally:
         baseline_workers.close()
         if chosen_workers is not None:
@@ -448,10 +512,10 @@ def run(params, emit):
     host["load_before"] = load_before["load_before"]
     return summarise(
         work=work, noun=noun, jobs=jobs, lane_count=lane_count, host=host, build=_python_build(),
-        baseline_ms=[stretch.span_ms() for stretch in baseline.stretches],
-        chosen_ms=[stretch.span_ms() for stretch in chosen.stretches],
-        baseline_cpu_s=[stretch.cpu_s for stretch in baseline.stretches],
-        chosen_cpu_s=[stretch.cpu_s for stretch in chosen.stretches],
+        baseline_ms=[stretch.span_ms() for stretch in baseline.ran()],
+        chosen_ms=[stretch.span_ms() for stretch in chosen.ran()],
+        baseline_cpu_s=[stretch.cpu_s for stretch in baseline.ran()],
+        chosen_cpu_s=[stretch.cpu_s for stretch in chosen.ran()],
         shares=[chosen.pieces.get(lane, 0) for lane in chosen.lanes], pieces=pieces, startup_ms=startup_ms,
     )
 
@@ -462,27 +526,44 @@ def summarise(*, work: str, noun: str, jobs: int, lane_count: int, host: dict, b
     """The summary of what was measured: per round, each side's span (ms) and CPU seconds; the pieces each
     chosen lane took; the host's conditions (`cpu_turns.host_conditions`, with the load from before the run).
 
-    The speedup is the median of the rounds' own (baseline ÷ chosen of the same round), their range beside
-    it; `cores_busy` beside that; noise named in the lead sentence when the rules of cpu_turns say so, and
-    a round above the cores called noise even when the median stands.
+    The speedup is the median of the counted rounds' own (baseline ÷ chosen of the same round), their range
+    beside it: a round counts when the same pieces cost both sides the same CPU time (`same_speed`), and the
+    others are set aside and named. `cores_busy` stands beside the speedup; noise is named in the lead
+    sentence when the rules of cpu_turns say so or too few rounds counted, and a counted round above the
+    cores is called noise even when the median stands.
     """
     rounds = len(baseline_ms)
     round_speedups = [a / b for a, b in zip(baseline_ms, chosen_ms, strict=True)]
-    speedup = _median(round_speedups)
-    low, high = min(round_speedups), max(round_speedups)
-    cpu_count = host["cores"]
-    cores_busy = sum(chosen_cpu_s) / (sum(chosen_ms) / 1000)
-    baseline_cores_busy = sum(baseline_cpu_s) / (sum(baseline_ms) / 1000)
-    in_parallel = lane_count > 1 and (noun == "process" or work == "hash" or build == "free-threaded")
     computes = work != "io"
+    counted_rounds = [index for index in range(rounds)
+                      if not computes or same_speed(baseline_cpu_s[index], chosen_cpu_s[index])]
+    enough_counted = len(counted_rounds) >= min(MIN_COUNTED_ROUNDS, rounds)
+    basis = counted_rounds if enough_counted else list(range(rounds))  # the rounds the headline comes from
+    set_aside = [index for index in range(rounds) if index not in counted_rounds]
+    speedup = _median([round_speedups[index] for index in basis])
+    low, high = min(round_speedups[index] for index in basis), max(round_speedups[index] for index in basis)
+    cpu_count = host["cores"]
+    cores_busy = sum(chosen_cpu_s[index] for index in basis) / (sum(chosen_ms[index] for index in basis) / 1000)
+    baseline_cores_busy = (sum(baseline_cpu_s[index] for index in basis)
+                           / (sum(baseline_ms[index] for index in basis) / 1000))
+    in_parallel = lane_count > 1 and (noun == "process" or work == "hash" or build == "free-threaded")
+    cpu_ratios = [chosen / baseline if baseline > 0 else None
+                  for baseline, chosen in zip(baseline_cpu_s, chosen_cpu_s, strict=True)]
     cpu_inflation = None
-    if computes and in_parallel and all(cpu_s > 0 for cpu_s in baseline_cpu_s):
-        cpu_inflation = _median([b / a for a, b in zip(baseline_cpu_s, chosen_cpu_s, strict=True)])
-    noise = cpu_turns.speedup_noise(
-        speedup=speedup, cores_busy=cores_busy, baseline_cores_busy=baseline_cores_busy, conditions=host,
-        expected_speedup=min(lane_count, cpu_count) if in_parallel else 1.0, cpu_inflation=cpu_inflation,
-        round_speedups=round_speedups,
-    ) if computes else None
+    basis_ratios = [ratio for index in basis if (ratio := cpu_ratios[index]) is not None]
+    if computes and in_parallel and len(basis_ratios) == len(basis):
+        cpu_inflation = _median(basis_ratios)
+    if computes and not enough_counted:
+        noise: str | None = (
+            f"in only {_count_of(len(counted_rounds), 'round')} of {rounds} did the same work cost both sides the "
+            f"same CPU time (within {SAME_SPEED_TOLERANCE:.0%}), so the host kept changing the cores' speed: "
+            "this result is noise from the machine, not a finding")
+    else:
+        noise = cpu_turns.speedup_noise(
+            speedup=speedup, cores_busy=cores_busy, baseline_cores_busy=baseline_cores_busy, conditions=host,
+            expected_speedup=min(lane_count, cpu_count) if in_parallel else 1.0, cpu_inflation=cpu_inflation,
+            round_speedups=[round_speedups[index] for index in basis],
+        ) if computes else None
     workers_noun = f"{noun}{'es' if noun.endswith('ss') else 's'}"
     # The lead sentence: the speedup, the cores it had, and (in the same sentence) noise when it is noise.
     text = (f"{_count_of(jobs, work + ' job')} ran {speedup:.2f}× as fast on {_count_of(lane_count, noun)} as on "
@@ -492,11 +573,31 @@ def summarise(*, work: str, noun: str, jobs: int, lane_count: int, host: dict, b
     else:
         text += f", with {_count_of(cpu_count, 'core')} available"
     text += f", but {noise}." if noise else "."
-    if rounds > 1:
+    if rounds > 1 and not set_aside:
         text += (f" The two took turns, {rounds} rounds each (one worker, then the {workers_noun}, then the other way "
                  f"round), and the speedup is the median of the {rounds} rounds' own, which ranged from "
                  f"{low:.2f}× to {high:.2f}×.")
-        over_cores = [ratio for ratio in round_speedups if ratio > cpu_count * 1.02]
+    elif rounds > 1:
+        ratios = sorted(ratio for index in set_aside if (ratio := cpu_ratios[index]) is not None)
+        took = (f"{ratios[0]:.2f}×" if len(ratios) == 1 or ratios[0] == ratios[-1]
+                else f"from {ratios[0]:.2f}× to {ratios[-1]:.2f}×")
+        aside_speedups = [round_speedups[index] for index in set_aside]
+        text += (f" The two took turns, {rounds} rounds each (one worker, then the {workers_noun}, then the other way "
+                 f"round). In {len(counted_rounds)} of them the same work cost both sides the same CPU time, within "
+                 f"{SAME_SPEED_TOLERANCE:.0%}")
+        if enough_counted:
+            text += (f", and the speedup is the median of those {len(counted_rounds)} rounds' own, which ranged from "
+                     f"{low:.2f}× to {high:.2f}×.")
+        else:
+            text += f"; too few to count, so the figure above is the median of all {rounds}, from {low:.2f}× to {high:.2f}×."
+        text += (f" {'The round' if len(set_aside) == 1 else 'The ' + str(len(set_aside)) + ' rounds'} set aside "
+                 f"({', '.join(str(index + 1) for index in set_aside)}) came out at "
+                 f"{', '.join(f'{ratio:.2f}×' for ratio in aside_speedups)}: in "
+                 f"{'it' if len(set_aside) == 1 else 'them'} the same work took {took} the CPU time side "
+                 "by side that it took one after another, so the host changed the cores' speed between the two "
+                 "stretches, and such a ratio measures the host rather than the workers.")
+    if rounds > 1:
+        over_cores = [round_speedups[index] for index in basis if round_speedups[index] > cpu_count * 1.02]
         if over_cores and noise is None:
             one = len(over_cores) == 1
             text += (f" {'A round' if one else 'Rounds'} above {cpu_count}× cannot come from "
@@ -517,6 +618,9 @@ def summarise(*, work: str, noun: str, jobs: int, lane_count: int, host: dict, b
         "speedup": round(speedup, 2),
         "round_speedups": [round(ratio, 2) for ratio in round_speedups],
         "rounds": rounds,
+        "rounds_counted": len(counted_rounds),
+        "rounds_set_aside": [index + 1 for index in set_aside],
+        "round_cpu_ratios": [round(ratio, 2) if ratio is not None else None for ratio in cpu_ratios],
         "cores_busy": round(cores_busy, 2),
         "baseline_cores_busy": round(baseline_cores_busy, 2),
         "cpu_inflation": round(cpu_inflation, 2) if cpu_inflation is not None else None,
