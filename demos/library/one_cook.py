@@ -79,10 +79,23 @@ async def serve_requests(params, emit, upstream: UpstreamSession | None) -> dict
     progress_step = max(1, count // 100)
     failures: list[UpstreamUnavailable] = []
     emit("lanes", count=count)
+    # When each request began waiting (run time, ms), and whether its lane has been told so. In concurrent mode
+    # the lanes hear it once every request is on its way, with the time it really began: each microsecond of
+    # work before the last request is sent adds to the total, and the bookkeeping can wait for the waiting.
+    began_ms = [0.0] * count
+    announced = [False] * count
+    announce_later = params["mode"] == "concurrent"
+
+    def announce(index: int) -> None:
+        if not announced[index]:
+            announced[index] = True
+            emit("state", lane=index, state="waiting", t=began_ms[index])
 
     async def handle_request(index: int) -> None:
         nonlocal finished
-        emit("state", lane=index, state="waiting")
+        began_ms[index] = emit.elapsed_ms()
+        if not announce_later:
+            announce(index)
         started = time.perf_counter()
         # The I/O wait: the loop serves others meanwhile.
         if upstream is None:
@@ -92,9 +105,11 @@ async def serve_requests(params, emit, upstream: UpstreamSession | None) -> dict
                 await upstream.wait(planned_waits[index] * 1000)
             except UpstreamUnavailable as error:
                 failures.append(error)
+                announce(index)
                 emit("state", lane=index, state="failed", label="no answer from the upstream")
                 return
         measured_waits[index] = time.perf_counter() - started
+        announce(index)  # already done, unless its answer came before the launch was over
         emit("state", lane=index, state="done")
         finished += 1
         if finished % progress_step == 0 or finished == count:
@@ -111,6 +126,11 @@ async def serve_requests(params, emit, upstream: UpstreamSession | None) -> dict
                 if index % 200 == 199:
                     # Starting thousands of tasks in one go would itself stall the
                     # site's loop; yield between batches.
+                    await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the last batch sends its requests
+            for index in range(count):
+                announce(index)
+                if index % 1_000 == 999:
                     await asyncio.sleep(0)
     total_ms = (time.perf_counter() - started) * 1000
     if failures:

@@ -33,9 +33,19 @@ async def test_one_cook_whose_jitter_takes_every_wait_to_zero_says_so_rather_tha
         def uniform(self, a, b):
             return a
 
+    class NoEvents:  # what `run` is given (demos.base.Emit), recording nothing
+        def __call__(self, kind, **fields):
+            return 0.0
+
+        def elapsed_ms(self):
+            return 0.0
+
+        def check_cancelled(self):
+            pass
+
     monkeypatch.setattr(one_cook, "random", SimpleNamespace(Random=LowestDraws))
     summary = await one_cook.serve_requests({"mode": "concurrent", "requests": 3, "wait_ms": 20, "jitter_ms": 50},
-                                            lambda kind, **fields: 0.0, None)
+                                            NoEvents(), None)
     assert "the jitter of up to 50 ms either way taking every 20 ms wait down to 0 ms" in summary["text"], summary
     assert "no wait asked for" not in summary["text"] and "×" not in summary["text"], summary
 

@@ -44,6 +44,30 @@ async def test_500_concurrent_requests_go_over_sockets_and_take_about_the_longes
     assert "round trip over TCP" in summary["text"]
 
 
+@pytest.mark.parametrize("wait_ms", [0, 200], ids=["answers before the launch is over", "answers after it"])
+async def test_every_lane_is_told_it_waits_from_when_it_began_and_before_it_is_told_it_is_done(upstream_server,
+                                                                                            wait_ms):
+    # In concurrent mode the lanes hear "waiting" once every request is on its way (the bookkeeping stays out of
+    # the launch); with waits of 0 ms many answers come back before that, and their lanes must still hear it first.
+    events, finished = await _run("one-cook", {"mode": "concurrent", "requests": 2000, "wait_ms": wait_ms,
+                                                "jitter_ms": 0})
+    assert finished["status"] == "succeeded", finished
+    states: dict[int, list[tuple[str, float]]] = {}
+    for event in events:
+        if event["kind"] == "state":
+            states.setdefault(event["lane"], []).append((event["state"], event["t"]))
+    assert sorted(states) == list(range(2000))
+    for lane, seen in states.items():
+        assert [state for state, _ in seen] == ["waiting", "done"], (lane, seen)
+        (_, began), (_, ended) = seen
+        assert began <= ended, (lane, seen)
+    # Each "waiting" carries the time its request began: the launch's staircase, not the moment it was announced.
+    began = [seen[0][1] for _, seen in sorted(states.items())]
+    assert began == sorted(began)
+    if wait_ms:
+        assert max(began) - min(began) < wait_ms, began[::200]
+
+
 async def test_sequential_round_trips_add_up_to_the_sum_of_the_waits():
     _, finished = await _run("one-cook", {"mode": "sequential", "requests": 5, "wait_ms": 100, "jitter_ms": 0})
     summary = finished["summary"]

@@ -92,4 +92,5 @@ test("keys without a label read as words, and undeclared headlines stay out of t
   assert.deepEqual(firstSentence("A speedup of 1.93× on 2 cores."), ["A speedup of 1.93× on 2 cores.", ""]);
   assert.equal(formatEntry({ plain: 12, to_thread: 13 }, "ms"), "plain 12 ms, to thread 13 ms");
   assert.equal(formatEntry([1.5, 2], "ms"), "1.5 ms, 2 ms");
+  assert.equal(formatEntry([], ""), "none"); // parallelism's rounds set aside, when there were none
 });

@@ -452,7 +452,8 @@ def run(params, emit):
     if rounds > 1:
         opening = (f"One process does the {_count_of(jobs, work + ' job')} one after another (the baseline), and "
                    f"{_count_of(lane_count, noun)} share{'s' if lane_count == 1 else ''} the same jobs; the two "
-                   f"take turns, {rounds} rounds each, a slice of every job a round.")
+                   f"take turns, a slice of every job a round, until {ROUNDS} rounds have cost both sides the same "
+                   f"CPU time (at most {rounds} rounds).")
     else:
         opening = (f"One process does the {_count_of(jobs, work + ' job')} one after another (the baseline), then "
                    f"{_count_of(lane_count, noun)} share{'s' if lane_count == 1 else ''} the same jobs.")

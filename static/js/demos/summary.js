@@ -50,6 +50,7 @@ export function fieldLabel(key, format = {}) {
  * @returns {string}
  */
 export function formatEntry(value, unit) {
+  if (Array.isArray(value) && value.length === 0) return "none"; // an empty cell would read as a missing value
   if (Array.isArray(value) && value.every((item) => item === null || typeof item !== "object")) {
     return value.map((item) => formatQuantity(item, unit)).join(", ");
   }
