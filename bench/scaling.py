@@ -197,3 +197,37 @@ def render(rows: list[dict], *, svg_path: str, target_points: tuple[int, ...] = 
                      + f" ({row['finished']} finished, {row['refused']} refused, {row['failed']} failed, "
                      f"p99 {row['delay_p99_ms']} ms)")
     return lines
+
+
+def main(argv: list[str]) -> None:
+    """`python -m bench.scaling 2000,2000 [SETTING=value ...]`: loads on one fresh bench site, a JSON row each.
+
+    The site is started as `make bench` starts it (bench/__main__.py SITE_ENV), with any setting given
+    overriding it: how the admission settings were chosen (docs/adr/0022-a-line-at-the-door-before-busy.md).
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from bench.__main__ import FULL, SITE_ENV
+    from bench.site import start_site
+
+    points = [int(count) for count in argv[0].split(",")]
+    env = {**SITE_ENV, **dict(setting.split("=", 1) for setting in argv[1:])}
+    site = start_site(Path(tempfile.mkdtemp(prefix="bench-scaling-")) / "var", extra_env=env)
+    try:
+        params = dict(FULL["viewer_params"])  # type: ignore[call-overload]  # FULL mixes value types
+        for readers in points:
+            row = measure_point(site, readers=readers, params=params)
+            print(json.dumps({key: row[key] for key in (
+                "viewers", "finished", "refused", "failed", "gaps", "delay_p50_ms", "delay_p99_ms",
+                "handshake_p50_ms", "handshake_p99_ms", "elapsed_s", "daphne_cpu_s", "client_cpu_s", "failures")}),
+                flush=True)
+    finally:
+        site.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

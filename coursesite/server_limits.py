@@ -29,11 +29,13 @@ Two more gaps, both about clients that are slow on purpose or by accident:
 One more limit is about load, not about any one client:
 
 - **A process over its capacity.** Each Daphne holds at most
-  `DEMO_SOCKETS_PER_PROCESS` websockets open at once, and admits none while
-  its loop runs more than `DEMO_ADMIT_MAX_LAG_MS` late (meanwhile it stops
-  accepting TCP connections, which wait in the kernel's queue rather than
-  time out half-read). A handshake past that
-  is still accepted, but in Twisted alone: no ASGI application, no channels
+  `DEMO_SOCKETS_PER_PROCESS` websockets open at once. While its loop runs
+  more than `DEMO_ADMIT_MAX_LAG_MS` late, a new socket's handshake is held
+  in a line for up to `DEMO_ADMIT_WAIT_S`, let in oldest first and a few at a
+  time once the loop has caught up (meanwhile, and while the line is long, it
+  stops accepting TCP connections, which wait in the kernel's queue rather
+  than time out half-read). A handshake past the capacity, or still in line
+  at its deadline, is still accepted, but in Twisted alone: no ASGI application, no channels
   consumer, no Redis lease, no run record. The socket gets one message,
   `{"type": "error", "code": "busy", "message": ..., "retry_after_s": N}`,
   and is closed with 4503. Refusing costs a fraction of admitting, so a
@@ -49,6 +51,7 @@ them. docs/adr/0014-slow-clients-limited-in-daphnes-protocols.md says why.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import ctypes.util
 import fcntl
@@ -63,7 +66,7 @@ from typing import Any, cast
 
 from daphne import http_protocol, ws_protocol
 from django.conf import settings
-from twisted.internet import reactor, tcp
+from twisted.internet import defer, reactor, tcp
 
 logger = logging.getLogger("coursesite.server_limits")
 
@@ -202,42 +205,110 @@ def _trimming_after_a_slow_reader(on_close: Any) -> Any:
 # --- admission: a process over its capacity says `busy` before any work ---------------------------
 
 class SocketGate:
-    """Counts the websockets this process holds open and watches how late its loop runs.
+    """Counts the websockets this process holds open, watches how late its loop runs, and keeps a line.
 
-    A new socket is refused when the process already holds its capacity, or
-    when the loop has lately been running later than `DEMO_ADMIT_MAX_LAG_MS`
-    (0: never): on a machine slower or busier than the one the capacity was
-    measured on, the loop's lateness is what the admitted readers feel first.
+    A new socket is refused when the process already holds its capacity. When
+    the loop has lately been running later than `DEMO_ADMIT_MAX_LAG_MS` (0:
+    never), a new socket waits in line instead, its handshake held, for up to
+    `DEMO_ADMIT_WAIT_S`: on a machine slower or busier than the one the
+    capacity was measured on, the loop's lateness is what the admitted readers
+    feel first, and a burst of arrivals is what makes it late. The line is let
+    in a few at a time, oldest first, whenever the loop has caught up; a
+    socket still waiting at its deadline is refused. Refusing costs the
+    handshake already parsed; admitting a reader the loop cannot serve on
+    time would cost every reader it holds.
     """
 
     TICK_S = 0.05
+    # Let in per tick once the loop has caught up: about what one tick's worth of loop time can start.
+    ADMITS_PER_TICK = 8
+    # Stop taking TCP connections while this many wait: the kernel's listen queue is the cheaper line.
+    WAITING_BEFORE_PAUSE = 64
 
     def __init__(self) -> None:
         self.open = 0
         self.peak = 0
         self.refused = 0
+        self.waited = 0
         self.lag_s = 0.0
         self._ticking = False
         self._expected = 0.0
         self.paused_ports: list[Any] = []
+        self.waiting: collections.deque[tuple[Any, defer.Deferred, float]] = collections.deque()
+        self._episode = {"waited": 0, "let in": 0, "refused": 0, "longest wait s": 0.0}
 
-    def admit(self, protocol: Any) -> bool:
+    def admit(self, protocol: Any) -> str:
+        """`ADMITTED`, `FULL` (refuse now), or `LATE` (the loop is behind, or others wait: join the line)."""
         max_lag_s = settings.DEMO_ADMIT_MAX_LAG_MS / 1000
         if max_lag_s > 0 and not self._ticking:
             self._ticking = True
             self._tick()
-        if self.open >= settings.DEMO_SOCKETS_PER_PROCESS or (max_lag_s > 0 and self.lag_s > max_lag_s):
+        if self.open >= settings.DEMO_SOCKETS_PER_PROCESS:
             self.refused += 1
-            return False
-        self.open += 1
-        self.peak = max(self.peak, self.open)
-        protocol.counted_by_gate = True
-        return True
+            return FULL
+        if max_lag_s > 0 and (self.current_lag_s() > max_lag_s or self.waiting):
+            return LATE
+        self._count_in(protocol)
+        return ADMITTED
+
+    def current_lag_s(self) -> float:
+        """The lag remembered, or more if the next tick is overdue now: a burst read in the same turn sees it."""
+        return max(self.lag_s, time.monotonic() - self._expected) if self._expected else self.lag_s
+
+    def wait_in_line(self, protocol: Any) -> defer.Deferred:
+        """A Deferred that fires True once this socket is let in, or False (refused) at its deadline."""
+        let_in: defer.Deferred = defer.Deferred()
+        protocol.waiting_in_line = True
+        protocol.joined_line_at = time.monotonic()
+        self.waited += 1
+        self._episode["waited"] += 1
+        self.waiting.append((protocol, let_in, protocol.joined_line_at + settings.DEMO_ADMIT_WAIT_S))
+        return let_in
 
     def leave(self, protocol: Any) -> None:
+        protocol.waiting_in_line = False  # gone while waiting: the line skips it
         if getattr(protocol, "counted_by_gate", False):
             protocol.counted_by_gate = False
             self.open -= 1
+
+    def _count_in(self, protocol: Any) -> None:
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+        protocol.counted_by_gate = True
+
+    def let_in_from_the_line(self, max_lag_s: float) -> None:
+        """Oldest first: a few let in if the loop has caught up and there is room; the expired refused."""
+        let_in = 0
+        now = time.monotonic()
+        had_a_line = bool(self.waiting)
+        while self.waiting:
+            protocol, deferred, deadline = self.waiting[0]
+            if not protocol.waiting_in_line:
+                self.waiting.popleft()
+                continue
+            admit = (let_in < self.ADMITS_PER_TICK and self.lag_s < max_lag_s / 2
+                     and self.open < settings.DEMO_SOCKETS_PER_PROCESS)
+            if not admit and deadline > now:
+                break
+            self.waiting.popleft()
+            protocol.waiting_in_line = False
+            episode = self._episode
+            episode["longest wait s"] = max(episode["longest wait s"], now - protocol.joined_line_at)
+            if admit:
+                self._count_in(protocol)
+                let_in += 1
+                episode["let in"] += 1
+            else:
+                self.refused += 1
+                episode["refused"] += 1
+            deferred.callback(admit)
+        if had_a_line and not self.waiting:
+            # One line per burst, not per socket: what an operator tuning DEMO_ADMIT_* wants to see.
+            episode = self._episode
+            left = episode["waited"] - episode["let in"] - episode["refused"]
+            logger.info("admission line emptied: %d waited, %d let in, %d refused, %d left, longest wait %.2f s",
+                        episode["waited"], episode["let in"], episode["refused"], left, episode["longest wait s"])
+            self._episode = {"waited": 0, "let in": 0, "refused": 0, "longest wait s": 0.0}
 
     def _tick(self) -> None:
         """Every TICK_S: how late this call came; the lag remembered halves with every on-time tick."""
@@ -245,31 +316,36 @@ class SocketGate:
         if self._expected:
             self.lag_s = max(now - self._expected, self.lag_s / 2)
         self._expected = now + self.TICK_S
-        self.pace_accepting(settings.DEMO_ADMIT_MAX_LAG_MS / 1000)
+        max_lag_s = settings.DEMO_ADMIT_MAX_LAG_MS / 1000
+        self.let_in_from_the_line(max_lag_s)
+        self.pace_accepting(max_lag_s)
         cast(Any, reactor).callLater(self.TICK_S, self._tick)
 
     def pace_accepting(self, max_lag_s: float) -> None:
-        """Stop taking new TCP connections while the loop runs late; take them again once it has caught up.
+        """Stop taking new TCP connections while the loop runs late or a line waits; take them again after.
 
         A connection accepted by a loop that is seconds behind has its request
         headers read late, and past DEMO_REQUEST_HEADERS_TIMEOUT_S it is cut:
         a transport failure. Left in the kernel's listen queue instead (and,
         past it, in the client's own SYN retries) it only waits, and once
-        accepted it is read at once and admitted or told `busy`.
+        accepted it is read at once and admitted, put in line, or told `busy`.
         """
         if max_lag_s <= 0:
             return
-        if not self.paused_ports and self.lag_s > max_lag_s:
+        behind = self.lag_s > max_lag_s or len(self.waiting) >= self.WAITING_BEFORE_PAUSE
+        caught_up = self.lag_s < max_lag_s / 2 and len(self.waiting) < self.WAITING_BEFORE_PAUSE / 2
+        if not self.paused_ports and behind:
             self.paused_ports = [port for port in cast(Any, reactor).getReaders() if isinstance(port, tcp.Port)]
             for port in self.paused_ports:
                 port.stopReading()
-        elif self.paused_ports and self.lag_s < max_lag_s / 2:
+        elif self.paused_ports and caught_up:
             for port in self.paused_ports:
                 if port.connected:
                     port.startReading()
             self.paused_ports = []
 
 
+ADMITTED, FULL, LATE = "admitted", "full", "late"
 gate = SocketGate()
 
 
@@ -283,10 +359,7 @@ def busy_message() -> str:
 
 
 def _refusing_when_full(on_connect: Any) -> Any:
-    @functools.wraps(on_connect)
-    def connect(protocol: Any, request: Any) -> Any:
-        if gate.admit(protocol):
-            return on_connect(protocol, request)
+    def refuse(protocol: Any, request: Any) -> None:
         # Only what Daphne's own onMessage/onClose read afterwards is set: muted, no application.
         protocol.refused_as_busy = True
         protocol.muted = True
@@ -296,6 +369,17 @@ def _refusing_when_full(on_connect: Any) -> Any:
         protocol.server.protocol_connected(protocol)
         protocol.socket_opened = protocol.last_ping = time.time()
         return None  # accept the handshake here, without an application
+
+    @functools.wraps(on_connect)
+    def connect(protocol: Any, request: Any) -> Any:
+        verdict = gate.admit(protocol)
+        if verdict == ADMITTED:
+            return on_connect(protocol, request)
+        if verdict == FULL:
+            return refuse(protocol, request)
+        # Autobahn finishes the handshake when this Deferred fires: until then the reader waits at the door.
+        return gate.wait_in_line(protocol).addCallback(
+            lambda let_in: on_connect(protocol, request) if let_in else refuse(protocol, request))
 
     return connect
 
