@@ -590,7 +590,7 @@ def summarise(*, work: str, noun: str, jobs: int, lane_count: int, host: dict, b
             text += (f", and the speedup is the median of those {len(counted_rounds)} rounds' own, which ranged from "
                      f"{low:.2f}× to {high:.2f}×.")
         else:
-            text += f"; too few to count, so the figure above is the median of all {rounds}, from {low:.2f}× to {high:.2f}×."
+            text += f"; too few to count, so the speedup above is the median of all {rounds}, from {low:.2f}× to {high:.2f}×."
         text += (f" {'The round' if len(set_aside) == 1 else 'The ' + str(len(set_aside)) + ' rounds'} set aside "
                  f"({', '.join(str(index + 1) for index in set_aside)}) came out at "
                  f"{', '.join(f'{ratio:.2f}×' for ratio in aside_speedups)}: in "
