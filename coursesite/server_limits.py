@@ -204,6 +204,15 @@ def _trimming_after_a_slow_reader(on_close: Any) -> Any:
 
 # --- admission: a process over its capacity says `busy` before any work ---------------------------
 
+# What the gate says of a new socket: let it in, refuse it now, or put it in the line.
+ADMITTED, FULL, LATE = "admitted", "full", "late"
+
+
+def _new_episode() -> dict[str, float]:
+    """The counts of one burst at the door, logged once its line has emptied."""
+    return {"waited": 0, "let in": 0, "refused": 0, "longest wait s": 0.0}
+
+
 class SocketGate:
     """Counts the websockets this process holds open, watches how late its loop runs, and keeps a line.
 
@@ -235,7 +244,7 @@ class SocketGate:
         self._expected = 0.0
         self.paused_ports: list[Any] = []
         self.waiting: collections.deque[tuple[Any, defer.Deferred, float]] = collections.deque()
-        self._episode = {"waited": 0, "let in": 0, "refused": 0, "longest wait s": 0.0}
+        self._episode = _new_episode()
 
     def admit(self, protocol: Any) -> str:
         """`ADMITTED`, `FULL` (refuse now), or `LATE` (the loop is behind, or others wait: join the line)."""
@@ -308,7 +317,7 @@ class SocketGate:
             left = episode["waited"] - episode["let in"] - episode["refused"]
             logger.info("admission line emptied: %d waited, %d let in, %d refused, %d left, longest wait %.2f s",
                         episode["waited"], episode["let in"], episode["refused"], left, episode["longest wait s"])
-            self._episode = {"waited": 0, "let in": 0, "refused": 0, "longest wait s": 0.0}
+            self._episode = _new_episode()
 
     def _tick(self) -> None:
         """Every TICK_S: how late this call came; the lag remembered halves with every on-time tick."""
@@ -344,8 +353,6 @@ class SocketGate:
                     port.startReading()
             self.paused_ports = []
 
-
-ADMITTED, FULL, LATE = "admitted", "full", "late"
 gate = SocketGate()
 
 
