@@ -80,6 +80,15 @@ def test_a_run_with_too_few_rounds_at_one_speed_is_noise_with_the_median_of_them
     assert "the speedup above is the median of all 5" in summary["text"], summary["text"]
 
 
+def test_a_median_above_the_cores_is_named_as_that_even_when_too_few_rounds_counted():
+    # CI, 2026-12-02: 2.34x on 2 cores with most rounds set aside; the summary said noise for the set-aside
+    # rounds and never that no two cores can give 2.34x.
+    summary = _summary([227, 214, 187, 186, 218], [100] * 5, inflation=[1.0, 1.6, 1.7, 1.8, 1.0])
+    assert summary["rounds_counted"] == 2 and summary["noise"], summary
+    lead = _lead(summary["text"])
+    assert "a 2.14× speedup is more than 2 cores can give" in lead and "not a finding" in lead, lead
+
+
 @pytest.mark.parametrize(("baseline_ms", "chosen_ms", "inflation", "host", "why"), [
     ([230, 240, 235, 228, 232], [100] * 5, 1.0, IDLE, "more than 2 cores can give"),
     ([110, 115, 105, 112, 108], [100] * 5, 1.0, {"load_before": 3.4, "cores": 2}, "load average was 3.40"),

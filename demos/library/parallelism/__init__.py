@@ -554,7 +554,8 @@ def summarise(*, work: str, noun: str, jobs: int, lane_count: int, host: dict, b
     basis_ratios = [ratio for index in basis if (ratio := cpu_ratios[index]) is not None]
     if computes and in_parallel and len(basis_ratios) == len(basis):
         cpu_inflation = _median(basis_ratios)
-    if computes and not enough_counted:
+    # A median above the cores is named as that first (cpu_turns says it), even when too few rounds counted too.
+    if computes and not enough_counted and speedup <= cpu_count * 1.02:
         noise: str | None = (
             f"in only {_count_of(len(counted_rounds), 'round')} of {rounds} did the same work cost both sides the "
             f"same CPU time (within {SAME_SPEED_TOLERANCE:.0%}), so the host kept changing the cores' speed: "
