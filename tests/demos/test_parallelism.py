@@ -96,8 +96,9 @@ async def test_cpu_work_speeds_up_on_processes_in_every_run():
         if not each["noise"]:
             assert each["speedup"] == pytest.approx(statistics.median(counted), abs=0.01), each
             assert f"ranged from {min(counted):.2f}× to {max(counted):.2f}×" in each["text"], each
+        # The ratios shown are rounded to two places, so one just outside 10% (1.1004) shows as 1.1.
         for number in each["rounds_set_aside"]:
-            assert not 0.9 <= each["round_cpu_ratios"][number - 1] <= 1.1, each
+            assert not 0.9 < each["round_cpu_ratios"][number - 1] < 1.1, each
             assert f"{rounds[number - 1]:.2f}×" in each["text"], each  # shown, not hidden
         # The sides take turns, A B then B A, and one side's stretch ends before the other's begins.
         for number in range(1, each["rounds"] + 1):
