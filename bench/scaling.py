@@ -161,14 +161,15 @@ def render(rows: list[dict], *, svg_path: str, target_points: tuple[int, ...] = 
              "allows its one client 60 s to send request headers (the site's own default is 5 s; see SITE_ENV in "
              "bench/__main__.py); every other limit is the site's default, the per-process admission included.", "",
              "| readers | finished | refused (busy) | failed | gaps | delay p50 / p99 ms | handshake p50 / p99 ms "
-             "| Daphne CPU s | CPU ms / reader | client CPU s | took s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| Daphne CPU s | CPU ms / reader | client CPU s | client's own lag p99 / max ms | took s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cpu = "restarted by the liveness probe" if r["daphne_restarted"] else r["daphne_cpu_s"]
         lines.append(f"| {r['viewers']:,} | {r['finished']} | {r['refused']} | {r['failed']} | {r['gaps']} "
                      f"| {r['delay_p50_ms']} / {r['delay_p99_ms']} | {r['handshake_p50_ms']} / {r['handshake_p99_ms']} "
                      f"| {cpu} | {r['daphne_cpu_ms_per_reader'] if r['daphne_cpu_ms_per_reader'] is not None else '—'} "
-                     f"| {r['client_cpu_s']} | {r['elapsed_s']} |")
+                     f"| {r['client_cpu_s']} | {r.get('client_lag_p99_ms')} / {r.get('client_lag_max_ms')} "
+                     f"| {r['elapsed_s']} |")
     good, bad = knee(rows)
     lines.append("")
     if good is not None and bad is not None:
@@ -220,8 +221,9 @@ def main(argv: list[str]) -> None:
         for readers in points:
             row = measure_point(site, readers=readers, params=params)
             print(json.dumps({key: row[key] for key in (
-                "viewers", "finished", "refused", "failed", "gaps", "delay_p50_ms", "delay_p99_ms",
-                "handshake_p50_ms", "handshake_p99_ms", "elapsed_s", "daphne_cpu_s", "client_cpu_s", "failures")}),
+                "viewers", "finished", "refused", "failed", "gaps", "delay_p50_ms",
+                "delay_p99_ms", "handshake_p50_ms", "handshake_p99_ms", "elapsed_s", "daphne_cpu_s", "client_cpu_s",
+                "client_lag_p99_ms", "client_lag_max_ms", "failures")}),
                 flush=True)
     finally:
         site.stop()

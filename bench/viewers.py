@@ -71,16 +71,31 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# How often the client's own loop checks how late it runs: a delay the client adds is not the site's.
+LAG_PROBE_S = 0.01
+
+
+async def _probe_own_lag(lags_ms: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        expected = loop.time() + LAG_PROBE_S
+        await asyncio.sleep(LAG_PROBE_S)
+        lags_ms.append(max(0.0, (loop.time() - expected) * 1000))
+
+
 async def run_viewers(site_url: str, viewers: int, params: dict, *, arrival_s: float = 1.0) -> dict:
     """`viewers` readers arriving evenly over `arrival_s`, each running one one-cook; the counts and delays."""
     ws_url = site_url.replace("http://", "ws://") + "/ws/demos/"
     delays: list[float] = []
+    lags: list[float] = []
     started, cpu_before = time.perf_counter(), _cpu_s()
+    probe = asyncio.create_task(_probe_own_lag(lags))
     results = await asyncio.gather(
         *(_one_viewer(ws_url, site_url, params, delays, delay_s=index * arrival_s / max(viewers, 1))
           for index in range(viewers)),
         return_exceptions=True,
     )
+    probe.cancel()
     elapsed, client_cpu = time.perf_counter() - started, _cpu_s() - cpu_before
     done = [r for r in results if isinstance(r, dict)]
     finished = sum(1 for r in done if r["status"] == "succeeded")
@@ -105,6 +120,9 @@ async def run_viewers(site_url: str, viewers: int, params: dict, *, arrival_s: f
         "events": len(delays),
         "elapsed_s": round(elapsed, 1),
         "client_cpu_s": round(client_cpu, 2),
+        # The client's own lateness: how much of the delay above it can have added itself.
+        "client_lag_p99_ms": _quantile(sorted(lags), 0.99),
+        "client_lag_max_ms": round(max(lags), 1) if lags else None,
         "failures": failures[:5],
     }
 

@@ -44,6 +44,14 @@ One more limit is about load, not about any one client:
   had stopped answering). `retry_after_s` is drawn between
   `DEMO_BUSY_RETRY_AFTER_S` and twice that, so the readers refused in one
   burst do not all come back in the same second.
+- **Busy at the door.** Every accepted connection meets a `Doorkeeper`
+  first. While the process is full, or once a connection has waited
+  `DEMO_ADMIT_QUEUE_MAX_S` in the kernel's listen queue, a plain websocket
+  handshake is answered there with the same `busy` and 4503, in a few
+  hundred bytes and without Twisted's HTTP request or autobahn's handshake;
+  anything else goes on to Daphne as always. Draining a backlog that way is
+  what keeps the last readers of a huge burst from waiting past their
+  client's handshake timeout.
 
 Each wraps one method of a Daphne class; `install` checks the methods are
 still there and leaves Daphne alone (returning False) if a new version moved
@@ -51,22 +59,27 @@ them. docs/adr/0014-slow-clients-limited-in-daphnes-protocols.md says why.
 """
 from __future__ import annotations
 
+import base64
 import collections
 import ctypes
 import ctypes.util
 import fcntl
 import functools
+import hashlib
 import json
 import logging
 import random
+import re
+import socket
 import struct
+import sys
 import termios
 import time
 from typing import Any, cast
 
 from daphne import http_protocol, ws_protocol
 from django.conf import settings
-from twisted.internet import defer, reactor, tcp
+from twisted.internet import defer, protocol as twisted_protocol, reactor, tcp
 
 logger = logging.getLogger("coursesite.server_limits")
 
@@ -210,7 +223,7 @@ ADMITTED, FULL, LATE = "admitted", "full", "late"
 
 def _new_episode() -> dict[str, float]:
     """The counts of one burst at the door, logged once its line has emptied."""
-    return {"waited": 0, "let in": 0, "refused": 0, "longest wait s": 0.0}
+    return {"waited": 0, "let in": 0, "refused": 0, "at the door": 0, "longest wait s": 0.0}
 
 
 class SocketGate:
@@ -244,6 +257,7 @@ class SocketGate:
         self._expected = 0.0
         self.paused_ports: list[Any] = []
         self.waiting: collections.deque[tuple[Any, defer.Deferred, float]] = collections.deque()
+        self.probe_ports: set[int] = set()
         self._episode = _new_episode()
 
     def admit(self, protocol: Any) -> str:
@@ -259,6 +273,14 @@ class SocketGate:
             return LATE
         self._count_in(protocol)
         return ADMITTED
+
+    def full_at_the_door(self) -> bool:
+        """Whether a connection accepted now could only be refused: every place is taken or promised to the line."""
+        return self.open + len(self.waiting) >= settings.DEMO_SOCKETS_PER_PROCESS
+
+    def refuse_at_the_door(self) -> None:
+        self.refused += 1
+        self._episode["at the door"] += 1
 
     def current_lag_s(self) -> float:
         """The lag remembered, or more if the next tick is overdue now: a burst read in the same turn sees it."""
@@ -315,8 +337,9 @@ class SocketGate:
             # One line per burst, not per socket: what an operator tuning DEMO_ADMIT_* wants to see.
             episode = self._episode
             left = episode["waited"] - episode["let in"] - episode["refused"]
-            logger.info("admission line emptied: %d waited, %d let in, %d refused, %d left, longest wait %.2f s",
-                        episode["waited"], episode["let in"], episode["refused"], left, episode["longest wait s"])
+            logger.info("admission line emptied: %d waited, %d let in, %d refused, %d left, longest wait %.2f s; "
+                        "%d more refused at the door", episode["waited"], episode["let in"], episode["refused"], left,
+                        episode["longest wait s"], episode["at the door"])
             self._episode = _new_episode()
 
     def _tick(self) -> None:
@@ -344,7 +367,10 @@ class SocketGate:
         behind = self.lag_s > max_lag_s or len(self.waiting) >= self.WAITING_BEFORE_PAUSE
         caught_up = self.lag_s < max_lag_s / 2 and len(self.waiting) < self.WAITING_BEFORE_PAUSE / 2
         if not self.paused_ports and behind:
-            self.paused_ports = [port for port in cast(Any, reactor).getReaders() if isinstance(port, tcp.Port)]
+            # Never the supervisor's private probe port: a probe left unanswered through a long burst
+            # would have the process killed as wedged while it serves.
+            self.paused_ports = [port for port in cast(Any, reactor).getReaders() if isinstance(port, tcp.Port)
+                                 and _port_number(port) not in self.probe_ports]
             for port in self.paused_ports:
                 port.stopReading()
         elif self.paused_ports and caught_up:
@@ -354,6 +380,21 @@ class SocketGate:
             self.paused_ports = []
 
 gate = SocketGate()
+
+
+def _port_number(port: Any) -> int | None:
+    try:
+        return int(port.getHost().port)
+    except (AttributeError, OSError):
+        return None
+
+
+def probe_ports_in(argv: list[str]) -> set[int]:
+    """The ports of the endpoints after Daphne's first: the private probe ports
+    (`coursesite.processes.daphne_argv` gives the public endpoint first)."""
+    endpoints = [argv[index + 1] for index, arg in enumerate(argv[:-1]) if arg in ("-e", "--endpoint")]
+    found = (re.search(r"(?:^|:)port=(\d+)", endpoint) for endpoint in endpoints[1:])
+    return {int(match[1]) for match in found if match}
 
 
 def busy_message() -> str:
@@ -401,6 +442,162 @@ def _busy_on_open(on_open: Any) -> Any:
         protocol.sendClose(code=CLOSE_BUSY, reason="busy")
 
     return opened
+
+
+# --- busy at the door: a full process refuses a handshake without parsing it in Twisted -------------
+
+# RFC 6455 §1.3: the value a server appends to the client's key before hashing it into Sec-WebSocket-Accept.
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# A request head longer than this is not a plain handshake; Daphne's own channel answers it.
+DOOR_HEAD_BYTES = 8192
+# After the close frame, how long the client has to answer it before the connection is dropped.
+DOOR_CLOSE_WAIT_S = 5.0
+
+
+def handshake_key(head: bytes) -> bytes | None:
+    """The Sec-WebSocket-Key of a plain websocket handshake (GET, HTTP/1.1, version 13, one key of 16 bytes,
+    an Origin the site's own pages would send); None for anything else, which Daphne then answers itself."""
+    lines = head.split(b"\r\n")
+    request = lines[0].split(b" ")
+    if len(request) != 3 or request[0] != b"GET" or request[2] != b"HTTP/1.1":
+        return None
+    headers: dict[bytes, list[bytes]] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name != name.strip():
+            return None  # a malformed header: Twisted's parser says what is wrong with it
+        headers.setdefault(name.lower(), []).append(value.strip())
+    upgrade, connection = headers.get(b"upgrade", []), headers.get(b"connection", [])
+    if len(upgrade) != 1 or upgrade[0].lower() != b"websocket":
+        return None
+    if not any(b"upgrade" in (token.strip().lower() for token in value.split(b",")) for value in connection):
+        return None
+    if headers.get(b"sec-websocket-version") != [b"13"]:
+        return None
+    keys = headers.get(b"sec-websocket-key", [])
+    try:
+        if len(keys) != 1 or len(base64.b64decode(keys[0], validate=True)) != 16:
+            return None
+    except ValueError:
+        return None
+    scope = {"type": "websocket", "scheme": "ws", "headers": [(name, value) for name, values in headers.items()
+                                                              for value in values]}
+    from coursesite.origins import origin_allowed  # imports Django's request module: only once it is set up
+    return keys[0] if origin_allowed(scope) else None
+
+
+def _text_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One unmasked, final server frame (RFC 6455 §5.2)."""
+    length = len(payload)
+    if length < 126:
+        return bytes([0x80 | opcode, length]) + payload
+    if length < 1 << 16:
+        return bytes([0x80 | opcode, 126]) + struct.pack("!H", length) + payload
+    return bytes([0x80 | opcode, 127]) + struct.pack("!Q", length) + payload
+
+
+def busy_at_the_door(key: bytes) -> bytes:
+    """Everything a refused reader is sent: the 101 answer, the `busy` message and a 4503 close frame."""
+    accept = base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
+    return (b"HTTP/1.1 101 Switching Protocols\r\nServer: daphne\r\nUpgrade: WebSocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            + _text_frame(busy_message().encode())
+            + _text_frame(struct.pack("!H", CLOSE_BUSY) + b"busy", opcode=0x8))
+
+
+class Doorkeeper(twisted_protocol.Protocol):
+    """The first protocol of every accepted connection: it decides whether Daphne gets to parse it at all.
+
+    A connection is handed straight on, before a byte is read, to the HTTP
+    channel Daphne's factory builds, unless the process is full
+    (`SocketGate.full_at_the_door`) or the connection has already waited
+    `DEMO_ADMIT_QUEUE_MAX_S` in the kernel's listen queue (a burst far past
+    what the process serves). Then the doorkeeper reads the request head
+    itself and answers a plain websocket handshake in a few hundred bytes:
+    the same `busy` message and 4503 close a refusal after Daphne's own
+    handshake sends, without the HTTP request object, the autobahn handshake
+    or the Daphne protocol that refusal costs (docs/adr/0023-busy-at-the-door.md).
+    Anything else (a page, the probe, a handshake it does not recognise) is
+    handed on with the bytes read so far, and Daphne answers it as always.
+    """
+
+    def __init__(self, build_channel: Any) -> None:
+        self.build_channel = build_channel
+        self.head = b""
+        self.answered = False
+        self.timer: Any = None
+
+    def connectionMade(self) -> None:
+        if not gate.full_at_the_door() and kernel_wait_s(cast(Any, self.transport)) < settings.DEMO_ADMIT_QUEUE_MAX_S:
+            self._hand_over()  # room, and it has not waited long: Daphne's from the start, before a byte is read
+            return
+        # The same rule as every connection's request headers (HeaderDeadline), and then the close's answer.
+        self.timer = cast(Any, reactor).callLater(settings.DEMO_REQUEST_HEADERS_TIMEOUT_S, self._drop)
+
+    def dataReceived(self, data: bytes) -> None:
+        transport = cast(Any, self.transport)  # Twisted's interface types do not say what a TCP transport has
+        if self.answered:
+            transport.loseConnection()  # the client's close frame: the closing handshake is done
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.head) > DOOR_HEAD_BYTES:
+                self._hand_over()
+            return
+        key = handshake_key(self.head[:end]) if end + 4 == len(self.head) else None
+        if key is None:
+            self._hand_over()
+            return
+        self.answered = True
+        gate.refuse_at_the_door()
+        transport.write(busy_at_the_door(key))
+        self._cancel_timer()
+        self.timer = cast(Any, reactor).callLater(DOOR_CLOSE_WAIT_S, self._drop)
+
+    def _hand_over(self) -> None:
+        self._cancel_timer()
+        channel = self.build_channel()
+        transport, self.transport = cast(Any, self.transport), None
+        transport.protocol = channel
+        channel.makeConnection(transport)
+        if self.head:
+            channel.dataReceived(self.head)
+
+    def _drop(self) -> None:
+        self.timer = None
+        if self.transport is not None:
+            cast(Any, self.transport).abortConnection()
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self._cancel_timer()
+
+
+# Linux's struct tcp_info: tcpi_last_data_recv, ms since the connection last received data (or was made).
+TCP_INFO_LAST_DATA_RECV = 52
+
+
+def kernel_wait_s(transport: Any) -> float:
+    """How long an accepted connection has had nothing more to say: for one just taken from the kernel's listen
+    queue with its request already sent, how long it waited there. 0 where the kernel does not tell."""
+    try:
+        info = transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        return float(struct.unpack_from("I", info, TCP_INFO_LAST_DATA_RECV)[0]) / 1000
+    except (AttributeError, OSError, struct.error):
+        return 0.0
+
+
+def _doorkeeper_first(build_protocol: Any) -> Any:
+    @functools.wraps(build_protocol)
+    def build(factory: Any, addr: Any) -> Any:
+        return Doorkeeper(lambda: build_protocol(factory, addr))
+
+    return build
 
 
 def _timeouts_unless_refused(check_timeouts: Any) -> Any:
@@ -452,6 +649,7 @@ def _failing_with_a_close_frame(factory_init: Any) -> Any:
 PATCHES = [
     (ws_protocol.WebSocketFactory, "__init__", _failing_with_a_close_frame),
     (http_protocol.HTTPFactory, "buildProtocol", _with_header_deadline),
+    (http_protocol.HTTPFactory, "buildProtocol", _doorkeeper_first),
     (ws_protocol.WebSocketProtocol, "serverSend", _with_slow_reader_check),
     (ws_protocol.WebSocketProtocol, "onClose", _trimming_after_a_slow_reader),
     (ws_protocol.WebSocketProtocol, "onConnect", _refusing_when_full),
@@ -466,10 +664,12 @@ def install() -> bool:
     """Wrap Daphne's methods once; False (and nothing changed) if any is missing."""
     if not all(callable(getattr(cls, name, None)) for cls, name, _ in PATCHES):
         return False
+    gate.probe_ports = probe_ports_in(sys.argv)
     for cls, name, wrap in PATCHES:
         method = getattr(cls, name)
-        if not getattr(method, "server_limits_installed", False):
+        installed: frozenset[str] = getattr(method, "server_limits_installed", frozenset())  # one method may take two wrappers
+        if wrap.__name__ not in installed:
             wrapped = wrap(method)
-            wrapped.server_limits_installed = True
+            wrapped.server_limits_installed = installed | {wrap.__name__}
             setattr(cls, name, wrapped)
     return True

@@ -9,10 +9,14 @@ Redis); once a place is free and it has waited `retry_after_s`, it is admitted.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import os
 import re
 import signal
 import socket
+import struct
 
 import pytest
 from websockets.asyncio.client import connect
@@ -31,8 +35,8 @@ RUN = {"type": "run", "demo": "one-cook", "ref": "r",
        "params": {"requests": 3, "wait_ms": 800, "jitter_ms": 0, "mode": "concurrent"}}
 
 
-async def open_socket(server):
-    return await connect(server.ws_url(DEMO_PATH), origin=server.url, local_addr=(READER, 0), open_timeout=20,
+async def open_socket(server, address: str = READER):
+    return await connect(server.ws_url(DEMO_PATH), origin=server.url, local_addr=(address, 0), open_timeout=20,
                          compression=None)
 
 
@@ -290,3 +294,163 @@ async def test_readers_still_at_the_door_when_their_wait_is_up_are_told_busy(dap
         assert (status, events > 0) == ("succeeded", True)
     finally:
         await first.close()
+
+
+# --- busy at the door: a connection accepted while the process is full ------------------------------
+
+AT_THE_DOOR = "127.0.0.62"  # apart from READER: the leases the tests above leave expire on their own time
+
+def _handshake(server, *, version: bytes = b"13") -> tuple[bytes, bytes]:
+    """A plain websocket handshake request for the demo path, and the Sec-WebSocket-Accept it calls for."""
+    key = base64.b64encode(os.urandom(16))
+    request = (b"GET " + DEMO_PATH.encode() + b" HTTP/1.1\r\nHost: " + f"{server.host}:{server.port}".encode()
+               + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key
+               + b"\r\nSec-WebSocket-Version: " + version + b"\r\nOrigin: " + server.url.encode() + b"\r\n\r\n")
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    return request, accept
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    first, second = await reader.readexactly(2)
+    assert not second & 0x80, "a server's frames are never masked"
+    length = second & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", await reader.readexactly(8))[0]
+    return first, await reader.readexactly(length)
+
+
+async def test_a_full_process_says_busy_to_a_handshake_sent_in_pieces_and_still_serves_pages(daphne_factory):
+    server = daphne_factory(DEMO_SOCKETS_PER_PROCESS="1", DEMO_SOCKETS_PER_IP="10")
+    held = await open_socket(server, AT_THE_DOOR)  # the one place
+    try:
+        reader, writer = await asyncio.open_connection(server.host, server.port, local_addr=(AT_THE_DOOR, 0))
+        request, accept = _handshake(server)
+        for start in range(0, len(request), 7):  # a head that arrives over many reads is still one handshake
+            writer.write(request[start:start + 7])
+            await writer.drain()
+            await asyncio.sleep(0.002)
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)).decode("latin1")
+        assert head.startswith("HTTP/1.1 101 "), head
+        headers = dict(line.split(": ", 1) for line in head.split("\r\n")[1:] if line)
+        assert {name.lower(): value for name, value in headers.items()}["sec-websocket-accept"] == accept.decode(), head
+        opcode, payload = await asyncio.wait_for(_read_frame(reader), timeout=10)
+        message = json.loads(payload)
+        assert opcode == 0x81 and message["code"] == "busy" and message["retry_after_s"] > 0, message
+        opcode, payload = await asyncio.wait_for(_read_frame(reader), timeout=10)
+        assert opcode == 0x88 and struct.unpack("!H", payload[:2])[0] == CLOSE_BUSY, payload
+        mask = os.urandom(4)
+        code = struct.pack("!H", CLOSE_BUSY)
+        writer.write(bytes([0x88, 0x80 | len(code)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(code)))
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # closed once the close was answered
+        writer.close()
+        assert await address_lease_count("demo-sockets", AT_THE_DOOR) == 1  # nothing held for the refused one
+
+        # A page, on the same full process: handed to Daphne's own HTTP channel, bytes and all.
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(f"GET / HTTP/1.1\r\nHost: {server.host}:{server.port}\r\nConnection: close\r\n\r\n".encode())
+        page = await asyncio.wait_for(reader.read(), timeout=20)
+        writer.close()
+        assert page.startswith(b"HTTP/1.1 200 ") and b"</html>" in page, page[:200]
+    finally:
+        await held.close()
+
+
+async def test_at_the_door_a_handshake_it_does_not_know_gets_daphne_s_answer_and_a_half_sent_head_is_cut(
+        daphne_factory):
+    server = daphne_factory(DEMO_SOCKETS_PER_PROCESS="1", DEMO_SOCKETS_PER_IP="10", DEMO_REQUEST_HEADERS_TIMEOUT_S="1")
+    held = await open_socket(server, AT_THE_DOOR)
+    try:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(_handshake(server, version=b"99")[0])  # not a version it answers: autobahn's own 400
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 400 WebSocket version 99 not supported"), answer[:200]
+
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"GET " + DEMO_PATH.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and no more
+        try:  # cut at the header deadline, as any connection is (aborted: a reset, or an end of stream)
+            assert await asyncio.wait_for(reader.read(), timeout=10) == b""
+        except ConnectionResetError:
+            pass
+        writer.close()
+    finally:
+        await held.close()
+
+
+def test_the_door_answers_only_a_plain_same_origin_handshake_and_leaves_the_rest_to_daphne():
+    from coursesite.server_limits import handshake_key
+
+    key = base64.b64encode(b"k" * 16)
+    lines = [b"GET /ws/demos/ HTTP/1.1", b"Host: 127.0.0.1:8000", b"Upgrade: websocket",
+             b"Connection: keep-alive, Upgrade", b"Sec-WebSocket-Key: " + key, b"Sec-WebSocket-Version: 13",
+             b"Origin: http://127.0.0.1:8000"]
+
+    def head(*, drop: bytes = b"", swap: tuple[bytes, bytes] | None = None, extra: list[bytes] | None = None) -> bytes:
+        chosen = [line for line in lines if not (drop and line.startswith(drop))]
+        if swap:
+            chosen = [swap[1] if line.startswith(swap[0]) else line for line in chosen]
+        return b"\r\n".join(chosen + (extra or []))
+
+    assert handshake_key(head()) == key
+    assert handshake_key(head(drop=b"Connection")) is None
+    assert handshake_key(head(drop=b"Origin")) is None  # Daphne's own path answers 403, as always
+    assert handshake_key(head(swap=(b"Origin", b"Origin: http://elsewhere.example"))) is None
+    assert handshake_key(head(swap=(b"Origin", b"Origin: http://127.0.0.1:9000"))) is None  # another port
+    assert handshake_key(head(swap=(b"Sec-WebSocket-Version", b"Sec-WebSocket-Version: 8"))) is None
+    assert handshake_key(head(swap=(b"Sec-WebSocket-Key", b"Sec-WebSocket-Key: c2hvcnQ="))) is None  # 5 bytes
+    assert handshake_key(head(swap=(b"GET", b"POST /ws/demos/ HTTP/1.1"))) is None
+    assert handshake_key(head(extra=[b"Sec-WebSocket-Key: " + key])) is None  # two keys
+    assert handshake_key(head(extra=[b"Bad Header : x"])) is None  # for Twisted's parser to refuse
+
+
+async def test_a_handshake_that_waited_in_the_kernel_s_queue_past_its_bound_is_told_busy_at_the_door(daphne_factory):
+    # Daphne stopped for 2 s with a handshake sent: the connection waits in the kernel's listen queue. Past
+    # DEMO_ADMIT_QUEUE_MAX_S (1 s here) it is told busy at the door when it is taken, not let in.
+    server = daphne_factory(DEMO_ADMIT_QUEUE_MAX_S="1", DEMO_SOCKETS_PER_IP="10")
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        reader, writer = await asyncio.open_connection(server.host, server.port, local_addr=(AT_THE_DOOR, 0))
+        writer.write(_handshake(server)[0])
+        await writer.drain()
+        await asyncio.sleep(2)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)).decode("latin1")
+    assert head.startswith("HTTP/1.1 101 "), head
+    opcode, payload = await asyncio.wait_for(_read_frame(reader), timeout=10)
+    assert opcode == 0x81 and json.loads(payload)["code"] == "busy", payload
+    writer.close()
+    # One that has not waited is let in as ever, once the loop has caught up.
+    async with connect(server.ws_url(DEMO_PATH), origin=server.url, local_addr=(AT_THE_DOOR, 0), open_timeout=20,
+                       compression=None) as socket_now:
+        status, events, _ = await run_to_the_end(socket_now)
+        assert (status, events > 0) == ("succeeded", True)
+
+
+def test_a_late_loop_still_answers_the_supervisor_s_probe_port(settings):
+    """The probe port (the endpoint after the public one in Daphne's argv) keeps accepting through a pause:
+    unanswered for a long burst, the probe would have the serving process killed as wedged."""
+    from twisted.internet import protocol, reactor
+
+    from coursesite.processes import daphne_argv
+    from coursesite.server_limits import SocketGate, probe_ports_in
+
+    public = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+    probe = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+    gate = SocketGate()
+    try:
+        gate.probe_ports = probe_ports_in(["daphne", *daphne_argv("127.0.0.1", 8000, listen_fd=3,
+                                                                  probe_port=probe.getHost().port)])
+        assert gate.probe_ports == {probe.getHost().port}
+        assert probe_ports_in(["daphne", *daphne_argv("127.0.0.1", 8000)]) == set()  # no probe endpoint
+        gate.lag_s = 0.3
+        gate.pace_accepting(0.2)
+        assert public not in reactor.getReaders() and probe in reactor.getReaders()
+        gate.lag_s = 0.0
+        gate.pace_accepting(0.2)
+        assert public in reactor.getReaders() and probe in reactor.getReaders()
+    finally:
+        public.stopListening()
+        probe.stopListening()

@@ -285,6 +285,10 @@ DEMO_ADMIT_MAX_LAG_MS = env_int("DEMO_ADMIT_MAX_LAG_MS", 100)
 # A socket arriving then waits in line, its handshake held, up to this long for the loop to catch up
 # (let in oldest first, a few at a time), and is told `busy` only if it has not by then.
 DEMO_ADMIT_WAIT_S = env_float("DEMO_ADMIT_WAIT_S", 3.0)
+# While readers wait (in line, or in the kernel's queue while the loop is late), a connection that has
+# already waited this long in the kernel's queue is told `busy` at the door, cheaply, instead of
+# waiting on: past a minute clients give up on a handshake, which is a transport failure.
+DEMO_ADMIT_QUEUE_MAX_S = env_float("DEMO_ADMIT_QUEUE_MAX_S", 20.0)
 # Fair shares: one client address may hold this many runs of each placement at once,
 # so a single reader cannot take every worker slot.
 DEMO_WORKER_RUNS_PER_ADDRESS = env_int("DEMO_WORKER_RUNS_PER_ADDRESS", 2)
