@@ -444,7 +444,7 @@ def _busy_on_open(on_open: Any) -> Any:
     return opened
 
 
-# --- busy at the door: a full process refuses a handshake without parsing it in Twisted -------------
+# --- busy at the door: a full process, or a long wait in the kernel, answered before Twisted parses ---
 
 # RFC 6455 §1.3: the value a server appends to the client's key before hashing it into Sec-WebSocket-Accept.
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -486,7 +486,7 @@ def handshake_key(head: bytes) -> bytes | None:
     return keys[0] if origin_allowed(scope) else None
 
 
-def _text_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+def _frame(payload: bytes, opcode: int = 0x1) -> bytes:
     """One unmasked, final server frame (RFC 6455 §5.2)."""
     length = len(payload)
     if length < 126:
@@ -501,8 +501,8 @@ def busy_at_the_door(key: bytes) -> bytes:
     accept = base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
     return (b"HTTP/1.1 101 Switching Protocols\r\nServer: daphne\r\nUpgrade: WebSocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            + _text_frame(busy_message().encode())
-            + _text_frame(struct.pack("!H", CLOSE_BUSY) + b"busy", opcode=0x8))
+            + _frame(busy_message().encode())
+            + _frame(struct.pack("!H", CLOSE_BUSY) + b"busy", opcode=0x8))
 
 
 class Doorkeeper(twisted_protocol.Protocol):
