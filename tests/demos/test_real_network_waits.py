@@ -5,6 +5,7 @@ Runs go through the suite's real Daphne; its upstream is the one the
 answered can be checked against the process the test knows.
 """
 import asyncio
+import gc
 import os
 import signal
 import types
@@ -66,6 +67,60 @@ async def test_every_lane_is_told_it_waits_from_when_it_began_and_before_it_is_t
     assert began == sorted(began)
     if wait_ms:
         assert max(began) - min(began) < wait_ms, began[::200]
+
+
+async def test_ten_thousand_requests_are_all_on_the_wire_before_their_tasks_are_made(upstream_server):
+    # The concurrent launch writes every request first and makes the tasks that await them while they are in
+    # flight; the summary says when the last request began waiting, and that is well before any answer is due.
+    _, finished = await _run("one-cook", {"mode": "concurrent", "requests": 10_000, "wait_ms": 1_000, "jitter_ms": 0},
+                             timeout=60)
+    summary = finished["summary"]
+    assert finished["status"] == "succeeded", finished
+    assert summary["requests_sent"] == summary["answers_received"] == 10_000
+    assert summary["launch_ms"] < 1_000 <= summary["longest_wait_ms"], summary
+    assert f"The last request began its wait {summary['launch_ms']:.0f} ms into the run." in summary["text"]
+
+
+async def test_a_run_cut_short_while_its_requests_are_in_flight_leaves_no_answer_unretrieved():
+    # Pure demo logic, no server: a stand-in upstream fails one answer and cancels the run mid-launch, before a
+    # task awaits any answer. Every answer left must be cancelled or read, or asyncio logs one line per answer.
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict] = []
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: unhandled.append(context))
+    answers: list[asyncio.Future] = []
+
+    class CutShort:
+        def wait(self, wait_ms: float) -> asyncio.Future:
+            answers.append(answer := loop.create_future())
+            if len(answers) == 300:
+                answer.set_exception(upstream.UpstreamUnavailable("the upstream closed the connection"))
+            if len(answers) == 600:
+                asyncio.current_task().cancel()  # lands at the launch's next yield
+            return answer
+
+    params = {"mode": "concurrent", "requests": 10_000, "wait_ms": 300, "jitter_ms": 0}
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await one_cook.serve_requests(params, _Recorder(), CutShort())
+        assert 600 <= len(answers) < 10_000
+        assert all(answer.done() for answer in answers)
+        del answers[:]
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous_handler)
+    assert unhandled == []
+
+
+class _Recorder:
+    """Stands in for the run's event recorder: keeps nothing."""
+
+    def __call__(self, kind: str, **fields) -> None:
+        pass
+
+    def elapsed_ms(self) -> float:
+        return 0.0
 
 
 async def test_sequential_round_trips_add_up_to_the_sum_of_the_waits():
