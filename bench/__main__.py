@@ -49,7 +49,7 @@ SMOKE = {
 # off for the tests' sites).
 # Sections 1-8 measure one Daphne (WEB_PROCESSES=1); section 9 puts one and two side by side.
 SITE_ENV = {"DEMO_SOCKETS_PER_IP": "20000", "DEMO_MAX_LOOP_RUNS": "20000", "DEMO_MAX_WORKER_RUNS": "50",
-            "DEMO_ADMIT_MAX_LAG_MS": "100", "DEMO_ADMIT_WAIT_S": "3",
+            "DEMO_ADMIT_MAX_LAG_MS": "50", "DEMO_ADMIT_WAIT_S": "3",
             # The client is one Python process on the site's own two cores: opening thousands of sockets at once,
             # it sends a request's headers seconds after its TCP connect, and the site cuts such connections as
             # slow clients after 5 s (7,700 of 10,000 were, measured). Ten thousand real readers are ten thousand
@@ -232,7 +232,9 @@ def render(results: dict, command: str, svg_path: str = "img/scaling.svg") -> st
         "",
         f"{v['viewers']} readers arriving over one second, each opening a websocket and running `one-cook` with "
         f"`{results['sizes']['viewer_params']}`. The client (one Python process, no permessage-deflate, its "
-        "collector off during the load) shares the machine's cores with the site.",
+        "collector off during the load) shares the machine's cores with the site. "
+        f"{v['observer']['readers']} of the readers come from a second client process, the observer, arriving over "
+        "the same second: with few sockets its loop is never late, so its delays are the site's (bench/viewers.py).",
         "",
         f"- Finished: **{v['finished']} of {v['viewers']}**; refused with `busy`: {v['refused']}; failed: "
         f"**{v['failed']}**; batch gaps: **{v['gaps']}**, repeats: {v['repeats']}; "
@@ -241,12 +243,20 @@ def render(results: dict, command: str, svg_path: str = "img/scaling.svg") -> st
         "this is the wait at the door, in the kernel's listen queue while Daphne has stopped accepting and then in "
         "its admission line (at most `DEMO_ADMIT_WAIT_S`), since the readers arrive faster than one process serves "
         f"them ({v['finished'] / max(v['elapsed_s'], 0.1):.0f} finished a second over the load). "
-        f"The client itself used {v['client_cpu_s']} s of CPU.",
-        f"- Delay from an event's server time to the client's receipt: p50 **{v['delay_p50_ms']} ms**, "
-        f"p99 **{v['delay_p99_ms']} ms** (the client's clock at receipt minus the server's at the event, "
-        "one machine and one clock; it includes batching: events wait up to 50 ms for their batch).",
+        f"The two clients used {v['client_cpu_s']} s of CPU together.",
+        f"- Delay from an event's server time to the client's receipt, the observer's readers "
+        f"({v['observer']['finished']} of {v['observer']['readers']} finished): "
+        f"p50 **{v['observer']['delay_p50_ms']} ms**, p99 " + (f"**{viewers.observed_p99_ms(v)} ms** "
+        if viewers.observed_p99_ms(v) is not None else "not given: too few events ") +
+        f"({v['observer']['events']} events; the observer's own lag at most {v['observer']['lag_max_ms']} ms). "
+        "The client's clock at receipt minus the server's at the event, one machine and one clock; it includes "
+        "batching: events wait up to 50 ms for their batch.",
+        f"- Every admitted reader's, as the load client read them: p50 {v['delay_p50_ms']} ms, p99 "
+        f"{v['delay_p99_ms']} ms, with the load client's own lag p99 {v['client_lag_p99_ms']} ms and at most "
+        f"{v['client_lag_max_ms']} ms counted in.",
     ]
-    met = v["finished"] == v["viewers"] and v["gaps"] == 0 and v["delay_p99_ms"] is not None and v["delay_p99_ms"] <= 250
+    p99 = viewers.observed_p99_ms(v)
+    met = v["finished"] == v["viewers"] and v["gaps"] == 0 and p99 is not None and p99 <= 250
     lines.append(f"- Target {v['viewers']}/{v['viewers']} finished, 0 gaps, p99 ≤ 250 ms: " + verdict(met))
     if v["failures"]:
         lines.append(f"- First failures: {v['failures']}")

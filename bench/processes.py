@@ -74,7 +74,7 @@ def render(one: dict, two: dict | None, usable_cores: int) -> list[str]:
         f"`{one['lesson']['command'].split(' http')[0]}`, then {one['viewers']['viewers']} arriving viewers.",
         "",
         "| web processes | lesson req/s | lesson p99 ms | Daphne CPU s during wrk | viewers finished "
-        "| event delay p50 / p99 ms | Daphne CPU s during the viewers |",
+        "| event delay p50 / p99 ms: observer (all) | Daphne CPU s during the viewers |",
         "|---|---|---|---|---|---|---|",
     ]
     for side in (one, two) if two is not None else (one,):
@@ -82,7 +82,7 @@ def render(one: dict, two: dict | None, usable_cores: int) -> list[str]:
         cpu = ", ".join(f"{name} {seconds}" for name, seconds in side["viewer_cpu_s"].items())
         wrk_cpu = ", ".join(f"{name} {seconds}" for name, seconds in side.get("lesson_cpu_s", {}).items())
         lines.append(f"| {side['web_processes']} | {lesson['rps']:.0f} | {lesson['p99_ms']:.1f} | {wrk_cpu} "
-                     f"| {load['finished']} of {load['viewers']} | {load['delay_p50_ms']} / {load['delay_p99_ms']} "
+                     f"| {load['finished']} of {load['viewers']} | {viewers.describe_delays(load)} "
                      f"| {cpu} |")
     if two is None:
         return lines + ["", "- Two processes: the smoke run starts no second site; `make bench` measures it.", ""]
